@@ -1,0 +1,76 @@
+"""pytest-robust: adversarial robustness as ordinary pytest tests.
+
+    from pytest_robust import robust
+
+    @robust(attack="pgd", eps=0.1, steps=20, min_acc=0.8)
+    def test_pgd(robustness): ...
+
+Importing this package does not import torch; the torch-bound names (evaluate,
+RobustnessResult, the attack classes, Normalize) load on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+from typing import Any
+
+from pytest_robust.errors import ProbabilityOutputWarning
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.errors import RobustWarning
+from pytest_robust.errors import ShuffledDataWarning
+from pytest_robust.marker import robust
+
+if TYPE_CHECKING:
+    from pytest_robust.attacks import Attack
+    from pytest_robust.attacks import AttackBatch
+    from pytest_robust.attacks import GradientAttack
+    from pytest_robust.attacks import ThreatModel
+    from pytest_robust.attacks import register_attack
+    from pytest_robust.attacks import registered_attacks
+    from pytest_robust.engine import EvaluationCache
+    from pytest_robust.engine import RobustnessResult
+    from pytest_robust.engine import evaluate
+    from pytest_robust.normalize import Normalize
+
+_LAZY = {
+    "Attack": "pytest_robust.attacks",
+    "AttackBatch": "pytest_robust.attacks",
+    "GradientAttack": "pytest_robust.attacks",
+    "ThreatModel": "pytest_robust.attacks",
+    "register_attack": "pytest_robust.attacks",
+    "registered_attacks": "pytest_robust.attacks",
+    "EvaluationCache": "pytest_robust.engine",
+    "RobustnessResult": "pytest_robust.engine",
+    "evaluate": "pytest_robust.engine",
+    "Normalize": "pytest_robust.normalize",
+}
+
+__all__ = [
+    "Attack",
+    "AttackBatch",
+    "EvaluationCache",
+    "GradientAttack",
+    "Normalize",
+    "ProbabilityOutputWarning",
+    "RobustConfigError",
+    "RobustWarning",
+    "RobustnessResult",
+    "ShuffledDataWarning",
+    "ThreatModel",
+    "__version__",
+    "evaluate",
+    "register_attack",
+    "registered_attacks",
+    "robust",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("pytest-robust")
+    raise AttributeError(f"module 'pytest_robust' has no attribute {name!r}")

@@ -1,0 +1,23 @@
+"""Built-in attacks. Importing this package registers them; one module per family."""
+
+from pytest_robust.attacks import fgsm
+from pytest_robust.attacks import iterative
+from pytest_robust.attacks.base import Attack
+from pytest_robust.attacks.base import AttackBatch
+from pytest_robust.attacks.base import GradientAttack
+from pytest_robust.attacks.base import ThreatModel
+from pytest_robust.attacks.base import get_attack
+from pytest_robust.attacks.base import register_attack
+from pytest_robust.attacks.base import registered_attacks
+
+__all__ = [
+    "Attack",
+    "AttackBatch",
+    "GradientAttack",
+    "ThreatModel",
+    "fgsm",
+    "get_attack",
+    "iterative",
+    "register_attack",
+    "registered_attacks",
+]

@@ -1,0 +1,268 @@
+"""The attack protocol, the threat model and the registry.
+
+Attacks propose; this module projects and judges. `Attack.run` projects whatever an
+attack proposes onto the eps-ball and the bounds, and `GradientAttack` (the loop shared by
+FGSM, BIM, PGD and ILLC) projects after every step, judges success from the logits the
+step already computed, keeps each sample's first adversarial point and stops working on a
+sample once it is broken. The engine re-verifies every final point with a fresh forward
+pass, so no attack can overshoot eps or mis-report a success.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from abc import abstractmethod
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from pytest_robust.attacks import sampling
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.params import Param
+from pytest_robust.params import suggest
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """Where adversarial inputs may lie: within `eps` of the clean input in `norm`, and
+    inside `bounds`."""
+
+    eps: float
+    norm: str  # "linf" or "l2"
+    bounds: tuple[float, float]
+
+    def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The nearest-in-norm point of the ball, then clipped to the bounds.
+
+        Clipping moves each coordinate towards x (x is inside the bounds), so it never
+        leaves the ball.
+        """
+        delta = x_adv - x
+        if self.norm == "linf":
+            delta = delta.clamp(-self.eps, self.eps)
+        else:
+            norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+            scale = (self.eps / norms).clamp(max=1.0)
+            delta = delta * scale.view(-1, *([1] * (delta.dim() - 1)))
+        return (x + delta).clamp(*self.bounds)
+
+    def distance(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample distance in this threat model's norm."""
+        delta = (x_adv - x).flatten(1)
+        return delta.abs().amax(dim=1) if self.norm == "linf" else delta.norm(dim=1)
+
+    def tolerance(self) -> float:
+        """Float slack allowed when checking membership (rounding of x + delta)."""
+        return 1e-5 * max(1.0, abs(self.bounds[0]), abs(self.bounds[1]), self.eps)
+
+    def random_point(
+        self, x: torch.Tensor, seed: int, sample_ids: torch.Tensor, stream: int
+    ) -> torch.Tensor:
+        """A uniform point of the ball around each sample (then clipped to the bounds)."""
+        if self.norm == "linf":
+            u = sampling.uniform(seed, sample_ids, x.shape, stream, x.dtype)
+            delta = (2 * u - 1) * self.eps
+        else:
+            direction = sampling.normal(seed, sample_ids, x.shape, stream, x.dtype)
+            direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(
+                -1, *([1] * (x.dim() - 1))
+            )
+            # Radius u**(1/d) makes the point uniform in the d-dimensional ball.
+            d = x[0].numel()
+            u = sampling.uniform(seed, sample_ids, torch.Size([len(x), 1]), stream + 7919, x.dtype)
+            radius = self.eps * u.pow(1.0 / d).view(-1, *([1] * (x.dim() - 1)))
+            delta = direction * radius
+        return (x + delta).clamp(*self.bounds)
+
+
+@dataclass(frozen=True)
+class AttackBatch:
+    """One batch handed to an attack: clean inputs (all clean-correct), their labels,
+    targets for a targeted attack, and each sample's index in the data (for seeding)."""
+
+    model: Callable[[torch.Tensor], torch.Tensor]
+    x: torch.Tensor
+    labels: torch.Tensor
+    targets: torch.Tensor | None
+    sample_ids: torch.Tensor
+    seed: int
+
+
+class Attack(ABC):
+    """Base class of every attack. Subclass, set `name` and `params`, implement `propose`,
+    and register with `@register_attack`.
+
+    `params` declares the attack's own arguments (with defaults); the marker validates
+    them before anything runs. `propose` returns candidate adversarial inputs; the base
+    class projects them onto the threat model, and the engine judges them.
+    """
+
+    name: ClassVar[str] = ""
+    params: ClassVar[Mapping[str, Param]] = {}
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    targeted: ClassVar[bool] = False
+    reference: ClassVar[str] = ""
+
+    def __init__(self, threat: ThreatModel, **config: Any) -> None:
+        self.threat = threat
+        self.config = config
+
+    @classmethod
+    def finalize(cls, config: dict[str, Any], threat: ThreatModel) -> dict[str, Any]:
+        """Fill in defaults that depend on the threat model (e.g. a step size from eps)."""
+        return config
+
+    def choose_targets(
+        self, clean_logits: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Targets for a targeted attack (from the clean logits), None for untargeted."""
+        return None
+
+    def is_success(
+        self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Per-sample success: the target reached, or (untargeted) any wrong class."""
+        pred = logits.argmax(dim=1)
+        return pred == targets if targets is not None else pred != labels
+
+    @abstractmethod
+    def propose(self, batch: AttackBatch) -> torch.Tensor:
+        """Candidate adversarial inputs for `batch` (same shape as batch.x)."""
+
+    def run(self, batch: AttackBatch) -> torch.Tensor:
+        """Adversarial inputs for the batch, guaranteed inside the threat model."""
+        return self.threat.project(self.propose(batch).detach(), batch.x)
+
+
+class GradientAttack(Attack):
+    """Iterated gradient steps from the clean input or a random start, with restarts.
+
+    Each step ascends the loss by `alpha` along sign(grad) (L-inf) or grad / ||grad||
+    (L2) and is projected back onto the threat model. Subclasses differ only in their
+    parameters and targets.
+    """
+
+    default_steps: ClassVar[int] = 20
+    default_random_start: ClassVar[bool] = False
+
+    @classmethod
+    def finalize(cls, config: dict[str, Any], threat: ThreatModel) -> dict[str, Any]:
+        steps = config.get("steps", cls.default_steps)
+        if config.get("alpha") is None:
+            # Madry et al.'s rule: 2.5 * eps / steps lets the walk cross the ball and back.
+            config["alpha"] = 2.5 * threat.eps / steps
+        return config
+
+    def loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The objective to ascend. Summed, so a sample's gradient is independent of the
+        batch it is in."""
+        if targets is not None:
+            return -F.cross_entropy(logits, targets, reduction="sum")
+        return F.cross_entropy(logits, labels, reduction="sum")
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        if self.threat.norm == "linf":
+            return grad.sign()
+        norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+        return grad / norms.view(-1, *([1] * (grad.dim() - 1)))
+
+    def schedule(self) -> tuple[int, float, int, bool]:
+        """(steps, alpha, restarts, random_start) for this run."""
+        return (
+            int(self.config.get("steps", self.default_steps)),
+            float(self.config["alpha"]),
+            int(self.config.get("restarts", 1)),
+            bool(self.config.get("random_start", self.default_random_start)),
+        )
+
+    def propose(self, batch: AttackBatch) -> torch.Tensor:
+        steps, alpha, restarts, random_start = self.schedule()
+        threat = self.threat
+
+        best = batch.x.clone()
+        done = torch.zeros(len(batch.x), dtype=torch.bool, device=batch.x.device)
+        for restart in range(restarts):
+            # Only samples not broken by an earlier restart are attacked again.
+            active = (~done).nonzero().squeeze(1)
+            if active.numel() == 0:
+                break
+            x0 = batch.x[active]
+            labels = batch.labels[active]
+            targets = batch.targets[active] if batch.targets is not None else None
+            ids = batch.sample_ids[active]
+            x = threat.random_point(x0, batch.seed, ids, restart) if random_start else x0
+            for step in range(steps + 1):
+                x = x.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    logits = batch.model(x)
+                    broken = self.is_success(logits.detach(), labels, targets)
+                    last = step == steps
+                    if not last:
+                        (grad,) = torch.autograd.grad(self.loss(logits, labels, targets), x)
+                x = x.detach()
+                # First adversarial point found is kept; the rest keep their latest point.
+                keep_point = broken if not last else torch.ones_like(broken)
+                best[active[keep_point]] = x[keep_point]
+                done[active[broken]] = True
+                if last:
+                    break
+                alive = ~broken
+                if not bool(alive.any()):
+                    break
+                x = threat.project(x + alpha * self.direction(grad), x0)
+                x, x0, labels, ids, active = x[alive], x0[alive], labels[alive], ids[alive], active[alive]
+                targets = targets[alive] if targets is not None else None
+        return best
+
+
+# --- registry -------------------------------------------------------------------------
+
+_REGISTRY: dict[str, type[Attack]] = {}
+
+
+def register_attack(cls: type[Attack], *, replace: bool = False) -> type[Attack]:
+    """Register an Attack subclass under `cls.name`; usable as a class decorator."""
+    if not (isinstance(cls, type) and issubclass(cls, Attack)):
+        raise TypeError(f"register_attack needs an Attack subclass, got {cls!r}")
+    if not cls.name or not isinstance(cls.name, str):
+        raise TypeError(f"{cls.__qualname__} needs a class attribute name = '...'")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls and not replace:
+        raise ValueError(
+            f"an attack named {cls.name!r} is already registered "
+            f"({_REGISTRY[cls.name].__qualname__}); pass replace=True to override it"
+        )
+    for norm in cls.norms:
+        if norm not in ("linf", "l2"):
+            raise TypeError(f"{cls.__qualname__}.norms: unknown norm {norm!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_attack(name: str) -> type[Attack]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise RobustConfigError(
+            f"attack={name!r} is not a registered attack{suggest(name, _REGISTRY)}; "
+            f"known attacks: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def registered_attacks() -> dict[str, type[Attack]]:
+    return dict(_REGISTRY)
+
+
+def steps_param(default: int) -> Param:
+    return Param(int, default, minimum=1, doc="number of gradient steps")
+
+
+ALPHA = Param(
+    float, None, minimum=0.0, optional=True, doc="step size; default 2.5 * eps / steps"
+)

@@ -1,0 +1,8 @@
+"""The evaluation engine: no pytest here. `evaluate()` is the programmatic entry point."""
+
+from pytest_robust.engine.cache import EvaluationCache
+from pytest_robust.engine.evaluate import evaluate
+from pytest_robust.engine.evaluate import run_check
+from pytest_robust.engine.result import RobustnessResult
+
+__all__ = ["EvaluationCache", "RobustnessResult", "evaluate", "run_check"]

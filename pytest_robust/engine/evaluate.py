@@ -1,0 +1,251 @@
+"""One robustness check: clean pass, attack pass, re-verification, result.
+
+Only clean-correct samples are attacked; clean logits are computed once per model, data
+and device (through the cache); every final adversarial input is checked to be inside the
+threat model and re-classified with a fresh forward pass, and that pass decides the result.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import torch
+
+from pytest_robust.attacks import Attack
+from pytest_robust.attacks import AttackBatch
+from pytest_robust.attacks import ThreatModel
+from pytest_robust.attacks import get_attack
+from pytest_robust.attacks import registered_attacks
+from pytest_robust.engine.cache import EvaluationCache
+from pytest_robust.engine.data import Samples
+from pytest_robust.engine.data import check_bounds
+from pytest_robust.engine.device import resolve_device
+from pytest_robust.engine.fingerprint import model_fingerprint
+from pytest_robust.engine.guard import borrowed
+from pytest_robust.engine.result import RobustnessResult
+from pytest_robust.errors import ProbabilityOutputWarning
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.spec import Spec
+from pytest_robust.spec import resolve
+from pytest_robust.spec import validate
+
+
+def evaluate(
+    model: torch.nn.Module,
+    data: Any,
+    attack: str,
+    eps: float,
+    *,
+    cache: EvaluationCache | None = None,
+    keep_adversarial: bool = False,
+    **params: Any,
+) -> RobustnessResult:
+    """Attack `model` on `data` and measure what survives.
+
+    `data` is an (x, y) pair of tensors, a Dataset or a DataLoader; `params` are the
+    marker's arguments (steps, alpha, random_start, restarts, norm, bounds, batch_size,
+    max_samples, device, seed, min_acc, max_success, max_drop). Thresholds do not raise:
+    read `result.status` / `result.threshold_failures()`. With keep_adversarial=True,
+    `result.adversarial` holds the adversarial inputs (clean inputs where not attacked).
+    """
+    kwargs = validate({"attack": attack, "eps": eps, **params}, registered_attacks(), "argument")
+    lists = [name for name, value in kwargs.items() if isinstance(value, list)]
+    if lists:
+        raise RobustConfigError(
+            f"{', '.join(lists)}: evaluate() runs one check; call it once per value"
+        )
+    spec = resolve(kwargs, get_attack(attack).params, case_where="argument")
+    return run_check(model, data, spec, cache=cache, keep_adversarial=keep_adversarial)
+
+
+def run_check(
+    model: torch.nn.Module,
+    data: Any,
+    spec: Spec,
+    *,
+    cache: EvaluationCache | None = None,
+    keep_adversarial: bool = False,
+) -> RobustnessResult:
+    """Run a resolved Spec. The model comes back exactly as it was, also on error."""
+    if not isinstance(model, torch.nn.Module):
+        raise RobustConfigError(
+            f"model is a {type(model).__name__}; it must be a torch.nn.Module returning logits"
+        )
+    attack_cls = get_attack(spec.attack)
+    threat = ThreatModel(spec.eps, spec.norm, spec.bounds)
+    config = attack_cls.finalize(dict(spec.attack_params), threat)
+    attack = attack_cls(threat, **config)
+    device = resolve_device(spec.device)
+    cache = cache if cache is not None else EvaluationCache()
+    samples = cache.samples(data, spec.max_samples)
+    check_bounds(samples, spec.bounds)
+
+    started = time.perf_counter()
+    fingerprint = model_fingerprint(model)
+    with borrowed(model, device):
+        dtype = _input_dtype(model, samples.x.dtype)
+        key = (fingerprint, samples.fingerprint, str(device))
+        clean = cache.clean_logits(key)
+        if clean is None:
+            clean = _clean_logits(model, samples, device, dtype, spec.batch_size)
+            cache.store_clean_logits(key, clean)
+        labels = samples.y.cpu()
+        clean_pred = clean.argmax(dim=1)
+        clean_correct = clean_pred == labels
+        adv_pred, success, adversarial = _attack_pass(
+            attack, model, samples, clean, clean_correct, device, dtype, spec, keep_adversarial
+        )
+    robust = clean_correct & (adv_pred == labels)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return RobustnessResult(
+        attack=spec.attack,
+        eps=spec.eps,
+        norm=spec.norm,
+        bounds=spec.bounds,
+        params=config,
+        targeted=attack_cls.targeted,
+        clean_correct=_bits(clean_correct),
+        robust=_bits(robust),
+        success=_bits(success),
+        thresholds=dict(spec.thresholds),
+        seed=spec.seed,
+        device=str(device),
+        duration_s=time.perf_counter() - started,
+        data_fingerprint=samples.fingerprint,
+        model_fingerprint=fingerprint,
+        provenance=dict(spec.provenance),
+        adversarial=adversarial,
+    )
+
+
+def _bits(flags: torch.Tensor) -> str:
+    return "".join("1" if f else "0" for f in flags.tolist())
+
+
+def _input_dtype(model: torch.nn.Module, default: torch.dtype) -> torch.dtype:
+    """Feed inputs in the dtype of the model's floating-point weights."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return default
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    try:
+        out = model(x)
+    except RuntimeError as exc:
+        raise RobustConfigError(
+            f"model failed on a batch of inputs of shape {tuple(x.shape)} ({x.dtype}, "
+            f"{x.device}): {str(exc).splitlines()[0]}. Check that the data's inputs have "
+            "the shape and type the model expects"
+        ) from exc
+    if not isinstance(out, torch.Tensor):
+        raise RobustConfigError(
+            f"model returned a {type(out).__name__}; it must return one tensor of logits, "
+            "shape (batch, classes). Wrap the model so that forward() returns the logits"
+        )
+    if out.dim() != 2 or out.shape[0] != x.shape[0] or out.shape[1] < 2:
+        raise RobustConfigError(
+            f"model returned shape {tuple(out.shape)} for {x.shape[0]} inputs; it must return "
+            "logits of shape (batch, classes) with at least 2 classes"
+        )
+    return out
+
+
+def _clean_logits(
+    model: torch.nn.Module,
+    samples: Samples,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch_size: int,
+) -> torch.Tensor:
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(samples), batch_size):
+            x = samples.x[start : start + batch_size].to(device=device, dtype=dtype)
+            chunks.append(_forward(model, x).float().cpu())
+    logits = torch.cat(chunks)
+    bad = ~torch.isfinite(logits).all(dim=1)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0])
+        raise RobustConfigError(
+            f"model returned NaN or infinite logits for {int(bad.sum())} of {len(logits)} clean "
+            f"inputs (first: sample {first}); fix the model or the data before attacking it"
+        )
+    classes = logits.shape[1]
+    labels = samples.y
+    if int(labels.min()) < 0 or int(labels.max()) >= classes:
+        raise RobustConfigError(
+            f"data: labels range over [{int(labels.min())}, {int(labels.max())}] but the model "
+            f"outputs {classes} classes; labels must be class indices 0..{classes - 1}"
+        )
+    if bool((logits >= 0).all()) and bool(((logits.sum(dim=1) - 1).abs() < 1e-3).all()):
+        warnings.warn(
+            "model outputs look like probabilities (non-negative, rows sum to 1), not logits: "
+            "cross-entropy on probabilities has vanishing gradients, so gradient attacks are "
+            "weakened and robustness is overestimated. Return logits (drop the final softmax)",
+            ProbabilityOutputWarning,
+            stacklevel=3,
+        )
+    return logits
+
+
+def _attack_pass(
+    attack: Attack,
+    model: torch.nn.Module,
+    samples: Samples,
+    clean: torch.Tensor,
+    clean_correct: torch.Tensor,
+    device: torch.device,
+    dtype: torch.dtype,
+    spec: Spec,
+    keep_adversarial: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Attack the clean-correct samples; return adversarial predictions and success flags."""
+    labels = samples.y.cpu()
+    adv_pred = clean.argmax(dim=1)
+    success = torch.zeros(len(labels), dtype=torch.bool)
+    adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
+    attacked = clean_correct.nonzero().squeeze(1)
+    targets = attack.choose_targets(clean[attacked], labels[attacked])
+    threat = attack.threat
+    for start in range(0, len(attacked), spec.batch_size):
+        ids = attacked[start : start + spec.batch_size]
+        x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
+        y = labels[ids].to(device)
+        t = targets[start : start + spec.batch_size].to(device) if targets is not None else None
+        x_adv = attack.run(AttackBatch(model, x, y, t, ids.to(device), spec.seed))
+        _check_inside(attack, x_adv, x, threat)
+        with torch.no_grad():
+            logits = _forward(model, x_adv)
+        # A non-finite output on an input inside the threat model counts as broken.
+        pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
+        adv_pred[ids] = pred
+        success[ids] = pred == t.cpu() if t is not None else pred != labels[ids]
+        if adversarial is not None:
+            adversarial[ids] = x_adv.cpu().to(adversarial.dtype)
+    return adv_pred, success, adversarial
+
+
+def _check_inside(
+    attack: Attack, x_adv: torch.Tensor, x: torch.Tensor, threat: ThreatModel
+) -> None:
+    """The final guard: a point outside the eps-ball or the bounds is a bug in the attack."""
+    tol = threat.tolerance()
+    if x_adv.shape != x.shape:
+        raise RuntimeError(
+            f"attack {attack.name!r} returned shape {tuple(x_adv.shape)} for inputs of shape "
+            f"{tuple(x.shape)}"
+        )
+    distance = float(threat.distance(x_adv, x).max()) if len(x) else 0.0
+    low, high = threat.bounds
+    outside = float(x_adv.min()) < low - tol or float(x_adv.max()) > high + tol
+    if distance > threat.eps + tol or outside or not bool(torch.isfinite(x_adv).all()):
+        raise RuntimeError(
+            f"attack {attack.name!r} returned inputs outside the threat model "
+            f"({threat.norm} distance {distance:.6g} vs eps {threat.eps:g}, bounds {threat.bounds}); "
+            "this is a bug in the attack, not in your model"
+        )

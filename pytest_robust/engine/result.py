@@ -1,0 +1,173 @@
+"""RobustnessResult: what one evaluation measured, with its 95% interval and verdict."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+SCHEMA = 1
+
+
+def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _bits(flags: str) -> int:
+    return flags.count("1")
+
+
+@dataclass(frozen=True)
+class RobustnessResult:
+    """The outcome of one attack on one model and data set.
+
+    Per-sample flags are strings of '0'/'1' in data order (compact and JSON-safe):
+    `clean_correct[i]` the clean prediction was right; `robust[i]` it was right and the
+    adversarial input is still classified correctly; `success[i]` the attack succeeded
+    (misclassified, or for a targeted attack reached its target).
+    """
+
+    attack: str
+    eps: float
+    norm: str
+    bounds: tuple[float, float]
+    params: Mapping[str, Any]
+    targeted: bool
+    clean_correct: str
+    robust: str
+    success: str
+    thresholds: Mapping[str, float]
+    seed: int
+    device: str
+    duration_s: float
+    data_fingerprint: str
+    model_fingerprint: str
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    # Adversarial inputs (all samples, clean ones where not attacked); only when asked for.
+    adversarial: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.clean_correct)
+
+    @property
+    def n_clean_correct(self) -> int:
+        return _bits(self.clean_correct)
+
+    @property
+    def n_robust(self) -> int:
+        return _bits(self.robust)
+
+    @property
+    def n_success(self) -> int:
+        return _bits(self.success)
+
+    @property
+    def clean_acc(self) -> float:
+        return self.n_clean_correct / self.n
+
+    @property
+    def robust_acc(self) -> float:
+        return self.n_robust / self.n
+
+    @property
+    def success_rate(self) -> float:
+        """Successes among the samples attacked (the clean-correct ones); 0 if none were."""
+        attacked = self.n_clean_correct
+        return self.n_success / attacked if attacked else 0.0
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        """95% Wilson interval of robust_acc."""
+        return wilson(self.n_robust, self.n)
+
+    @property
+    def success_ci95(self) -> tuple[float, float]:
+        return wilson(self.n_success, self.n_clean_correct)
+
+    def describe_attack(self) -> str:
+        """'pgd eps=0.1 linf steps=20 alpha=0.0125 ...': everything that defines the attack."""
+        extra = " ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+        target = " targeted" if self.targeted else ""
+        return f"{self.attack} eps={_fmt(self.eps)} {self.norm}{target}" + (
+            f" {extra}" if extra else ""
+        )
+
+    def threshold_failures(self) -> list[str]:
+        """One sentence per threshold that was missed; empty when all hold."""
+        lo, hi = self.ci95
+        interval = f"95% CI [{lo:.3f}, {hi:.3f}], n={self.n}"
+        failures = []
+        min_acc = self.thresholds.get("min_acc")
+        if min_acc is not None and self.robust_acc < min_acc:
+            failures.append(f"robust_acc {self.robust_acc:.3f} < min_acc {min_acc:.3f} ({interval})")
+        max_success = self.thresholds.get("max_success")
+        if max_success is not None and self.success_rate > max_success:
+            slo, shi = self.success_ci95
+            failures.append(
+                f"success_rate {self.success_rate:.3f} > max_success {max_success:.3f} "
+                f"(95% CI [{slo:.3f}, {shi:.3f}], {self.n_success} of "
+                f"{self.n_clean_correct} attacked)"
+            )
+        max_drop = self.thresholds.get("max_drop")
+        drop = self.clean_acc - self.robust_acc
+        if max_drop is not None and drop > max_drop + 1e-12:
+            failures.append(
+                f"accuracy drop {drop:.3f} > max_drop {max_drop:.3f} "
+                f"(clean {self.clean_acc:.3f} -> robust {self.robust_acc:.3f}, {interval})"
+            )
+        return failures
+
+    @property
+    def status(self) -> str:
+        """'pass', 'fail', or 'measured' when no threshold was set."""
+        if not self.thresholds:
+            return "measured"
+        return "fail" if self.threshold_failures() else "pass"
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "fail"
+
+    def failure_message(self) -> str:
+        """One line for a failed gate: what was measured, against what, on how many samples."""
+        return (
+            "; ".join(self.threshold_failures())
+            + f" under {self.describe_attack()}; clean_acc {self.clean_acc:.3f}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("adversarial")
+        data["bounds"] = list(self.bounds)
+        data["schema"] = SCHEMA
+        data.update(
+            n=self.n,
+            clean_acc=self.clean_acc,
+            robust_acc=self.robust_acc,
+            success_rate=self.success_rate,
+            ci95=list(self.ci95),
+            status=self.status,
+        )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RobustnessResult:
+        names = {f for f in cls.__dataclass_fields__ if f != "adversarial"}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs["bounds"] = tuple(kwargs["bounds"])
+        return cls(**kwargs)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,108 @@
+"""Command-line options and ini keys. No torch here: pytest loads this on every run."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import pytest
+
+DEVICE_OPTION = "--robust-device"
+SEED_OPTION = "--robust-seed"
+MAX_SAMPLES_OPTION = "--robust-max-samples"
+BATCH_SIZE_OPTION = "--robust-batch-size"
+REPORT_OPTION = "--robust-report"
+
+# (option, ini key, metavar, parser, help)
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+REPORT_TYPES = ("term", "json")
+
+
+def parse_device(value: str) -> str:
+    if not _DEVICE_PATTERN.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a device: use auto, cpu, cuda, cuda:N or mps"
+        )
+    return value
+
+
+def parse_seed(value: str) -> int:
+    try:
+        seed = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer seed") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: the seed must be >= 0")
+    return seed
+
+
+def parse_positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be >= 1")
+    return number
+
+
+def parse_report(value: str) -> str:
+    kind, _, dest = value.partition(":")
+    if kind not in REPORT_TYPES:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: report type must be one of {', '.join(REPORT_TYPES)} "
+            "(term, or json:PATH)"
+        )
+    if kind == "term" and dest:
+        raise argparse.ArgumentTypeError(f"{value!r}: the term report takes no destination")
+    return value
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("robust", "adversarial robustness testing (pytest-robust)")
+    group.addoption(
+        DEVICE_OPTION,
+        dest="robust_device",
+        metavar="DEVICE",
+        type=parse_device,
+        help="device for attacks: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps. "
+        "Default: ini robust_device, else auto",
+    )
+    group.addoption(
+        SEED_OPTION,
+        dest="robust_seed",
+        metavar="N",
+        type=parse_seed,
+        help="base seed; each test's seed is derived from it and the test id. "
+        "Default: ini robust_seed, else 0",
+    )
+    group.addoption(
+        MAX_SAMPLES_OPTION,
+        dest="robust_max_samples",
+        metavar="N",
+        type=parse_positive_int,
+        help="evaluate at most N samples per check (a cap, for smoke runs). Default: all",
+    )
+    group.addoption(
+        BATCH_SIZE_OPTION,
+        dest="robust_batch_size",
+        metavar="N",
+        type=parse_positive_int,
+        help="samples per forward/backward pass. Default: ini robust_batch_size, else 256",
+    )
+    group.addoption(
+        REPORT_OPTION,
+        dest="robust_report",
+        metavar="TYPE[:DEST]",
+        action="append",
+        nargs="?",
+        const="term",
+        type=parse_report,
+        help="report what was measured: 'term' (the full table, the default when given "
+        "bare) or 'json:PATH'. Repeatable",
+    )
+    parser.addini("robust_device", "device for attacks (see --robust-device)", default="")
+    parser.addini("robust_seed", "base seed (see --robust-seed)", default="")
+    parser.addini("robust_max_samples", "sample cap per check", default="")
+    parser.addini("robust_batch_size", "samples per forward/backward pass", default="")
+    parser.addini("robust_report", "reports, as for --robust-report", type="linelist", default=[])

@@ -1,0 +1,119 @@
+"""Typed parameter declarations shared by the marker, the CLI/ini layer and the attacks.
+
+Importable without torch or pytest: the marker validates its arguments with these before
+any tensor exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_robust.errors import RobustConfigError
+
+NORM_ALIASES = {
+    "linf": "linf",
+    "inf": "linf",
+    "l_inf": "linf",
+    "l2": "l2",
+    "2": "l2",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One argument: its kind, default, allowed range and a one-line description."""
+
+    kind: type | str  # int, float, bool, str, or "norm" / "bounds"
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    optional: bool = False  # None is an allowed value
+    doc: str = ""
+
+    def parse(self, name: str, value: Any, where: str = "") -> Any:
+        """Return `value` converted to this parameter's kind, or raise a clear error.
+
+        Strings are converted (ini files and the command line give strings).
+        """
+        src = f" ({where})" if where else ""
+        if value is None:
+            if self.optional:
+                return None
+            raise RobustConfigError(f"{name}=None{src}: {name} needs a value")
+        try:
+            converted = self._convert(value)
+        except (TypeError, ValueError) as exc:
+            raise RobustConfigError(
+                f"{name}={value!r}{src}: {self._expected()} ({exc})"
+                if str(exc)
+                else f"{name}={value!r}{src}: {self._expected()}"
+            ) from None
+        if isinstance(converted, float) and not math.isfinite(converted):
+            raise RobustConfigError(f"{name}={value!r}{src}: must be a finite number")
+        if self.minimum is not None and converted < self.minimum:
+            raise RobustConfigError(f"{name}={value!r}{src}: must be >= {self.minimum:g}")
+        if self.maximum is not None and converted > self.maximum:
+            raise RobustConfigError(f"{name}={value!r}{src}: must be <= {self.maximum:g}")
+        return converted
+
+    def _expected(self) -> str:
+        names = {int: "an integer", float: "a number", bool: "True or False", str: "a string"}
+        if self.kind == "norm":
+            return "must be 'linf' or 'l2'"
+        if self.kind == "bounds":
+            return "must be a pair (low, high) with low < high, for example bounds=(0, 1)"
+        return f"must be {names.get(self.kind, str(self.kind))}"  # type: ignore[call-overload]
+
+    def _convert(self, value: Any) -> Any:
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+                return value.lower() in ("true", "1")
+            raise TypeError("")
+        if self.kind is int:
+            if isinstance(value, bool) or isinstance(value, float):
+                raise TypeError("")
+            return int(value)
+        if self.kind is float:
+            if isinstance(value, bool):
+                raise TypeError("")
+            return float(value)
+        if self.kind is str:
+            if not isinstance(value, str) or not value:
+                raise TypeError("")
+            return value
+        if self.kind == "norm":
+            key = str(value).lower().replace("-", "_")
+            if value == math.inf or key in ("inf", "infinity"):
+                return "linf"
+            if key not in NORM_ALIASES:
+                raise ValueError("")
+            return NORM_ALIASES[key]
+        if self.kind == "bounds":
+            if isinstance(value, str):
+                value = value.replace("(", "").replace(")", "").split(",")
+            low, high = (float(v) for v in value)
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError("")
+            return (low, high)
+        raise TypeError(f"unknown parameter kind {self.kind!r}")
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    """' (did you mean 'min_acc'?)' for a near miss, else ''."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def is_list_value(name: str, value: Any, param: Param) -> bool:
+    """True when `value` is a list that should expand into one case per element."""
+    if param.kind == "bounds":
+        # bounds=(0, 1) is one value; bounds=[(0, 1), (-1, 1)] would be a list of values.
+        return isinstance(value, Sequence) and bool(value) and isinstance(value[0], Sequence)
+    return isinstance(value, (list, tuple))

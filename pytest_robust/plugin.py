@@ -1,0 +1,101 @@
+"""pytest hooks for pytest-robust, each a few lines that hand off to a named piece.
+
+Loaded on every pytest run of every project that has the plugin installed, so nothing
+here imports torch: the engine is imported when a marked test runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import pytest
+
+from pytest_robust import fixtures
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.fixtures import CASE_FIXTURE
+from pytest_robust.fixtures import ORDER_KEY
+from pytest_robust.fixtures import RESULT_KEY
+from pytest_robust.fixtures import SESSION_KEY
+from pytest_robust.options import add_options
+from pytest_robust.session import REPORT_KEY
+from pytest_robust.session import RobustSession
+
+MARKER_HELP = (
+    "robust(attack, eps, min_acc=None, max_success=None, max_drop=None, norm='linf', "
+    "bounds=(0, 1), model='robust_model', data='robust_data', **attack_params): run an "
+    "adversarial attack on the model and data fixtures before the test and fail when a "
+    "threshold is missed; list arguments expand into one test per value"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    session = RobustSession(config)
+    config.stash[SESSION_KEY] = session
+    # The session's own hooks gather results and print the summary (controller only).
+    config.pluginmanager.register(session, "pytest_robust.session")
+    if not config.pluginmanager.has_plugin("pytest_robust.fixtures"):
+        config.pluginmanager.register(fixtures, "pytest_robust.fixtures")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.get_verbosity() > 0:
+        return f"robust: {config.stash[SESSION_KEY].describe()}"
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("robust")
+    if marker is None:
+        return
+    __tracebackhide__ = True
+    own = [m for m in metafunc.definition.own_markers if m.name == "robust"]
+    if len(own) > 1:
+        pytest.fail(
+            f"{metafunc.definition.nodeid}: one @robust marker per test; use list arguments "
+            "(eps=[...]) or separate tests for several checks",
+            pytrace=False,
+        )
+    try:
+        cases = metafunc.config.stash[SESSION_KEY].cases(marker)
+    except RobustConfigError as error:
+        pytest.fail(f"{metafunc.definition.nodeid}: @robust: {error}", pytrace=False)
+    if len(cases) > 1 or cases[0].id:
+        metafunc.fixturenames.append(CASE_FIXTURE)
+        metafunc.parametrize(CASE_FIXTURE, cases, indirect=True, ids=[c.id for c in cases])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Collection order, so the summary lists checks in file order also under xdist.
+    for index, item in enumerate(items):
+        item.stash[ORDER_KEY] = index
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    outcome = yield  # the test body runs first; a failure there propagates unchanged
+    result = item.stash.get(RESULT_KEY, None)
+    if result is not None and result.status == "fail":
+        pytest.fail(result.failure_message(), pytrace=False)
+    return outcome
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    result = item.stash.get(RESULT_KEY, None)
+    if result is not None and report.when == "call":
+        record = result.to_dict()
+        record["nodeid"] = item.nodeid
+        record["order"] = item.stash.get(ORDER_KEY, 0)
+        setattr(report, REPORT_KEY, record)
+        for key in ("attack", "eps", "n", "clean_acc", "robust_acc", "status"):
+            item.user_properties.append((f"robust.{key}", record[key]))
+    return report

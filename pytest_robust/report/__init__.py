@@ -1,0 +1,1 @@
+"""Reports of what was measured. Pure formatting: no pytest, no torch."""

@@ -1,0 +1,69 @@
+"""The terminal table: one row per executed robustness check."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+
+THRESHOLD_SIGNS = {"min_acc": ">=", "max_success": "<=", "max_drop": "<="}
+
+
+def _threshold(record: Mapping[str, Any]) -> str:
+    parts = [f"{k}{THRESHOLD_SIGNS[k]}{v:g}" for k, v in record["thresholds"].items()]
+    return " ".join(parts) or "-"
+
+
+def _test_name(nodeid: str) -> str:
+    path, _, rest = nodeid.partition("::")
+    return f"{path.rsplit('/', 1)[-1]}::{rest}" if rest else nodeid
+
+
+def _params(record: Mapping[str, Any]) -> str:
+    items = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in record["params"].items()]
+    return " ".join([record["norm"], *items])
+
+
+def format_table(records: Sequence[Mapping[str, Any]], detailed: bool = False) -> list[str]:
+    """Rows aligned in columns; `detailed` adds the attack parameters and the time."""
+    header = ["test", "attack", "eps", "n", "clean", "robust [95% CI]", "threshold", "status"]
+    if detailed:
+        header[2:2] = ["params"]
+        header.append("time")
+    rows = []
+    for r in records:
+        lo, hi = r["ci95"]
+        row = [
+            _test_name(r["nodeid"]),
+            r["attack"] + (" (targeted)" if r["targeted"] else ""),
+            f"{r['eps']:g}",
+            str(r["n"]),
+            f"{r['clean_acc']:.3f}",
+            f"{r['robust_acc']:.3f} [{lo:.3f}, {hi:.3f}]",
+            _threshold(r),
+            r["row_status"],
+        ]
+        if detailed:
+            row[2:2] = [_params(r)]
+            row.append(f"{r['duration_s']:.2f}s")
+        rows.append(row)
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    numeric = {"eps", "n", "clean", "time"}
+
+    def fmt(line: list[str]) -> str:
+        cells = [
+            cell.rjust(w) if name in numeric else cell.ljust(w)
+            for cell, w, name in zip(line, widths, header)
+        ]
+        return "  ".join(cells).rstrip()
+
+    return [fmt(header), *[fmt(row) for row in rows]]
+
+
+def format_totals(records: Sequence[Mapping[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["row_status"]] = counts.get(r["row_status"], 0) + 1
+    parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    noun = "check" if len(records) == 1 else "checks"
+    return f"{len(records)} robustness {noun}: {parts}"

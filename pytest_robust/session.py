@@ -1,0 +1,184 @@
+"""RobustSession: the run's settings, the shared evaluation cache and the gathered results.
+
+One per pytest run, kept in `config.stash`. Torch is imported only when a check runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+import pytest
+
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.spec import COMMON_PARAMS
+from pytest_robust.spec import RUN_SETTINGS
+from pytest_robust.spec import Case
+from pytest_robust.spec import derive_seed
+from pytest_robust.spec import expand
+from pytest_robust.spec import resolve
+
+if TYPE_CHECKING:
+    from pytest_robust.engine import EvaluationCache
+    from pytest_robust.engine import RobustnessResult
+
+REPORT_KEY = "robust_result"  # attribute on the call report; travels to the xdist controller
+
+MODEL_HOWTO = (
+    "no robust_model fixture: define one in conftest.py that returns your torch.nn.Module "
+    "(returning logits), e.g.\n\n"
+    "    @pytest.fixture(scope='session')\n"
+    "    def robust_model():\n"
+    "        return load_my_classifier()\n\n"
+    "or name another fixture on the marker: @robust(..., model='my_model')"
+)
+DATA_HOWTO = (
+    "no robust_data fixture: define one in conftest.py that returns the evaluation data, "
+    "as an (x, y) pair of tensors, a Dataset or a DataLoader, e.g.\n\n"
+    "    @pytest.fixture(scope='session')\n"
+    "    def robust_data():\n"
+    "        return x_val, y_val\n\n"
+    "or name another fixture on the marker: @robust(..., data='my_data')"
+)
+
+
+class RobustSession:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.cli = {name: config.getoption(f"robust_{name}") for name in RUN_SETTINGS}
+        self.ini: dict[str, Any] = {}
+        for name in RUN_SETTINGS:
+            raw = str(config.getini(f"robust_{name}")).strip()
+            if raw:
+                try:
+                    COMMON_PARAMS[name].parse(name, raw, f"ini robust_{name}")
+                except RobustConfigError as error:
+                    raise pytest.UsageError(f"pytest-robust: {error}") from None
+                self.ini[name] = raw
+        from pytest_robust.options import parse_report
+
+        raw_reports = list(config.getoption("robust_report") or []) + list(
+            config.getini("robust_report")
+        )
+        try:
+            self.reports = [parse_report(value) for value in raw_reports]
+        except Exception as error:
+            raise pytest.UsageError(f"pytest-robust: robust_report {error}") from None
+        self.records: list[dict[str, Any]] = []
+        self.written: list[Path] = []
+        self._cache: EvaluationCache | None = None
+
+    # --- settings -------------------------------------------------------------------
+
+    def setting(self, name: str) -> Any:
+        """A run setting after CLI > ini > default (what a test without a marker value gets)."""
+        if self.cli.get(name) is not None:
+            return self.cli[name]
+        if name in self.ini:
+            return COMMON_PARAMS[name].parse(name, self.ini[name])
+        return COMMON_PARAMS[name].default
+
+    def describe(self) -> str:
+        return " ".join(f"{name}={self.setting(name)}" for name in RUN_SETTINGS)
+
+    # --- collection -----------------------------------------------------------------
+
+    def cases(self, marker: pytest.Mark) -> list[Case]:
+        """Validated, expanded cases of a marker; RobustConfigError when it is bad."""
+        from pytest_robust.marker import validate_marker
+
+        if marker.args:
+            raise RobustConfigError(
+                f"robust takes keyword arguments only, got positional {marker.args!r}; "
+                "write robust(attack='pgd', eps=0.1, ...)"
+            )
+        return expand(validate_marker(dict(marker.kwargs)))
+
+    # --- running --------------------------------------------------------------------
+
+    def run(self, request: pytest.FixtureRequest, case: Case) -> RobustnessResult:
+        from pytest_robust.attacks import get_attack
+        from pytest_robust.engine import EvaluationCache
+        from pytest_robust.engine import run_check
+
+        spec = resolve(case.kwargs, get_attack(case.kwargs["attack"]).params, self.cli, self.ini)
+        device = request.getfixturevalue("robust_device")
+        provenance = dict(spec.provenance)
+        if str(device) != str(self.setting("device")):
+            provenance["device"] = "robust_device fixture"
+        spec = dataclasses.replace(
+            spec,
+            seed=derive_seed(spec.seed, request.node.nodeid),
+            device=str(device),
+            provenance=provenance,
+        )
+        model = self._fixture(request, spec.model, "model")
+        data = self._fixture(request, spec.data, "data")
+        if self._cache is None:
+            self._cache = EvaluationCache()
+        try:
+            return run_check(model, data, spec, cache=self._cache)
+        except RobustConfigError as error:
+            message = str(error)
+            if message.startswith("data:"):
+                message = f"fixture {spec.data!r}:{message[len('data:'):]}"
+            elif message.startswith("model"):
+                message = f"fixture {spec.model!r}: {message}"
+            pytest.fail(message, pytrace=False)
+
+    @staticmethod
+    def _fixture(request: pytest.FixtureRequest, name: str, role: str) -> Any:
+        try:
+            return request.getfixturevalue(name)
+        except pytest.FixtureLookupError:
+            pytest.fail(
+                f"{role}={name!r} names no fixture: define a fixture {name!r} in conftest.py, "
+                f"or fix the name on the marker",
+                pytrace=False,
+            )
+
+    # --- results and reports (hooks: this object is registered as a plugin) -------------
+
+    def is_worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record: Mapping[str, Any] | None = getattr(report, REPORT_KEY, None)
+        if record is None:
+            return
+        status = str(record["status"]) + (" (xfail)" if hasattr(report, "wasxfail") else "")
+        self.records.append({**record, "row_status": status})
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker():
+            return
+        self.records.sort(key=lambda r: (r["order"], r["nodeid"]))
+        for target in self.reports:
+            kind, _, dest = target.partition(":")
+            if kind == "json":
+                from pytest_robust.report.json_report import build_report
+                from pytest_robust.report.json_report import write_json
+
+                path = self.config.invocation_params.dir / (dest or "robust-report.json")
+                write_json(path, build_report(self.records, {"settings": self.describe()}))
+                self.written.append(path)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.is_worker() or not (self.records or self.written):
+            return
+        from pytest_robust.report.terminal import format_table
+        from pytest_robust.report.terminal import format_totals
+
+        terminalreporter.section("robustness")
+        terminalreporter.write_line(f"{format_totals(self.records)} ({self.describe()})")
+        detailed = any(t.partition(":")[0] == "term" for t in self.reports)
+        header, *rows = format_table(self.records, detailed=detailed)
+        terminalreporter.write_line(header, bold=True)
+        for line, record in zip(rows, self.records):
+            status = record["row_status"]
+            terminalreporter.write_line(line, red=status == "fail", green=status == "pass")
+        for path in self.written:
+            terminalreporter.write_line(f"report written: {path}")

@@ -1,0 +1,247 @@
+"""What one robustness check runs: validation, list expansion and precedence.
+
+Pure functions, no torch and no pytest: the marker, the plugin and `evaluate()` all go
+through here, so a value is checked the same way wherever it comes from.
+
+Precedence is marker > command line > ini > default. `max_samples` from the command line
+or ini is a cap that a marker can lower but not raise; `device` is chosen per run
+(command line, ini, or the `robust_device` fixture), never per marker.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Protocol
+
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.params import Param
+from pytest_robust.params import is_list_value
+from pytest_robust.params import suggest
+
+THRESHOLDS = ("min_acc", "max_success", "max_drop")
+
+# Arguments every attack takes. Attack-specific ones (steps, alpha, ...) are declared by
+# each attack class in its `params` mapping.
+COMMON_PARAMS: dict[str, Param] = {
+    "attack": Param(str, doc="name of a registered attack, e.g. 'fgsm', 'pgd'"),
+    "eps": Param(float, minimum=0.0, doc="perturbation budget, in the units of the inputs"),
+    "norm": Param("norm", "linf", doc="'linf' or 'l2': the norm of the eps-ball"),
+    "bounds": Param("bounds", (0.0, 1.0), doc="(low, high): the valid input range"),
+    "min_acc": Param(float, None, 0.0, 1.0, optional=True, doc="fail if robust_acc < this"),
+    "max_success": Param(
+        float, None, 0.0, 1.0, optional=True, doc="fail if success_rate > this"
+    ),
+    "max_drop": Param(
+        float, None, 0.0, 1.0, optional=True, doc="fail if clean_acc - robust_acc > this"
+    ),
+    "batch_size": Param(int, 256, minimum=1, doc="samples per forward/backward pass"),
+    "max_samples": Param(int, None, minimum=1, optional=True, doc="evaluate the first N"),
+    "seed": Param(int, 0, minimum=0, doc="seed for the attack's random numbers"),
+    "device": Param(str, "auto", doc="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+    "model": Param(str, "robust_model", doc="name of the fixture that gives the model"),
+    "data": Param(str, "robust_data", doc="name of the fixture that gives the data"),
+}
+
+# Settings that also have a command-line option and an ini key.
+RUN_SETTINGS = ("device", "seed", "max_samples", "batch_size")
+NOT_ON_MARKER = {
+    "device": "the device is chosen per run: use --robust-device, the robust_device ini key, "
+    "or override the robust_device fixture",
+}
+
+
+class AttackSchema(Protocol):
+    """What validation needs to know of an attack (Attack classes satisfy this)."""
+
+    params: Mapping[str, Param]
+    norms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One expanded case of a marker: scalar arguments and a readable id."""
+
+    kwargs: Mapping[str, Any]
+    id: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A fully resolved check: every value known, and where each came from."""
+
+    attack: str
+    eps: float
+    norm: str
+    bounds: tuple[float, float]
+    attack_params: Mapping[str, Any]
+    min_acc: float | None
+    max_success: float | None
+    max_drop: float | None
+    batch_size: int
+    max_samples: int | None
+    seed: int
+    device: str
+    model: str
+    data: str
+    provenance: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {
+            name: value
+            for name in THRESHOLDS
+            if (value := getattr(self, name)) is not None
+        }
+
+
+def validate(
+    kwargs: Mapping[str, Any],
+    attacks: Mapping[str, AttackSchema],
+    where: str = "marker",
+) -> dict[str, Any]:
+    """Check marker-style arguments (lists allowed) and return them normalised.
+
+    `attacks` maps each registered attack name to its schema (its own parameters and
+    the norms it supports). Raises
+    RobustConfigError naming the argument and the fix.
+    """
+    if "attack" not in kwargs:
+        raise RobustConfigError(
+            f"attack is missing: name one of {', '.join(sorted(attacks))}, "
+            "for example attack='pgd'"
+        )
+    attack = kwargs["attack"]
+    if isinstance(attack, (list, tuple)):
+        raise RobustConfigError(
+            f"attack={attack!r}: give one attack name per marker; list-valued arguments "
+            "such as eps=[...] expand into several tests, but the attack does not"
+        )
+    if attack not in attacks:
+        raise RobustConfigError(
+            f"attack={attack!r} is not a registered attack{suggest(str(attack), attacks)}; "
+            f"known attacks: {', '.join(sorted(attacks))}"
+        )
+    known = {**COMMON_PARAMS, **attacks[attack].params}
+    for name in kwargs:
+        if name in NOT_ON_MARKER and where == "marker":
+            raise RobustConfigError(f"{name} cannot be set on the marker: {NOT_ON_MARKER[name]}")
+        if name not in known:
+            others = [a for a, schema in attacks.items() if name in schema.params]
+            hint = f"; it is a parameter of {', '.join(sorted(others))}" if others else ""
+            raise RobustConfigError(
+                f"{name}= is not an argument of attack {attack!r}{suggest(name, known)}{hint}"
+            )
+    if "eps" not in kwargs:
+        raise RobustConfigError(
+            "eps is missing: give the perturbation budget in input units, e.g. eps=0.1 "
+            "(for inputs in [0, 1]), or a list eps=[0.05, 0.1] for one test per value"
+        )
+
+    out: dict[str, Any] = {}
+    lengths: dict[str, int] = {}
+    for name, value in kwargs.items():
+        param = known[name]
+        if name != "attack" and is_list_value(name, value, param):
+            if len(value) == 0:
+                raise RobustConfigError(f"{name}=[]: a list argument needs at least one value")
+            out[name] = [param.parse(name, v, where) for v in value]
+            lengths[name] = len(value)
+        else:
+            out[name] = param.parse(name, value, where)
+    if len(set(lengths.values())) > 1:
+        described = ", ".join(f"{n} has {k}" for n, k in lengths.items())
+        raise RobustConfigError(
+            f"list arguments must have the same length ({described}); they are zipped into "
+            "one test per position. Use pytest.mark.parametrize for a product"
+        )
+    supported = attacks[attack].norms
+    for norm in out.get("norm", []) if isinstance(out.get("norm"), list) else [out.get("norm")]:
+        if norm is not None and norm not in supported:
+            raise RobustConfigError(
+                f"norm={norm!r}: attack {attack!r} supports {', '.join(supported)}"
+            )
+    return out
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def expand(kwargs: Mapping[str, Any]) -> list[Case]:
+    """Zip list-valued arguments into cases. No list argument gives one case, id ''."""
+    lists = {n: v for n, v in kwargs.items() if isinstance(v, list)}
+    if not lists:
+        return [Case(dict(kwargs), "")]
+    (length,) = {len(v) for v in lists.values()}
+    shown = [n for n in lists if n not in THRESHOLDS] or list(lists)
+    cases = []
+    for i in range(length):
+        case = {n: (v[i] if n in lists else v) for n, v in kwargs.items()}
+        parts = [str(kwargs["attack"])] + [f"{n}={_format_value(case[n])}" for n in shown]
+        cases.append(Case(case, "-".join(parts)))
+    return cases
+
+
+def resolve(
+    case: Mapping[str, Any],
+    attack_params: Mapping[str, Param],
+    cli: Mapping[str, Any] | None = None,
+    ini: Mapping[str, Any] | None = None,
+    case_where: str = "marker",
+) -> Spec:
+    """Resolve one case into a Spec: marker > command line > ini > default.
+
+    `cli` and `ini` hold the run settings (RUN_SETTINGS) that were given, as raw values;
+    each is parsed here so that an error says where the bad value came from.
+    """
+    cli = {k: v for k, v in (cli or {}).items() if v is not None}
+    ini = {k: v for k, v in (ini or {}).items() if v not in (None, "")}
+    values: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    known = {**COMMON_PARAMS, **attack_params}
+    for name, param in known.items():
+        if name in case:
+            values[name], provenance[name] = param.parse(name, case[name], case_where), case_where
+        elif name in cli:
+            where = f"--robust-{name.replace('_', '-')}"
+            values[name], provenance[name] = param.parse(name, cli[name], where), where
+        elif name in ini:
+            where = f"ini robust_{name}"
+            values[name], provenance[name] = param.parse(name, ini[name], where), where
+        else:
+            values[name], provenance[name] = param.default, "default"
+    # A run-wide sample cap can lower a marker's max_samples, never raise it.
+    for source, where in ((cli, "--robust-max-samples"), (ini, "ini robust_max_samples")):
+        if "max_samples" in source and provenance["max_samples"] == case_where:
+            cap = COMMON_PARAMS["max_samples"].parse("max_samples", source["max_samples"], where)
+            if cap is not None and cap < values["max_samples"]:
+                values["max_samples"], provenance["max_samples"] = cap, where
+            break
+    return Spec(
+        attack=values.pop("attack"),
+        eps=values.pop("eps"),
+        norm=values.pop("norm"),
+        bounds=values.pop("bounds"),
+        min_acc=values.pop("min_acc"),
+        max_success=values.pop("max_success"),
+        max_drop=values.pop("max_drop"),
+        batch_size=values.pop("batch_size"),
+        max_samples=values.pop("max_samples"),
+        seed=values.pop("seed"),
+        device=values.pop("device"),
+        model=values.pop("model"),
+        data=values.pop("data"),
+        attack_params=values,
+        provenance=provenance,
+    )
+
+
+def derive_seed(base: int, key: str) -> int:
+    """A per-test seed from the run's base seed and the test's id (order-independent)."""
+    return (base + zlib.crc32(key.encode())) % (2**31)
