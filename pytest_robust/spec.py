@@ -148,10 +148,10 @@ def validate(
         if name != "attack" and is_list_value(name, value, param):
             if len(value) == 0:
                 raise RobustConfigError(f"{name}=[]: a list argument needs at least one value")
-            out[name] = [param.parse(name, v, where) for v in value]
+            out[name] = [param.parse(name, v) for v in value]
             lengths[name] = len(value)
         else:
-            out[name] = param.parse(name, value, where)
+            out[name] = param.parse(name, value)
     if len(set(lengths.values())) > 1:
         described = ", ".join(f"{n} has {k}" for n, k in lengths.items())
         raise RobustConfigError(
@@ -207,7 +207,7 @@ def resolve(
     known = {**COMMON_PARAMS, **attack_params}
     for name, param in known.items():
         if name in case:
-            values[name], provenance[name] = param.parse(name, case[name], case_where), case_where
+            values[name], provenance[name] = param.parse(name, case[name]), case_where
         elif name in cli:
             where = f"--robust-{name.replace('_', '-')}"
             values[name], provenance[name] = param.parse(name, cli[name], where), where

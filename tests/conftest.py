@@ -1,0 +1,34 @@
+"""Shared fixtures for pytest-robust's own tests.
+
+torch is imported here, before any test runs, so that pytester's in-process runs find it
+already in sys.modules (a torch first imported inside an in-process run is evicted when
+the run ends, and importing it again crashes).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+# tests/ for the shared toy models, examples/digits for the example's model and data.
+sys.path[:0] = [str(HERE), str(HERE.parent / "examples" / "digits")]
+from digits import digits_split  # noqa: E402
+from digits import trained_cnn  # noqa: E402
+from toy_models import LogisticRegression  # noqa: E402,F401  (re-exported for older imports)
+
+
+@pytest.fixture(scope="session")
+def digits_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """The digits test split: 450 real 8x8 handwritten digits in [0, 1]."""
+    _, _, x_test, y_test = digits_split()
+    return x_test, y_test
+
+
+@pytest.fixture(scope="session")
+def digits_cnn() -> torch.nn.Module:
+    """The example's undefended CNN (~3 s to train, deterministic)."""
+    return trained_cnn(seed=0)

@@ -1,0 +1,20 @@
+"""Small models with known answers, shared by the unit tests (import as `toy_models`)."""
+
+from __future__ import annotations
+
+import torch
+
+
+class LogisticRegression(torch.nn.Module):
+    """Binary logistic regression written as 2-class logits [0, w.x + b]."""
+
+    def __init__(self, w: torch.Tensor, b: float = 0.0) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(len(w), 1)
+        with torch.no_grad():
+            self.linear.weight.copy_(w.reshape(1, -1))
+            self.linear.bias.fill_(b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = self.linear(x.flatten(1))
+        return torch.cat([torch.zeros_like(score), score], dim=1)

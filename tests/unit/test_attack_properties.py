@@ -1,0 +1,118 @@
+"""Properties every attack must have, whatever the model, shape, eps and norm."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from pytest_robust import evaluate
+from pytest_robust.attacks import ThreatModel
+from pytest_robust.attacks import registered_attacks
+
+ATTACKS = sorted(registered_attacks())
+
+
+class TinyNet(torch.nn.Module):
+    """A random small net over any input shape (flattened)."""
+
+    def __init__(self, features: int, classes: int, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w1 = torch.nn.Parameter(torch.randn(features, 16, generator=g))
+        self.w2 = torch.nn.Parameter(torch.randn(16, classes, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x.flatten(1) @ self.w1) @ self.w2
+
+
+shapes = st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    attack=st.sampled_from(ATTACKS),
+    shape=shapes,
+    n=st.integers(1, 12),
+    eps=st.floats(0.0, 2.0),
+    norm=st.sampled_from(["linf", "l2"]),
+    low=st.floats(-2.0, 0.5),
+    width=st.floats(0.1, 3.0),
+    seed=st.integers(0, 2**16),
+    batch_size=st.integers(1, 8),
+)
+def test_adversarial_inputs_stay_in_the_ball_and_bounds(
+    attack: str,
+    shape: tuple[int, ...],
+    n: int,
+    eps: float,
+    norm: str,
+    low: float,
+    width: float,
+    seed: int,
+    batch_size: int,
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    bounds = (low, low + width)
+    x = torch.rand(n, *shape, generator=g) * width + low
+    features = x[0].numel()
+    model = TinyNet(features, 3, seed)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # every sample clean-correct, so every sample is attacked
+    x_before = x.clone()
+    extra = {} if attack == "fgsm" else {"steps": 3}  # fgsm takes no steps
+    result = evaluate(
+        model, (x, y), attack=attack, eps=eps, norm=norm, bounds=bounds,
+        batch_size=batch_size, seed=seed, keep_adversarial=True, **extra,
+    )
+    adv = result.adversarial
+    assert torch.equal(x, x_before), "the user's data was modified in place"
+    assert adv.dtype == x.dtype and adv.shape == x.shape
+    threat = ThreatModel(eps, norm, bounds)
+    tol = threat.tolerance()
+    assert float(threat.distance(adv, x).max()) <= eps + tol
+    assert float(adv.min()) >= bounds[0] - tol and float(adv.max()) <= bounds[1] + tol
+    # Success is judged on the returned points, not on what the attack believed.
+    with torch.no_grad():
+        pred = model(adv).argmax(1)
+    broken = (pred != y) if not result.targeted else None
+    if broken is not None:
+        assert result.success == "".join("1" if b else "0" for b in broken.tolist())
+    assert result.robust == "".join("1" if (p == t) else "0" for p, t in zip(pred, y))
+    if eps == 0.0:
+        assert result.robust_acc == result.clean_acc == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    d=st.integers(1, 50),
+    eps=st.floats(1e-3, 3.0),
+    norm=st.sampled_from(["linf", "l2"]),
+    seed=st.integers(0, 2**31 - 1),
+    stream=st.integers(0, 100),
+)
+def test_random_start_is_inside_the_ball_and_depends_only_on_seed_and_index(
+    n: int, d: int, eps: float, norm: str, seed: int, stream: int
+) -> None:
+    threat = ThreatModel(eps, norm, (0.0, 1.0))
+    x = torch.full((n, d), 0.5)
+    ids = torch.arange(10, 10 + n)
+    point = threat.random_point(x, seed, ids, stream)
+    assert float(threat.distance(point, x).max()) <= eps + threat.tolerance()
+    # The same sample gets the same start in any batch, alone or with others.
+    alone = threat.random_point(x[-1:], seed, ids[-1:], stream)
+    assert torch.equal(point[-1:], alone)
+
+
+def test_random_start_is_roughly_uniform() -> None:
+    """Mean 0.5 and variance 1/12 per coordinate for U[0, 1) numbers (the hash is sound)."""
+    from pytest_robust.attacks import sampling
+
+    u = sampling.uniform(0, torch.arange(2000), torch.Size([2000, 50]), 0, torch.float64)
+    assert abs(float(u.mean()) - 0.5) < 0.005
+    assert abs(float(u.var()) - 1 / 12) < 0.002
+    z = sampling.normal(1, torch.arange(2000), torch.Size([2000, 50]), 0, torch.float64)
+    assert abs(float(z.mean())) < 0.02 and abs(float(z.std()) - 1) < 0.02

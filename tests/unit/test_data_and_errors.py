@@ -1,0 +1,149 @@
+"""Data adapters, and bad input that must give a clear message rather than a torch traceback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset
+from torch.utils.data import TensorDataset
+
+from pytest_robust import ProbabilityOutputWarning
+from pytest_robust import RobustConfigError
+from pytest_robust import ShuffledDataWarning
+from pytest_robust import evaluate
+from pytest_robust.engine.data import load_samples
+
+
+class PairDataset(Dataset):  # type: ignore[type-arg]
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.x[i], int(self.y[i])
+
+
+@pytest.fixture
+def small(digits_data):
+    x, y = digits_data
+    return x[:50], y[:50]
+
+
+def test_every_data_form_gives_the_same_samples(small):
+    x, y = small
+    forms = [
+        (x, y),
+        [x, y],
+        (x.numpy(), y.numpy()),
+        TensorDataset(x, y),
+        PairDataset(x, y),
+        DataLoader(TensorDataset(x, y), batch_size=7),
+    ]
+    fingerprints = {load_samples(form).fingerprint for form in forms}
+    assert len(fingerprints) == 1
+    assert len(load_samples(DataLoader(TensorDataset(x, y), batch_size=7), max_samples=10)) == 10
+
+
+def test_same_result_for_every_data_form(digits_cnn, small):
+    x, y = small
+    a = evaluate(digits_cnn, (x, y), attack="pgd", eps=0.1, steps=5)
+    b = evaluate(digits_cnn, DataLoader(TensorDataset(x, y), batch_size=9), attack="pgd",
+                 eps=0.1, steps=5)
+    assert a.robust == b.robust and a.data_fingerprint == b.data_fingerprint
+
+
+def test_shuffling_loader_warns(small):
+    with pytest.warns(ShuffledDataWarning, match="shuffle=False"):
+        load_samples(DataLoader(TensorDataset(*small), batch_size=8, shuffle=True))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (object(), "must be an \\(x, y\\) pair"),
+        ((torch.rand(4, 3), torch.tensor([0, 1, 0])), "4 inputs but 3 labels"),
+        ((torch.rand(4, 3), torch.rand(4)), "integer class indices"),
+        ((torch.rand(4, 3), torch.zeros(4, 2, dtype=torch.long)), "argmax"),
+        ((torch.randint(0, 255, (4, 3)), torch.zeros(4, dtype=torch.long)), "x.float\\(\\) / 255"),
+        (TensorDataset(torch.rand(4, 3)), "exactly two"),
+        ((torch.rand(0, 3), torch.zeros(0, dtype=torch.long)), "no samples"),
+    ],
+)
+def test_bad_data_is_explained(data, message):
+    with pytest.raises(RobustConfigError, match=message):
+        load_samples(data)
+
+
+def test_inputs_outside_bounds_suggest_bounds_or_normalize(digits_cnn, small):
+    x, y = small
+    with pytest.raises(RobustConfigError, match="bounds=.*Normalize"):
+        evaluate(digits_cnn, ((x - 0.5) / 0.25, y), attack="fgsm", eps=0.1)
+
+
+class Constant(torch.nn.Module):
+    def __init__(self, output: torch.Tensor | tuple[torch.Tensor, ...]) -> None:
+        super().__init__()
+        self.output = output
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+        if isinstance(self.output, tuple):
+            return self.output
+        return self.output.expand(len(x), -1) + self.weight * x.flatten(1)[:, :1]
+
+
+def test_nan_model_is_an_error(small):
+    model = Constant(torch.tensor([[float("nan"), 0.0]]))
+    with pytest.raises(RobustConfigError, match="NaN or infinite logits for 50 of 50"):
+        evaluate(model, small, attack="fgsm", eps=0.1)
+
+
+def test_tuple_output_is_an_error(small):
+    model = Constant((torch.zeros(50, 10), torch.zeros(50)))
+    with pytest.raises(RobustConfigError, match="returned a tuple"):
+        evaluate(model, small, attack="fgsm", eps=0.1)
+
+
+def test_labels_beyond_the_classes_are_an_error(small):
+    model = Constant(torch.tensor([[1.0, 0.0]]))  # 2 classes, digits labels go to 9
+    with pytest.raises(RobustConfigError, match="labels range over \\[0, 9\\].*2 classes"):
+        evaluate(model, small, attack="fgsm", eps=0.1)
+
+
+def test_shape_mismatch_names_the_input_shape(small):
+    model = torch.nn.Linear(10, 10)  # expects 10 features, gets (1, 8, 8)
+    with pytest.raises(RobustConfigError, match="inputs of shape \\(50, 1, 8, 8\\)"):
+        evaluate(model, small, attack="fgsm", eps=0.1)
+
+
+def test_probability_outputs_warn(digits_cnn, small):
+    model = torch.nn.Sequential(digits_cnn, torch.nn.Softmax(dim=1))
+    with pytest.warns(ProbabilityOutputWarning, match="drop the final softmax"):
+        evaluate(model, small, attack="fgsm", eps=0.1)
+
+
+def test_not_a_module_is_an_error(small):
+    with pytest.raises(RobustConfigError, match="must be a torch.nn.Module"):
+        evaluate(lambda x: x, small, attack="fgsm", eps=0.1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"attack": "pgdd", "eps": 0.1}, "did you mean 'pgd'"),
+        ({"attack": "pgd", "eps": -0.1}, "eps=-0.1: must be >= 0"),
+        ({"attack": "pgd", "eps": 0.1, "min_accuracy": 0.5}, "did you mean 'min_acc'"),
+        ({"attack": "fgsm", "eps": 0.1, "steps": 5}, "it is a parameter of bim, illc, pgd"),
+        ({"attack": "pgd", "eps": 0.1, "min_acc": 1.5}, "min_acc=1.5: must be <= 1"),
+        ({"attack": "pgd", "eps": 0.1, "norm": "l3"}, "'linf' or 'l2'"),
+        ({"attack": "pgd", "eps": 0.1, "bounds": (1, 0)}, "low < high"),
+        ({"attack": "pgd", "eps": [0.1, 0.2]}, "evaluate\\(\\) runs one check"),
+        ({"attack": "pgd", "eps": 0.1, "device": "cuda:7"}, "device="),
+    ],
+)
+def test_bad_arguments_are_explained(digits_cnn, small, kwargs, message):
+    with pytest.raises(RobustConfigError, match=message):
+        evaluate(digits_cnn, small, **kwargs)

@@ -1,0 +1,126 @@
+"""Pure pieces: precedence with provenance, list expansion, the Wilson interval, verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_robust import RobustConfigError
+from pytest_robust import RobustnessResult
+from pytest_robust.attacks import registered_attacks
+from pytest_robust.engine.result import wilson
+from pytest_robust.spec import derive_seed
+from pytest_robust.spec import expand
+from pytest_robust.spec import resolve
+from pytest_robust.spec import validate
+
+PGD = registered_attacks()["pgd"].params
+
+
+def test_precedence_marker_over_cli_over_ini_over_default():
+    case = {"attack": "pgd", "eps": 0.1, "batch_size": 8}
+    cli = {"batch_size": 16, "seed": 5, "device": None, "max_samples": None}
+    ini = {"batch_size": "32", "seed": "7", "device": "cpu"}
+    spec = resolve(case, PGD, cli, ini)
+    assert (spec.batch_size, spec.provenance["batch_size"]) == (8, "marker")
+    assert (spec.seed, spec.provenance["seed"]) == (5, "--robust-seed")
+    assert (spec.device, spec.provenance["device"]) == ("cpu", "ini robust_device")
+    assert (spec.max_samples, spec.provenance["max_samples"]) == (None, "default")
+    assert spec.attack_params == {"steps": 20, "alpha": None, "random_start": True, "restarts": 1}
+
+
+def test_max_samples_from_the_command_line_is_a_cap():
+    case = {"attack": "pgd", "eps": 0.1, "max_samples": 100}
+    assert resolve(case, PGD, {"max_samples": 10}).max_samples == 10
+    assert resolve(case, PGD, {"max_samples": 1000}).max_samples == 100
+    capped = resolve(case, PGD, {}, {"max_samples": "20"})
+    assert (capped.max_samples, capped.provenance["max_samples"]) == (20, "ini robust_max_samples")
+
+
+def test_a_bad_ini_value_says_where_it_came_from():
+    with pytest.raises(RobustConfigError, match=r"batch_size='abc' \(ini robust_batch_size\)"):
+        resolve({"attack": "pgd", "eps": 0.1}, PGD, {}, {"batch_size": "abc"})
+
+
+def test_lists_are_zipped_into_cases_with_readable_ids():
+    kwargs = validate(
+        {"attack": "pgd", "eps": [0.05, 0.1], "min_acc": [0.9, 0.8], "steps": 10},
+        registered_attacks(),
+    )
+    cases = expand(kwargs)
+    assert [c.id for c in cases] == ["pgd-eps=0.05", "pgd-eps=0.1"]
+    assert [(c.kwargs["eps"], c.kwargs["min_acc"], c.kwargs["steps"]) for c in cases] == [
+        (0.05, 0.9, 10),
+        (0.1, 0.8, 10),
+    ]
+    (single,) = expand(validate({"attack": "fgsm", "eps": 0.1}, registered_attacks()))
+    assert single.id == ""
+
+
+def test_list_lengths_must_match():
+    with pytest.raises(RobustConfigError, match="eps has 3, min_acc has 2"):
+        validate({"attack": "pgd", "eps": [1, 2, 3], "min_acc": [0.1, 0.2]}, registered_attacks())
+
+
+def test_device_is_not_a_marker_argument():
+    with pytest.raises(RobustConfigError, match="--robust-device"):
+        validate({"attack": "pgd", "eps": 0.1, "device": "cpu"}, registered_attacks(), "marker")
+
+
+def test_derived_seeds_differ_per_test_and_are_stable():
+    a, b = derive_seed(0, "t.py::test_a"), derive_seed(0, "t.py::test_b")
+    assert a != b and a == derive_seed(0, "t.py::test_a")
+    assert derive_seed(1, "t.py::test_a") != a
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "low", "high"),
+    # Reference values: Wilson score interval, z = 1.96 (e.g. Newcombe 1998, table I).
+    [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)],
+)
+def test_wilson_interval_matches_reference_values(k, n, low, high):
+    lo, hi = wilson(k, n)
+    assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+
+
+def make_result(**overrides):
+    base = dict(
+        attack="pgd", eps=0.1, norm="linf", bounds=(0.0, 1.0),
+        params={"steps": 20, "alpha": 0.0125}, targeted=False,
+        clean_correct="1111111110", robust="1111100000", success="0000011110",
+        thresholds={"min_acc": 0.8}, seed=1, device="cpu", duration_s=0.5,
+        data_fingerprint="d", model_fingerprint="m",
+    )
+    base.update(overrides)
+    return RobustnessResult(**base)
+
+
+def test_result_statistics_and_failure_line():
+    r = make_result()
+    assert (r.n, r.clean_acc, r.robust_acc) == (10, 0.9, 0.5)
+    assert r.success_rate == pytest.approx(4 / 9)
+    assert r.status == "fail" and not r.passed
+    line = r.failure_message()
+    assert line.startswith("robust_acc 0.500 < min_acc 0.800 (95% CI [0.237, 0.763], n=10)")
+    assert "under pgd eps=0.1 linf steps=20 alpha=0.0125; clean_acc 0.900" in line
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "status"),
+    [
+        ({}, "measured"),
+        ({"min_acc": 0.5}, "pass"),  # equal to the floor passes
+        ({"max_success": 0.4}, "fail"),
+        ({"max_success": 0.5}, "pass"),
+        ({"max_drop": 0.4}, "pass"),  # 0.9 - 0.5 = 0.4 exactly
+        ({"max_drop": 0.39}, "fail"),
+    ],
+)
+def test_thresholds(thresholds, status):
+    assert make_result(thresholds=thresholds).status == status
+
+
+def test_to_dict_round_trip():
+    r = make_result()
+    data = r.to_dict()
+    assert data["schema"] == 1 and data["robust_acc"] == 0.5 and data["ci95"] == list(r.ci95)
+    assert RobustnessResult.from_dict(data) == r
