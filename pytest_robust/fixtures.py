@@ -67,7 +67,5 @@ def _robust_check(request: pytest.FixtureRequest) -> RobustnessResult | None:
 def robustness(_robust_check: RobustnessResult | None) -> RobustnessResult:
     """The RobustnessResult of this test's @robust check, for extra assertions."""
     if _robust_check is None:
-        pytest.fail(
-            "the robustness fixture needs a @robust(...) marker on the test", pytrace=False
-        )
+        pytest.fail("the robustness fixture needs a @robust(...) marker on the test", pytrace=False)
     return _robust_check

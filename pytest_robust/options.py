@@ -50,8 +50,7 @@ def parse_report(value: str) -> str:
     kind, _, dest = value.partition(":")
     if kind not in REPORT_TYPES:
         raise argparse.ArgumentTypeError(
-            f"{value!r}: report type must be one of {', '.join(REPORT_TYPES)} "
-            "(term, or json:PATH)"
+            f"{value!r}: report type must be one of {', '.join(REPORT_TYPES)} (term, or json:PATH)"
         )
     if kind == "term" and dest:
         raise argparse.ArgumentTypeError(f"{value!r}: the term report takes no destination")

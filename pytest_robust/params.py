@@ -67,7 +67,7 @@ class Param:
             return "must be 'linf' or 'l2'"
         if self.kind == "bounds":
             return "must be a pair (low, high) with low < high, for example bounds=(0, 1)"
-        return f"must be {names.get(self.kind, str(self.kind))}"  # type: ignore[call-overload]
+        return f"must be {names[self.kind]}" if isinstance(self.kind, type) else str(self.kind)
 
     def _convert(self, value: Any) -> Any:
         if self.kind is bool:
@@ -77,7 +77,7 @@ class Param:
                 return value.lower() in ("true", "1")
             raise TypeError("")
         if self.kind is int:
-            if isinstance(value, bool) or isinstance(value, float):
+            if isinstance(value, (bool, float)):
                 raise TypeError("")
             return int(value)
         if self.kind is float:

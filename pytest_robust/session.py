@@ -124,7 +124,7 @@ class RobustSession:
         except RobustConfigError as error:
             message = str(error)
             if message.startswith("data:"):
-                message = f"fixture {spec.data!r}:{message[len('data:'):]}"
+                message = f"fixture {spec.data!r}:{message[len('data:') :]}"
             elif message.startswith("model"):
                 message = f"fixture {spec.model!r}: {message}"
             pytest.fail(message, pytrace=False)
@@ -177,7 +177,7 @@ class RobustSession:
         detailed = any(t.partition(":")[0] == "term" for t in self.reports)
         header, *rows = format_table(self.records, detailed=detailed)
         terminalreporter.write_line(header, bold=True)
-        for line, record in zip(rows, self.records):
+        for line, record in zip(rows, self.records, strict=True):
             status = record["row_status"]
             terminalreporter.write_line(line, red=status == "fail", green=status == "pass")
         for path in self.written:

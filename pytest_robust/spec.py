@@ -32,9 +32,7 @@ COMMON_PARAMS: dict[str, Param] = {
     "norm": Param("norm", "linf", doc="'linf' or 'l2': the norm of the eps-ball"),
     "bounds": Param("bounds", (0.0, 1.0), doc="(low, high): the valid input range"),
     "min_acc": Param(float, None, 0.0, 1.0, optional=True, doc="fail if robust_acc < this"),
-    "max_success": Param(
-        float, None, 0.0, 1.0, optional=True, doc="fail if success_rate > this"
-    ),
+    "max_success": Param(float, None, 0.0, 1.0, optional=True, doc="fail if success_rate > this"),
     "max_drop": Param(
         float, None, 0.0, 1.0, optional=True, doc="fail if clean_acc - robust_acc > this"
     ),
@@ -91,11 +89,7 @@ class Spec:
 
     @property
     def thresholds(self) -> dict[str, float]:
-        return {
-            name: value
-            for name in THRESHOLDS
-            if (value := getattr(self, name)) is not None
-        }
+        return {name: value for name in THRESHOLDS if (value := getattr(self, name)) is not None}
 
 
 def validate(
@@ -111,8 +105,7 @@ def validate(
     """
     if "attack" not in kwargs:
         raise RobustConfigError(
-            f"attack is missing: name one of {', '.join(sorted(attacks))}, "
-            "for example attack='pgd'"
+            f"attack is missing: name one of {', '.join(sorted(attacks))}, for example attack='pgd'"
         )
     attack = kwargs["attack"]
     if isinstance(attack, (list, tuple)):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from digits import digits_split  # noqa: E402
-from digits import trained_cnn  # noqa: E402
+from digits import digits_split
+from digits import trained_cnn
 
 
 @pytest.fixture(scope="session")

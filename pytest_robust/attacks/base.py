@@ -171,7 +171,7 @@ class GradientAttack(Attack):
         if self.threat.norm == "linf":
             return grad.sign()
         norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
-        return grad / norms.view(-1, *([1] * (grad.dim() - 1)))
+        return torch.div(grad, norms.view(-1, *([1] * (grad.dim() - 1))))
 
     def schedule(self) -> tuple[int, float, int, bool]:
         """(steps, alpha, restarts, random_start) for this run."""
@@ -217,7 +217,13 @@ class GradientAttack(Attack):
                 if not bool(alive.any()):
                     break
                 x = threat.project(x + alpha * self.direction(grad), x0)
-                x, x0, labels, ids, active = x[alive], x0[alive], labels[alive], ids[alive], active[alive]
+                x, x0, labels, ids, active = (
+                    x[alive],
+                    x0[alive],
+                    labels[alive],
+                    ids[alive],
+                    active[alive],
+                )
                 targets = targets[alive] if targets is not None else None
         return best
 
@@ -263,6 +269,4 @@ def steps_param(default: int) -> Param:
     return Param(int, default, minimum=1, doc="number of gradient steps")
 
 
-ALPHA = Param(
-    float, None, minimum=0.0, optional=True, doc="step size; default 2.5 * eps / steps"
-)
+ALPHA = Param(float, None, minimum=0.0, optional=True, doc="step size; default 2.5 * eps / steps")

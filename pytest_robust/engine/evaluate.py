@@ -246,6 +246,7 @@ def _check_inside(
     if distance > threat.eps + tol or outside or not bool(torch.isfinite(x_adv).all()):
         raise RuntimeError(
             f"attack {attack.name!r} returned inputs outside the threat model "
-            f"({threat.norm} distance {distance:.6g} vs eps {threat.eps:g}, bounds {threat.bounds}); "
+            f"({threat.norm} distance {distance:.6g} vs eps {threat.eps:g}, "
+            f"bounds {threat.bounds}); "
             "this is a bug in the attack, not in your model"
         )

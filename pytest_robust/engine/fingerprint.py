@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import torch
 
 
-def _update(digest: hashlib._Hash, tensor: torch.Tensor) -> None:
+def _update(digest: Any, tensor: torch.Tensor) -> None:
     t = tensor.detach()
     digest.update(f"{tuple(t.shape)}|{t.dtype}|".encode())
     t = t.to("cpu").contiguous()

@@ -110,7 +110,9 @@ class RobustnessResult:
         failures = []
         min_acc = self.thresholds.get("min_acc")
         if min_acc is not None and self.robust_acc < min_acc:
-            failures.append(f"robust_acc {self.robust_acc:.3f} < min_acc {min_acc:.3f} ({interval})")
+            failures.append(
+                f"robust_acc {self.robust_acc:.3f} < min_acc {min_acc:.3f} ({interval})"
+            )
         max_success = self.thresholds.get("max_success")
         if max_success is not None and self.success_rate > max_success:
             slo, shi = self.success_ci95

@@ -20,7 +20,9 @@ def _test_name(nodeid: str) -> str:
 
 
 def _params(record: Mapping[str, Any]) -> str:
-    items = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in record["params"].items()]
+    items = [
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in record["params"].items()
+    ]
     return " ".join([record["norm"], *items])
 
 
@@ -53,7 +55,7 @@ def format_table(records: Sequence[Mapping[str, Any]], detailed: bool = False) -
     def fmt(line: list[str]) -> str:
         cells = [
             cell.rjust(w) if name in numeric else cell.ljust(w)
-            for cell, w, name in zip(line, widths, header)
+            for cell, w, name in zip(line, widths, header, strict=True)
         ]
         return "  ".join(cells).rstrip()
 

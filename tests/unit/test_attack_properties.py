@@ -64,8 +64,16 @@ def test_adversarial_inputs_stay_in_the_ball_and_bounds(
     x_before = x.clone()
     extra = {} if attack == "fgsm" else {"steps": 3}  # fgsm takes no steps
     result = evaluate(
-        model, (x, y), attack=attack, eps=eps, norm=norm, bounds=bounds,
-        batch_size=batch_size, seed=seed, keep_adversarial=True, **extra,
+        model,
+        (x, y),
+        attack=attack,
+        eps=eps,
+        norm=norm,
+        bounds=bounds,
+        batch_size=batch_size,
+        seed=seed,
+        keep_adversarial=True,
+        **extra,
     )
     adv = result.adversarial
     assert torch.equal(x, x_before), "the user's data was modified in place"
@@ -80,7 +88,7 @@ def test_adversarial_inputs_stay_in_the_ball_and_bounds(
     broken = (pred != y) if not result.targeted else None
     if broken is not None:
         assert result.success == "".join("1" if b else "0" for b in broken.tolist())
-    assert result.robust == "".join("1" if (p == t) else "0" for p, t in zip(pred, y))
+    assert result.robust == "".join("1" if (p == t) else "0" for p, t in zip(pred, y, strict=True))
     if eps == 0.0:
         assert result.robust_acc == result.clean_acc == 1.0
 

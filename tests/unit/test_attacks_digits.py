@@ -70,7 +70,7 @@ def test_results_are_reproducible_and_independent_of_batch_size(digits_cnn, digi
     assert a.robust == b.robust
     # Random starts are keyed by sample index, so a different split gives the same starts;
     # only float rounding in batched matmuls can differ, which flips at most a sample.
-    assert sum(p != q for p, q in zip(a.robust, c.robust)) <= 2
+    assert sum(p != q for p, q in zip(a.robust, c.robust, strict=True)) <= 2
     d = evaluate(digits_cnn, digits_data, attack="pgd", eps=0.08, seed=4, batch_size=450)
     assert d.seed == 4 and d.robust_acc == pytest.approx(a.robust_acc, abs=0.05)
 
@@ -79,7 +79,8 @@ def test_restarts_never_lower_strength(digits_cnn, digits_data):
     one = evaluate(digits_cnn, digits_data, attack="pgd", eps=0.06, steps=5, restarts=1)
     three = evaluate(digits_cnn, digits_data, attack="pgd", eps=0.06, steps=5, restarts=3)
     # Restart 0 is the same run in both (same seed and stream), so 3 restarts dominate.
-    assert all(not (r1 == "0" and r3 == "1") for r1, r3 in zip(one.robust, three.robust))
+    pairs = zip(one.robust, three.robust, strict=True)
+    assert all(not (r1 == "0" and r3 == "1") for r1, r3 in pairs)
 
 
 def test_broken_and_misclassified_samples_are_not_attacked_further(digits_cnn, digits_data):

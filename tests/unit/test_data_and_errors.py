@@ -50,8 +50,9 @@ def test_every_data_form_gives_the_same_samples(small):
 def test_same_result_for_every_data_form(digits_cnn, small):
     x, y = small
     a = evaluate(digits_cnn, (x, y), attack="pgd", eps=0.1, steps=5)
-    b = evaluate(digits_cnn, DataLoader(TensorDataset(x, y), batch_size=9), attack="pgd",
-                 eps=0.1, steps=5)
+    b = evaluate(
+        digits_cnn, DataLoader(TensorDataset(x, y), batch_size=9), attack="pgd", eps=0.1, steps=5
+    )
     assert a.robust == b.robust and a.data_fingerprint == b.data_fingerprint
 
 
@@ -79,7 +80,7 @@ def test_bad_data_is_explained(data, message):
 
 def test_inputs_outside_bounds_suggest_bounds_or_normalize(digits_cnn, small):
     x, y = small
-    with pytest.raises(RobustConfigError, match="bounds=.*Normalize"):
+    with pytest.raises(RobustConfigError, match=r"bounds=.*Normalize"):
         evaluate(digits_cnn, ((x - 0.5) / 0.25, y), attack="fgsm", eps=0.1)
 
 
@@ -109,7 +110,7 @@ def test_tuple_output_is_an_error(small):
 
 def test_labels_beyond_the_classes_are_an_error(small):
     model = Constant(torch.tensor([[1.0, 0.0]]))  # 2 classes, digits labels go to 9
-    with pytest.raises(RobustConfigError, match="labels range over \\[0, 9\\].*2 classes"):
+    with pytest.raises(RobustConfigError, match=r"labels range over \[0, 9\].*2 classes"):
         evaluate(model, small, attack="fgsm", eps=0.1)
 
 
@@ -126,7 +127,7 @@ def test_probability_outputs_warn(digits_cnn, small):
 
 
 def test_not_a_module_is_an_error(small):
-    with pytest.raises(RobustConfigError, match="must be a torch.nn.Module"):
+    with pytest.raises(RobustConfigError, match=r"must be a torch\.nn\.Module"):
         evaluate(lambda x: x, small, attack="fgsm", eps=0.1)  # type: ignore[arg-type]
 
 

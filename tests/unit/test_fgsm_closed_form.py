@@ -10,6 +10,7 @@ from toy_models import LogisticRegression
 
 from pytest_robust import evaluate
 
+
 # The linear example from the FGSM slides (Goodfellow et al.): score w.x = -3, p = 0.0474;
 # x + 0.5 * sign(w) moves the score by 0.5 * ||w||_1 = 5 to 2, p = 0.88.
 def score(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -28,7 +29,11 @@ def test_slides_linear_example() -> None:
     assert float(p_clean) == pytest.approx(0.0474, abs=5e-5)
 
     result = evaluate(
-        model, (X, torch.tensor([0])), attack="fgsm", eps=0.5, bounds=(-10, 10),
+        model,
+        (X, torch.tensor([0])),
+        attack="fgsm",
+        eps=0.5,
+        bounds=(-10, 10),
         keep_adversarial=True,
     )
     x_adv = result.adversarial

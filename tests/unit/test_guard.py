@@ -28,7 +28,7 @@ def assert_unchanged(before: dict[str, object], model: torch.nn.Module) -> None:
         assert torch.equal(value, after["state"][key]), f"{key} changed"  # type: ignore[index]
     assert before["training"] == after["training"]
     assert before["requires_grad"] == after["requires_grad"]
-    for g0, g1 in zip(before["grad"], after["grad"]):  # type: ignore[call-overload]
+    for g0, g1 in zip(before["grad"], after["grad"], strict=True):  # type: ignore[call-overload]
         assert (g0 is None and g1 is None) or torch.equal(g0, g1)
     assert before["device"] == after["device"]
 

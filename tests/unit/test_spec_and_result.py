@@ -75,7 +75,12 @@ def test_derived_seeds_differ_per_test_and_are_stable():
 @pytest.mark.parametrize(
     ("k", "n", "low", "high"),
     # Reference values: Wilson score interval, z = 1.96 (e.g. Newcombe 1998, table I).
-    [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)],
+    [
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+    ],
 )
 def test_wilson_interval_matches_reference_values(k, n, low, high):
     lo, hi = wilson(k, n)
@@ -84,11 +89,21 @@ def test_wilson_interval_matches_reference_values(k, n, low, high):
 
 def make_result(**overrides):
     base = dict(
-        attack="pgd", eps=0.1, norm="linf", bounds=(0.0, 1.0),
-        params={"steps": 20, "alpha": 0.0125}, targeted=False,
-        clean_correct="1111111110", robust="1111100000", success="0000011110",
-        thresholds={"min_acc": 0.8}, seed=1, device="cpu", duration_s=0.5,
-        data_fingerprint="d", model_fingerprint="m",
+        attack="pgd",
+        eps=0.1,
+        norm="linf",
+        bounds=(0.0, 1.0),
+        params={"steps": 20, "alpha": 0.0125},
+        targeted=False,
+        clean_correct="1111111110",
+        robust="1111100000",
+        success="0000011110",
+        thresholds={"min_acc": 0.8},
+        seed=1,
+        device="cpu",
+        duration_s=0.5,
+        data_fingerprint="d",
+        model_fingerprint="m",
     )
     base.update(overrides)
     return RobustnessResult(**base)
