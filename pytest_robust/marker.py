@@ -27,6 +27,7 @@ class _InvalidMarker:
         self.error = error
 
     def __call__(self, obj: Any) -> Any:
+        __tracebackhide__ = True
         code = getattr(obj, "__code__", None)
         where = f" ({code.co_filename}:{code.co_firstlineno})" if code else ""
         name = getattr(obj, "__qualname__", repr(obj))

@@ -63,7 +63,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         cases = metafunc.config.stash[SESSION_KEY].cases(marker)
     except RobustConfigError as error:
-        pytest.fail(f"{metafunc.definition.nodeid}: @robust: {error}", pytrace=False)
+        problem = str(error)
+    else:
+        problem = ""
+    if problem:  # failed outside the except block, so no chained traceback is printed
+        pytest.fail(f"{metafunc.definition.nodeid}: @robust: {problem}", pytrace=False)
     if len(cases) > 1 or cases[0].id:
         metafunc.fixturenames.append(CASE_FIXTURE)
         metafunc.parametrize(CASE_FIXTURE, cases, indirect=True, ids=[c.id for c in cases])

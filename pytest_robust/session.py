@@ -123,22 +123,24 @@ class RobustSession:
             return run_check(model, data, spec, cache=self._cache)
         except RobustConfigError as error:
             message = str(error)
-            if message.startswith("data:"):
-                message = f"fixture {spec.data!r}:{message[len('data:') :]}"
-            elif message.startswith("model"):
-                message = f"fixture {spec.model!r}: {message}"
-            pytest.fail(message, pytrace=False)
+        # Failed outside the except block, so no chained traceback is printed.
+        if message.startswith("data:"):
+            message = f"fixture {spec.data!r}:{message[len('data:') :]}"
+        elif message.startswith("model"):
+            message = f"fixture {spec.model!r}: {message}"
+        pytest.fail(message, pytrace=False)
 
     @staticmethod
     def _fixture(request: pytest.FixtureRequest, name: str, role: str) -> Any:
         try:
             return request.getfixturevalue(name)
         except pytest.FixtureLookupError:
-            pytest.fail(
-                f"{role}={name!r} names no fixture: define a fixture {name!r} in conftest.py, "
-                f"or fix the name on the marker",
-                pytrace=False,
-            )
+            pass
+        pytest.fail(
+            f"{role}={name!r} names no fixture: define a fixture {name!r} in conftest.py, "
+            "or fix the name on the marker",
+            pytrace=False,
+        )
 
     # --- results and reports (hooks: this object is registered as a plugin) -------------
 
