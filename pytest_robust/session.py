@@ -6,6 +6,7 @@ One per pytest run, kept in `config.stash`. Torch is imported only when a check 
 from __future__ import annotations
 
 import dataclasses
+from argparse import ArgumentTypeError
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 
 from pytest_robust.errors import RobustConfigError
+from pytest_robust.options import parse_device
+from pytest_robust.options import parse_report
 from pytest_robust.spec import COMMON_PARAMS
 from pytest_robust.spec import RUN_SETTINGS
 from pytest_robust.spec import Case
@@ -55,17 +58,17 @@ class RobustSession:
             if raw:
                 try:
                     COMMON_PARAMS[name].parse(name, raw, f"ini robust_{name}")
-                except RobustConfigError as error:
-                    raise pytest.UsageError(f"pytest-robust: {error}") from None
+                    if name == "device":
+                        parse_device(raw)
+                except (RobustConfigError, ArgumentTypeError) as error:
+                    raise pytest.UsageError(f"pytest-robust: ini robust_{name}: {error}") from None
                 self.ini[name] = raw
-        from pytest_robust.options import parse_report
-
         raw_reports = list(config.getoption("robust_report") or []) + list(
             config.getini("robust_report")
         )
         try:
             self.reports = [parse_report(value) for value in raw_reports]
-        except Exception as error:
+        except ArgumentTypeError as error:
             raise pytest.UsageError(f"pytest-robust: robust_report {error}") from None
         self.records: list[dict[str, Any]] = []
         self.written: list[Path] = []
@@ -134,8 +137,9 @@ class RobustSession:
     def _fixture(request: pytest.FixtureRequest, name: str, role: str) -> Any:
         try:
             return request.getfixturevalue(name)
-        except pytest.FixtureLookupError:
-            pass
+        except pytest.FixtureLookupError as error:
+            if error.argname != name:
+                raise  # the fixture exists but something it needs is missing: pytest says what
         pytest.fail(
             f"{role}={name!r} names no fixture: define a fixture {name!r} in conftest.py, "
             "or fix the name on the marker",

@@ -14,9 +14,17 @@ def _threshold(record: Mapping[str, Any]) -> str:
     return " ".join(parts) or "-"
 
 
-def _test_name(nodeid: str) -> str:
-    path, _, rest = nodeid.partition("::")
-    return f"{path.rsplit('/', 1)[-1]}::{rest}" if rest else nodeid
+def _short_names(nodeids: Sequence[str]) -> list[str]:
+    """'file.py::test' without directories, unless two directories hold the same file name."""
+    paths = {nodeid.partition("::")[0] for nodeid in nodeids}
+    basenames = [path.rsplit("/", 1)[-1] for path in paths]
+    unique = {b for b in basenames if basenames.count(b) == 1}
+    names = []
+    for nodeid in nodeids:
+        path, sep, rest = nodeid.partition("::")
+        base = path.rsplit("/", 1)[-1]
+        names.append(f"{base}{sep}{rest}" if base in unique else nodeid)
+    return names
 
 
 def _params(record: Mapping[str, Any]) -> str:
@@ -33,10 +41,11 @@ def format_table(records: Sequence[Mapping[str, Any]], detailed: bool = False) -
         header[2:2] = ["params"]
         header.append("time")
     rows = []
-    for r in records:
+    names = _short_names([r["nodeid"] for r in records])
+    for r, name in zip(records, names, strict=True):
         lo, hi = r["ci95"]
         row = [
-            _test_name(r["nodeid"]),
+            name,
             r["attack"] + (" (targeted)" if r["targeted"] else ""),
             f"{r['eps']:g}",
             str(r["n"]),
