@@ -155,7 +155,11 @@ class RobustSession:
         record: Mapping[str, Any] | None = getattr(report, REPORT_KEY, None)
         if record is None:
             return
-        status = str(record["status"]) + (" (xfail)" if hasattr(report, "wasxfail") else "")
+        status = str(record["status"])
+        if hasattr(report, "wasxfail"):
+            status += " (xfail)"
+        elif report.skipped:  # the body skipped before the gate was checked
+            status += " (skipped)"
         self.records.append({**record, "row_status": status})
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -1,0 +1,111 @@
+"""Marker validation: a bad @robust(...) is a collection error that names the test, the
+argument and the fix, before any model is loaded or any attack runs.
+
+Both spellings are checked: the typed helper `robust(...)` (which validates when the test
+module is imported) and the raw `pytest.mark.robust(...)` (validated by the plugin during
+collection).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+HELPER = "from pytest_robust import robust as mark\n"
+RAW = "import pytest\nmark = pytest.mark.robust\n"
+
+CASES = [
+    # (marker arguments, expected message pattern)
+    ('attack="fgsm", eps=-0.1', "*eps=-0.1*must be >= 0*"),
+    ('attack="pgdd", eps=0.1', "*attack='pgdd' is not a registered attack (did you mean 'pgd'?)*"),
+    ('attack="fgsm", eps=0.1, min_accuracy=0.9', "*min_accuracy= *(did you mean 'min_acc'?)*"),
+    ('attack="fgsm", eps=0.1, min_acc=1.5', "*min_acc=1.5*must be <= 1*"),
+    ('attack="fgsm", eps=[0.1, 0.2], min_acc=[0.9]', "*same length (eps has 2, min_acc has 1)*"),
+    (
+        'attack="fgsm", eps=0.1, device="cpu"',
+        "*device cannot be set on the marker*--robust-device*",
+    ),
+    ('attack="pgd", eps=0.1, stepz=5', "*stepz=*(did you mean 'steps'?)*"),
+    ('attack="pgd", eps=0.1, steps=0', "*steps=0*must be >= 1*"),
+    ('attack="fgsm", eps=0.1, steps=5', "*steps= is not an argument of attack 'fgsm'*"),
+    ('attack="fgsm", eps=0.1, norm="l3"', "*norm='l3'*'linf' or 'l2'*"),
+    ("eps=0.1", "*attack is missing*"),
+    ('attack="fgsm"', "*eps is missing*"),
+]
+
+
+@pytest.mark.parametrize("form", ["helper", "raw"])
+@pytest.mark.parametrize(("args", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_marker_is_a_collection_error(
+    rtester: pytest.Pytester, form: str, args: str, message: str
+) -> None:
+    """Catches a bad argument that is accepted (and only fails, or silently misbehaves, when
+    the attack runs), or an error that does not name the test and the argument."""
+    header = HELPER if form == "helper" else RAW
+    rtester.makepyfile(
+        test_marker=header
+        + f"""
+@mark({args})
+def test_bad():
+    pass
+
+def test_unrelated():
+    pass
+"""
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(errors=1)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*ERROR collecting test_marker.py*", message])
+    # The test is named, and the argument error is on the same line.
+    result.stdout.fnmatch_lines(["*test_bad*" + message.lstrip("*")])
+    result.stdout.no_fnmatch_line("*site-packages/torch*")
+
+
+def test_positional_arguments_are_rejected(rtester: pytest.Pytester) -> None:
+    """Catches pytest.mark.robust("fgsm", 0.1) being accepted with its arguments dropped."""
+    rtester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.robust("fgsm", 0.1)
+        def test_bad():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*test_bad*keyword arguments only*"])
+
+
+def test_two_markers_on_one_test_are_rejected(rtester: pytest.Pytester) -> None:
+    """Catches a second @robust being silently ignored (only the closest would run)."""
+    rtester.makepyfile(
+        """
+        from pytest_robust import robust
+
+        @robust(attack="fgsm", eps=0.1, min_acc=0.9)
+        @robust(attack="pgd", eps=0.1, min_acc=0.4)
+        def test_bad():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*test_bad*one @robust marker per test*"])
+
+
+def test_validation_runs_at_collection_before_any_fixture(pytester: pytest.Pytester) -> None:
+    """Catches validation deferred to setup: with --collect-only and no model fixture at
+    all, a bad marker must still be reported."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.robust(attack="fgsm", eps=-1)
+        def test_bad():
+            pass
+        """
+    )
+    result = pytester.runpytest("--collect-only")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*test_bad*eps=-1*must be >= 0*"])

@@ -1,0 +1,447 @@
+"""Outcomes: a gate that holds passes, a missed threshold FAILS with one clear line, and a
+broken model, bad data or a missing fixture is an ERROR at setup that says what to fix.
+
+The world (see conftest.py): FGSM at eps=0.1 breaks exactly the 32 weak samples of 64,
+so clean_acc 1.0, robust_acc 0.5, success_rate 0.5 and drop 0.5.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+NO_TORCH_TRACEBACK = "*site-packages/torch*"
+
+
+def test_gate_that_holds_passes(rtester: pytest.Pytester) -> None:
+    """Catches a gate that fails (or errors) although the measured value meets it, and
+    any warning the plugin or the attack emits on a healthy model (run with -W error)."""
+    rtester.makepyfile(
+        """
+        from pytest_robust import robust
+
+        @robust(attack="fgsm", eps=0.1, min_acc=0.5)
+        def test_gate():
+            pass
+        """
+    )
+    result = rtester.runpytest("-W", "error")
+    result.assert_outcomes(passed=1, warnings=0)
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_missed_threshold_fails_with_one_clear_line(rtester: pytest.Pytester) -> None:
+    """Catches a failing gate that passes, that reports without the numbers a reader needs
+    (value, threshold, attack and its parameters, n, interval, clean accuracy), or that
+    buries the reason under a traceback of the plugin or of torch."""
+    rtester.makepyfile(
+        test_gate="""
+        from pytest_robust import robust
+
+        @robust(attack="pgd", eps=0.1, steps=2, min_acc=0.9)
+        def test_gate():
+            pass
+        """
+    )
+    result = rtester.runpytest("-rf")
+    result.assert_outcomes(failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_gate _*",
+            "robust_acc 0.500 < min_acc 0.900 (95% CI [[]0.381, 0.619], n=64) "
+            "under pgd eps=0.1 linf steps=2 *; clean_acc 1.000",
+            "FAILED test_gate.py::test_gate - Failed: robust_acc 0.500 < min_acc 0.900*",
+        ]
+    )
+    result.stdout.no_fnmatch_line(NO_TORCH_TRACEBACK)
+    result.stdout.no_fnmatch_line("*pytest_robust/*.py:*")
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_failing_test_body_is_reported_as_usual(rtester: pytest.Pytester) -> None:
+    """Catches the plugin swallowing or replacing an assertion error of the test body."""
+    rtester.makepyfile(
+        """
+        from pytest_robust import robust
+
+        @robust(attack="fgsm", eps=0.1, min_acc=0.5)
+        def test_body(robustness):
+            assert robustness.robust_acc > 0.75, "body check"
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*AssertionError: body check*"])
+
+
+def test_no_threshold_means_measured_and_passed(rtester: pytest.Pytester) -> None:
+    """Catches a check without thresholds that fails, or that is not shown as measured."""
+    rtester.makepyfile(
+        """
+        from pytest_robust import robust
+
+        @robust(attack="fgsm", eps=0.3)
+        def test_measure():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_measure*fgsm*0.000*measured*"])
+
+
+def test_eps_zero_changes_nothing(rtester: pytest.Pytester) -> None:
+    """At eps=0 no attack can move an input: robust_acc must equal clean_acc, and the
+    strictest gate holds. Catches an attack or re-verification that breaks samples
+    outside the threat model."""
+    rtester.makepyfile(
+        """
+        from pytest_robust import robust
+
+        @robust(attack="pgd", eps=0.0, steps=2, min_acc=1.0, max_success=0.0, max_drop=0.0)
+        def test_zero(robustness):
+            assert robustness.robust_acc == robustness.clean_acc == 1.0
+        """
+    )
+    rtester.runpytest().assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("gate", "outcome", "line"),
+    [
+        ("max_success=0.6", "passed", None),
+        ("max_success=0.4", "failed", "success_rate 0.500 > max_success 0.400 *32 of 64 attacked*"),
+        ("max_drop=0.6", "passed", None),
+        (
+            "max_drop=0.4",
+            "failed",
+            "accuracy drop 0.500 > max_drop 0.400 (clean 1.000 -> robust 0.500*n=64*",
+        ),
+        ("min_acc=0.5, max_drop=0.5, max_success=0.5", "passed", None),
+    ],
+)
+def test_max_success_and_max_drop_gates(
+    rtester: pytest.Pytester, gate: str, outcome: str, line: str | None
+) -> None:
+    """Catches max_success / max_drop being ignored, inverted, or off by the boundary
+    (a value equal to its threshold meets it)."""
+    rtester.makepyfile(
+        f"""
+        from pytest_robust import robust
+
+        @robust(attack="fgsm", eps=0.1, {gate})
+        def test_gate():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(**{outcome: 1})
+    if line:
+        result.stdout.fnmatch_lines([f"*{line}*fgsm eps=0.1*clean_acc 1.000*"])
+
+
+def test_several_missed_thresholds_are_all_named(rtester: pytest.Pytester) -> None:
+    """Catches a failure message that reports only the first missed threshold."""
+    rtester.makepyfile(
+        """
+        from pytest_robust import robust
+
+        @robust(attack="fgsm", eps=0.1, min_acc=0.9, max_drop=0.1)
+        def test_gate():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["robust_acc 0.500 < min_acc 0.900*; accuracy drop 0.500 > max_drop*"]
+    )
+
+
+def test_xfail_on_a_failing_gate_is_xfailed(rtester: pytest.Pytester) -> None:
+    """Catches a gate failure that escapes pytest.mark.xfail (raised outside the call
+    phase, or as an error), and a strict xfail that a passing gate does not break."""
+    rtester.makepyfile(
+        """
+        import pytest
+        from pytest_robust import robust
+
+        @pytest.mark.xfail(reason="known weak", strict=True)
+        @robust(attack="fgsm", eps=0.1, min_acc=0.9)
+        def test_known_weak():
+            pass
+
+        @pytest.mark.xfail(reason="should fail but holds", strict=True)
+        @robust(attack="fgsm", eps=0.1, min_acc=0.4)
+        def test_unexpectedly_holds():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(xfailed=1, failed=1)
+    result.stdout.fnmatch_lines(["*[[]XPASS(strict)[]] should fail but holds*"])
+    result.stdout.fnmatch_lines(["*::test_known_weak *min_acc>=0.9*fail (xfail)"])
+
+
+def test_model_returning_nan_is_a_setup_error(rtester: pytest.Pytester) -> None:
+    """Catches a broken model being reported as a robustness failure (or a pass): it must
+    be an ERROR at setup naming the fixture and the NaN, without a torch traceback."""
+    rtester.makepyfile(
+        """
+        import pytest
+        import torch
+        from pytest_robust import robust
+
+        class NaNModel(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.linear = torch.nn.Linear(10, 2)
+
+            def forward(self, x):
+                return self.linear(x) * float("nan")
+
+        @pytest.fixture(scope="session")
+        def robust_model():
+            return NaNModel()
+
+        @robust(attack="fgsm", eps=0.1, min_acc=0.5)
+        def test_gate():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_gate*", "*fixture 'robust_model'*NaN*"])
+    result.stdout.no_fnmatch_line(NO_TORCH_TRACEBACK)
+
+
+def test_data_outside_the_bounds_is_a_setup_error_with_the_fix(
+    rtester: pytest.Pytester,
+) -> None:
+    """Catches pixel-scale (0..255) data being attacked with a [0, 1] eps: it must be an
+    ERROR that suggests bounds= or Normalize."""
+    rtester.makepyfile(
+        """
+        import pytest
+        from conftest import make_data
+        from pytest_robust import robust
+
+        @pytest.fixture(scope="session")
+        def robust_data():
+            x, y = make_data()
+            return x * 255, y
+
+        @robust(attack="fgsm", eps=0.1, min_acc=0.5)
+        def test_gate():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at setup of test_gate*", "*fixture 'robust_data'*bounds=*Normalize*"]
+    )
+    result.stdout.no_fnmatch_line(NO_TORCH_TRACEBACK)
+
+
+def test_missing_robust_model_fixture_explains_how_to_define_one(
+    pytester: pytest.Pytester,
+) -> None:
+    """Catches a bare 'fixture not found' (or a crash) when the user has not defined
+    robust_model yet: the error must say how to define one."""
+    pytester.makepyfile(
+        """
+        from pytest_robust import robust
+
+        @robust(attack="fgsm", eps=0.1, min_acc=0.5)
+        def test_gate():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at setup of test_gate*", "*no robust_model fixture: define one in conftest.py*"]
+    )
+
+
+def test_model_argument_naming_no_fixture_is_an_error_naming_it(
+    rtester: pytest.Pytester,
+) -> None:
+    """Catches model='nope' silently falling back to robust_model, or failing with an
+    unhelpful lookup error."""
+    rtester.makepyfile(
+        """
+        from pytest_robust import robust
+
+        @robust(attack="fgsm", eps=0.1, min_acc=0.5, model="nope")
+        def test_gate():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*model='nope' names no fixture*"])
+
+
+def test_model_argument_picks_the_named_fixture(rtester: pytest.Pytester) -> None:
+    """Catches model= / data= being ignored: the named fixtures must be the ones attacked
+    (here a model that always predicts class 0, so only half the labels are right)."""
+    rtester.makepyfile(
+        """
+        import pytest
+        import torch
+        from conftest import make_data
+        from pytest_robust import robust
+
+        class AlwaysZero(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = torch.nn.Parameter(torch.zeros(10))
+
+            def forward(self, x):
+                s = x.flatten(1) @ self.w
+                return torch.stack([2 + torch.zeros_like(s), s], dim=1)
+
+        @pytest.fixture(scope="session")
+        def zero_model():
+            return AlwaysZero()
+
+        @pytest.fixture(scope="session")
+        def first_sixteen():
+            x, y = make_data()
+            return x[:16], y[:16]
+
+        @robust(attack="fgsm", eps=0.1, model="zero_model", data="first_sixteen")
+        def test_named(robustness):
+            assert robustness.n == 16
+            assert robustness.clean_acc == 0.5
+        """
+    )
+    rtester.runpytest().assert_outcomes(passed=1)
+
+
+def test_model_fixture_with_a_missing_dependency_names_the_missing_fixture(
+    rtester: pytest.Pytester,
+) -> None:
+    """Catches the plugin blaming the model fixture ("names no fixture") when the model
+    fixture exists but itself requests a fixture that does not: the message must name
+    the fixture that is really missing."""
+    rtester.makepyfile(
+        """
+        import pytest
+        from pytest_robust import robust
+
+        @pytest.fixture(scope="session")
+        def my_model(weights_path):
+            return None
+
+        @robust(attack="fgsm", eps=0.1, model="my_model")
+        def test_gate():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*weights_path*"])
+    result.stdout.no_fnmatch_line("*model='my_model' names no fixture*")
+
+
+def test_model_fixture_that_skips_skips_the_test(rtester: pytest.Pytester) -> None:
+    """Catches pytest.skip() in the model fixture (weights not available on this machine)
+    being turned into an error or a failure."""
+    rtester.makepyfile(
+        """
+        import pytest
+        from pytest_robust import robust
+
+        @pytest.fixture(scope="session")
+        def robust_model():
+            pytest.skip("weights not available")
+
+        @robust(attack="fgsm", eps=0.1, min_acc=0.9)
+        def test_gate():
+            pass
+        """
+    )
+    rtester.runpytest().assert_outcomes(skipped=1)
+
+
+def test_model_that_does_not_fit_the_data_is_a_setup_error(rtester: pytest.Pytester) -> None:
+    """Catches a shape mismatch surfacing as a raw torch traceback instead of an ERROR
+    naming the fixture and the input shape."""
+    rtester.makepyfile(
+        """
+        import pytest
+        import torch
+        from pytest_robust import robust
+
+        @pytest.fixture(scope="session")
+        def robust_model():
+            return torch.nn.Linear(20, 2)
+
+        @robust(attack="fgsm", eps=0.1)
+        def test_gate():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'robust_model': model failed on *shape (64, 10)*"])
+    result.stdout.no_fnmatch_line(NO_TORCH_TRACEBACK)
+
+
+def test_probability_outputs_warn_but_run(rtester: pytest.Pytester) -> None:
+    """Catches the probability-output warning being lost (not shown in pytest's warnings
+    summary) or turned into a failure of an otherwise healthy check."""
+    rtester.makepyfile(
+        """
+        import pytest
+        import torch
+        from conftest import Linear
+        from pytest_robust import robust
+
+        @pytest.fixture(scope="session")
+        def robust_model():
+            return torch.nn.Sequential(Linear(), torch.nn.Softmax(dim=1))
+
+        @robust(attack="fgsm", eps=0.03, min_acc=0.9)
+        def test_gate():
+            pass
+        """
+    )
+    # The outer suite's filterwarnings=error leaks into in-process runs; undo it here.
+    result = rtester.runpytest("-W", "default::pytest_robust.ProbabilityOutputWarning")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*ProbabilityOutputWarning: model outputs look like prob*"])
+
+
+def test_model_and_data_come_back_unchanged(rtester: pytest.Pytester) -> None:
+    """Catches the check leaving the user's model in eval mode, with requires_grad turned
+    off, or with changed weights, or changing the data, as the test body sees them."""
+    rtester.makepyfile(
+        """
+        import pytest
+        import torch
+        from conftest import Linear, make_data
+        from pytest_robust import robust
+
+        @pytest.fixture(scope="session")
+        def robust_model():
+            model = Linear().train()
+            model.linear.weight.requires_grad_(True)
+            model.linear.bias.requires_grad_(False)
+            return model
+
+        @robust(attack="pgd", eps=0.1, steps=2)
+        def test_unchanged(robustness, robust_model, robust_data):
+            assert robust_model.training
+            assert robust_model.linear.weight.requires_grad
+            assert not robust_model.linear.bias.requires_grad
+            assert torch.equal(robust_model.linear.weight, torch.ones(1, 10))
+            assert float(robust_model.linear.bias) == -5.0
+            x, y = make_data()
+            assert torch.equal(robust_data[0], x) and torch.equal(robust_data[1], y)
+        """
+    )
+    rtester.runpytest().assert_outcomes(passed=1)

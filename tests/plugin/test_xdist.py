@@ -1,0 +1,126 @@
+"""pytest-xdist: under `-n 2` the outcomes, the summary and the JSON report match a
+serial run, and the controller alone prints and writes them (once)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+FILE_A = """
+from pytest_robust import robust
+
+@robust(attack="fgsm", eps=0.1, min_acc=0.4)
+def test_a_pass():
+    pass
+
+@robust(attack="fgsm", eps=0.1, min_acc=0.9)
+def test_a_fail():
+    pass
+
+def test_a_plain():
+    pass
+"""
+FILE_B = """
+from pytest_robust import robust
+
+@robust(attack="pgd", eps=[0.03, 0.3], steps=2)
+def test_b_curve():
+    pass
+"""
+# Appended to the world's conftest: log which process writes the JSON report.
+WRITER_LOG = """
+
+import os
+import pytest_robust.report.json_report as _json_report
+
+_write_json = _json_report.write_json
+
+
+def _logged_write_json(path, report):
+    with open("writers.log", "a") as log:
+        log.write(os.environ.get("PYTEST_XDIST_WORKER", "controller") + " " + path.name + "\\n")
+    _write_json(path, report)
+
+
+_json_report.write_json = _logged_write_json
+"""
+NODEIDS = [
+    "test_xa.py::test_a_pass",
+    "test_xa.py::test_a_fail",
+    "test_xb.py::test_b_curve[pgd-eps=0.03]",
+    "test_xb.py::test_b_curve[pgd-eps=0.3]",
+]
+
+
+def comparable(report: dict) -> list[dict]:
+    """The checks without what legitimately differs between runs (timings)."""
+    return [{k: v for k, v in c.items() if k != "duration_s"} for c in report["checks"]]
+
+
+def test_xdist_matches_serial_and_reports_once(
+    rtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catches, under -n 2: results lost between workers and controller (missing rows or
+    JSON entries), a summary or JSON written by every worker (duplicated sections, rows,
+    'report written' lines), junit properties lost in transit, and numbers (seeds,
+    accuracies) that depend on which process ran the test."""
+    # When this suite itself runs under xdist, the inner runs would inherit its worker id.
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+    rtester.makepyfile(test_xa=FILE_A, test_xb=FILE_B)
+    conftest = rtester.path / "conftest.py"
+    conftest.write_text(conftest.read_text() + WRITER_LOG)
+
+    serial = rtester.runpytest("--robust-report=json:serial.json")
+    serial.assert_outcomes(passed=4, failed=1)
+
+    result = rtester.runpytest_subprocess(
+        *("-p", "xdist", "-n", "2", "--robust-report=json:xdist.json", "--junit-xml=j.xml"),
+        timeout=120,
+    )
+    result.assert_outcomes(passed=4, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*2 workers*"])  # really distributed
+
+    out = result.outlines
+    assert [line.strip("= ") for line in out].count("robustness") == 1
+    for nodeid in NODEIDS:
+        rows = [line for line in out if line.startswith(nodeid + " ")]
+        assert len(rows) == 1, (nodeid, rows)
+    assert sum(line.startswith("report written:") for line in out) == 1
+    result.stdout.fnmatch_lines(["*4 robustness checks: 1 fail, 2 measured, 1 pass*"])
+
+    report = json.loads((rtester.path / "xdist.json").read_text())
+    assert report["schema"] == 1
+    assert [c["nodeid"] for c in report["checks"]] == NODEIDS
+    serial_report = json.loads((rtester.path / "serial.json").read_text())
+    assert {c["nodeid"]: c["robust_acc"] for c in report["checks"]} == {
+        c["nodeid"]: c["robust_acc"] for c in serial_report["checks"]
+    }
+    assert comparable(report) == comparable(serial_report)
+    # Written once per run, by the serial process and by the xdist controller only.
+    assert (rtester.path / "writers.log").read_text().splitlines() == [
+        "controller serial.json",
+        "controller xdist.json",
+    ]
+    assert not list(rtester.path.glob(".*.tmp"))
+
+    props = {
+        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in ET.parse(rtester.path / "j.xml").iter("testcase")
+    }
+    assert props["test_a_pass"]["robust.robust_acc"] == "0.5"
+    assert props["test_b_curve[pgd-eps=0.3]"]["robust.robust_acc"] == "0.0"
+    assert props["test_a_plain"] == {}
+
+
+def test_xdist_without_robust_tests_prints_nothing_of_ours(pytester: pytest.Pytester) -> None:
+    """Catches a robustness section, a report line or a warning printed by a -n 2 run
+    that has no robust tests at all (also with --robust-report given)."""
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "xdist", "-n", "2", "--robust-report", timeout=60)
+    result.assert_outcomes(passed=1, warnings=0)
+    result.stdout.no_fnmatch_line("*robustness*")
+    result.stdout.no_fnmatch_line("*report written*")
