@@ -179,10 +179,18 @@ class RobustSession:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker() or not (self.records or self.written):
             return
+        terminalreporter.section("robustness")
+        if not self.records:
+            terminalreporter.write_line("no robustness check completed")
+        else:
+            self._write_table(terminalreporter)
+        for path in self.written:
+            terminalreporter.write_line(f"report written: {path}")
+
+    def _write_table(self, terminalreporter: pytest.TerminalReporter) -> None:
         from pytest_robust.report.terminal import format_table
         from pytest_robust.report.terminal import format_totals
 
-        terminalreporter.section("robustness")
         terminalreporter.write_line(f"{format_totals(self.records)} ({self.describe()})")
         detailed = any(t.partition(":")[0] == "term" for t in self.reports)
         header, *rows = format_table(self.records, detailed=detailed)
@@ -190,5 +198,3 @@ class RobustSession:
         for line, record in zip(rows, self.records, strict=True):
             status = record["row_status"]
             terminalreporter.write_line(line, red=status == "fail", green=status == "pass")
-        for path in self.written:
-            terminalreporter.write_line(f"report written: {path}")

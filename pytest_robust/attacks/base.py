@@ -153,6 +153,13 @@ class GradientAttack(Attack):
     @classmethod
     def finalize(cls, config: dict[str, Any], threat: ThreatModel) -> dict[str, Any]:
         steps = config.get("steps", cls.default_steps)
+        if config.get("restarts", 1) > 1 and not config.get(
+            "random_start", cls.default_random_start
+        ):
+            raise RobustConfigError(
+                f"restarts={config['restarts']} with random_start=False repeats the same "
+                "deterministic run; set random_start=True or drop restarts"
+            )
         if config.get("alpha") is None:
             # Madry et al.'s rule: 2.5 * eps / steps lets the walk cross the ball and back.
             config["alpha"] = 2.5 * threat.eps / steps
@@ -205,7 +212,7 @@ class GradientAttack(Attack):
                     broken = self.is_success(logits.detach(), labels, targets)
                     last = step == steps
                     if not last:
-                        (grad,) = torch.autograd.grad(self.loss(logits, labels, targets), x)
+                        grad = _input_gradient(self.loss(logits, labels, targets), x)
                 x = x.detach()
                 # First adversarial point found is kept; the rest keep their latest point.
                 keep_point = broken if not last else torch.ones_like(broken)
@@ -226,6 +233,17 @@ class GradientAttack(Attack):
                 )
                 targets = targets[alive] if targets is not None else None
         return best
+
+
+def _input_gradient(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    if not loss.requires_grad:
+        raise RobustConfigError(
+            "model output does not depend on its input through autograd (does forward() "
+            "detach the input, run under torch.no_grad(), or round-trip through numpy?); "
+            "gradient attacks need input gradients. Make forward() differentiable in x"
+        )
+    (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
+    return grad if grad is not None else torch.zeros_like(x)
 
 
 # --- registry -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ threat model and re-classified with a fresh forward pass, and that pass decides 
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from typing import Any
@@ -217,7 +218,8 @@ def _attack_pass(
         x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
         y = labels[ids].to(device)
         t = targets[start : start + spec.batch_size].to(device) if targets is not None else None
-        x_adv = attack.run(AttackBatch(model, x, y, t, ids.to(device), spec.seed))
+        checked = functools.partial(_forward, model)  # clear errors from the attack's passes
+        x_adv = attack.run(AttackBatch(checked, x, y, t, ids.to(device), spec.seed))
         _check_inside(attack, x_adv, x, threat)
         with torch.no_grad():
             logits = _forward(model, x_adv)

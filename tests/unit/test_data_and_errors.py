@@ -148,3 +148,28 @@ def test_not_a_module_is_an_error(small):
 def test_bad_arguments_are_explained(digits_cnn, small, kwargs, message):
     with pytest.raises(RobustConfigError, match=message):
         evaluate(digits_cnn, small, **kwargs)
+
+
+class Detached(torch.nn.Module):
+    """Detaches its input: the logits carry no gradient back to x."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.detach().flatten(1))
+
+
+def test_a_model_without_input_gradients_is_explained(small):
+    x, _ = small
+    model = Detached()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    with pytest.raises(RobustConfigError, match="does not depend on its input through autograd"):
+        evaluate(model, (x, y), attack="pgd", eps=0.1)
+
+
+def test_restarts_without_random_start_are_refused(digits_cnn, small):
+    with pytest.raises(RobustConfigError, match="repeats the same deterministic run"):
+        evaluate(digits_cnn, small, attack="pgd", eps=0.1, random_start=False, restarts=3)
