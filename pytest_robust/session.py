@@ -179,6 +179,7 @@ class RobustSession:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker() or not (self.records or self.written):
             return
+        terminalreporter.ensure_newline()  # end the progress line, so no blank line follows
         terminalreporter.section("robustness")
         if not self.records:
             terminalreporter.write_line("no robustness check completed")
