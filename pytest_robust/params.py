@@ -28,7 +28,7 @@ NORM_ALIASES = {
 class Param:
     """One argument: its kind, default, allowed range and a one-line description."""
 
-    kind: type | str  # int, float, bool, str, or "norm" / "bounds"
+    kind: type | str  # int, float, bool, str, or "norm" / "bounds" / "target" / "output"
     default: Any = None
     minimum: float | None = None
     maximum: float | None = None
@@ -67,6 +67,16 @@ class Param:
             return "must be 'linf' or 'l2'"
         if self.kind == "bounds":
             return "must be a pair (low, high) with low < high, for example bounds=(0, 1)"
+        if self.kind == "target":
+            return (
+                "must be a class index, 'least_likely', 'random', a per-sample tensor of "
+                "class indices, or a callable (logits, labels) -> targets"
+            )
+        if self.kind == "output":
+            return (
+                "must be a tuple index (output=0), a dict key or attribute name "
+                "(output='logits'), or a callable taking the model's output and returning logits"
+            )
         return f"must be {names[self.kind]}" if isinstance(self.kind, type) else str(self.kind)
 
     def _convert(self, value: Any) -> Any:
@@ -95,6 +105,22 @@ class Param:
             if key not in NORM_ALIASES:
                 raise ValueError("")
             return NORM_ALIASES[key]
+        if self.kind == "target":
+            if isinstance(value, str):
+                if value not in ("least_likely", "random"):
+                    raise ValueError("")
+                return value
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+            if callable(value) or hasattr(value, "dim"):  # a function or a tensor
+                return value
+            raise ValueError("")
+        if self.kind == "output":
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+            if (isinstance(value, str) and value) or callable(value):
+                return value
+            raise ValueError("")
         if self.kind == "bounds":
             if isinstance(value, str):
                 value = value.replace("(", "").replace(")", "").split(",")

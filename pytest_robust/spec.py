@@ -40,6 +40,12 @@ COMMON_PARAMS: dict[str, Param] = {
     "max_samples": Param(int, None, minimum=1, optional=True, doc="evaluate the first N"),
     "seed": Param(int, 0, minimum=0, doc="seed for the attack's random numbers"),
     "device": Param(str, "auto", doc="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+    "target": Param(
+        "target", None, optional=True, doc="targeted mode: class, 'least_likely', 'random', ..."
+    ),
+    "output": Param(
+        "output", None, optional=True, doc="how to get logits from a tuple/dict model output"
+    ),
     "model": Param(str, "robust_model", doc="name of the fixture that gives the model"),
     "data": Param(str, "robust_data", doc="name of the fixture that gives the data"),
 }
@@ -57,6 +63,7 @@ class AttackSchema(Protocol):
 
     params: Mapping[str, Param]
     norms: tuple[str, ...]
+    targetable: bool
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class Spec:
     norm: str
     bounds: tuple[float, float]
     attack_params: Mapping[str, Any]
+    target: Any
+    output: Any
     min_acc: float | None
     max_success: float | None
     max_drop: float | None
@@ -151,6 +160,12 @@ def validate(
             f"list arguments must have the same length ({described}); they are zipped into "
             "one test per position. Use pytest.mark.parametrize for a product"
         )
+    if kwargs.get("target") is not None and not attacks[attack].targetable:
+        targetable = sorted(a for a, schema in attacks.items() if schema.targetable)
+        raise RobustConfigError(
+            f"target=: attack {attack!r} cannot be targeted (it would silently run "
+            f"untargeted); attacks that take target=: {', '.join(targetable)}"
+        )
     supported = attacks[attack].norms
     for norm in out.get("norm", []) if isinstance(out.get("norm"), list) else [out.get("norm")]:
         if norm is not None and norm not in supported:
@@ -221,6 +236,8 @@ def resolve(
         eps=values.pop("eps"),
         norm=values.pop("norm"),
         bounds=values.pop("bounds"),
+        target=values.pop("target"),
+        output=values.pop("output"),
         min_acc=values.pop("min_acc"),
         max_success=values.pop("max_success"),
         max_drop=values.pop("max_drop"),

@@ -105,7 +105,8 @@ class Attack(ABC):
     name: ClassVar[str] = ""
     params: ClassVar[Mapping[str, Param]] = {}
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
-    targeted: ClassVar[bool] = False
+    targeted: ClassVar[bool] = False  # always targeted, choosing its own targets (ILLC)
+    targetable: ClassVar[bool] = False  # accepts target= (success = reaching the target)
     reference: ClassVar[str] = ""
 
     def __init__(self, threat: ThreatModel, **config: Any) -> None:
@@ -120,8 +121,12 @@ class Attack(ABC):
     def choose_targets(
         self, clean_logits: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor | None:
-        """Targets for a targeted attack (from the clean logits), None for untargeted."""
+        """Targets of an always-targeted attack (from the clean logits); None otherwise."""
         return None
+
+    def details(self) -> dict[str, Any]:
+        """Attack-specific measurements for the result (JSON-safe), gathered over batches."""
+        return {}
 
     def is_success(
         self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
@@ -142,6 +147,8 @@ class Attack(ABC):
 class GradientAttack(Attack):
     """Iterated gradient steps from the clean input or a random start, with restarts.
 
+    Targeted when the batch carries targets: it then descends cross-entropy to the target.
+
     Each step ascends the loss by `alpha` along sign(grad) (L-inf) or grad / ||grad||
     (L2) and is projected back onto the threat model. Subclasses differ only in their
     parameters and targets.
@@ -149,6 +156,7 @@ class GradientAttack(Attack):
 
     default_steps: ClassVar[int] = 20
     default_random_start: ClassVar[bool] = False
+    targetable = True
 
     @classmethod
     def finalize(cls, config: dict[str, Any], threat: ThreatModel) -> dict[str, Any]:

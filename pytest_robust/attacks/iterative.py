@@ -46,6 +46,7 @@ class ILLC(GradientAttack):
     name = "illc"
     params = {"steps": steps_param(20), "alpha": ALPHA}
     targeted = True
+    targetable = False  # its target is always the least likely class
     reference = KURAKIN
 
     def choose_targets(self, clean_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Work shared by the checks of a session: data read once, clean predictions made once.
 
 Clean logits are keyed by the model's content fingerprint (so a model changed between
-tests is re-evaluated), the data's fingerprint and the device.
+tests is re-evaluated), the data's fingerprint, the device and the output= adapter.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class EvaluationCache:
     def __init__(self) -> None:
         # id(data) is only stable while the object lives, so the object is kept with it.
         self._samples: dict[tuple[int, int | None], tuple[Any, Samples]] = {}
-        self._clean: dict[tuple[str, str, str], torch.Tensor] = {}
+        self._clean: dict[tuple[str, str, str, str], torch.Tensor] = {}
 
     def samples(self, data: Any, max_samples: int | None) -> Samples:
         key = (id(data), max_samples)
@@ -29,8 +29,8 @@ class EvaluationCache:
         self._samples[key] = (data, samples)
         return samples
 
-    def clean_logits(self, key: tuple[str, str, str]) -> torch.Tensor | None:
+    def clean_logits(self, key: tuple[str, str, str, str]) -> torch.Tensor | None:
         return self._clean.get(key)
 
-    def store_clean_logits(self, key: tuple[str, str, str], logits: torch.Tensor) -> None:
+    def store_clean_logits(self, key: tuple[str, str, str, str], logits: torch.Tensor) -> None:
         self._clean[key] = logits

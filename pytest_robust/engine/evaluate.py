@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import time
 import warnings
+from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -26,6 +28,8 @@ from pytest_robust.engine.device import resolve_device
 from pytest_robust.engine.fingerprint import model_fingerprint
 from pytest_robust.engine.guard import borrowed
 from pytest_robust.engine.result import RobustnessResult
+from pytest_robust.engine.targets import describe
+from pytest_robust.engine.targets import resolve_targets
 from pytest_robust.errors import ProbabilityOutputWarning
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.spec import Spec
@@ -75,9 +79,12 @@ def run_check(
             f"model is a {type(model).__name__}; it must be a torch.nn.Module returning logits"
         )
     attack_cls = get_attack(spec.attack)
+    if spec.target is not None and not attack_cls.targetable:
+        raise RobustConfigError(f"target=: attack {spec.attack!r} cannot be targeted")
     threat = ThreatModel(spec.eps, spec.norm, spec.bounds)
     config = attack_cls.finalize(dict(spec.attack_params), threat)
     attack = attack_cls(threat, **config)
+    forward = functools.partial(_forward, model, output=spec.output)
     device = resolve_device(spec.device)
     cache = cache if cache is not None else EvaluationCache()
     samples = cache.samples(data, spec.max_samples)
@@ -87,18 +94,29 @@ def run_check(
     fingerprint = model_fingerprint(model)
     with borrowed(model, device):
         dtype = _input_dtype(model, samples.x.dtype)
-        key = (fingerprint, samples.fingerprint, str(device))
+        key = (fingerprint, samples.fingerprint, str(device), describe(spec.output))
         clean = cache.clean_logits(key)
         if clean is None:
-            clean = _clean_logits(model, samples, device, dtype, spec.batch_size)
+            clean = _clean_logits(forward, samples, device, dtype, spec.batch_size)
             cache.store_clean_logits(key, clean)
         labels = samples.y.cpu()
         clean_pred = clean.argmax(dim=1)
         clean_correct = clean_pred == labels
-        adv_pred, success, adversarial = _attack_pass(
-            attack, model, samples, clean, clean_correct, device, dtype, spec, keep_adversarial
+        targets = attack.choose_targets(clean, labels)
+        if spec.target is not None:
+            targets = resolve_targets(spec.target, clean, labels, spec.seed)
+        # A sample already at its target is not attacked (and can never be a success).
+        attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
+        adv_pred, success, adversarial, adversarial_norms = _attack_pass(
+            attack, forward, samples, attacked, targets, device, dtype, spec, keep_adversarial
         )
+        adv_pred = torch.where(attacked, adv_pred, clean_pred)
     robust = clean_correct & (adv_pred == labels)
+    params: dict[str, Any] = dict(config)
+    if spec.target is not None:
+        params["target"] = describe(spec.target)
+    if spec.output is not None:
+        params["output"] = describe(spec.output)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return RobustnessResult(
@@ -106,11 +124,12 @@ def run_check(
         eps=spec.eps,
         norm=spec.norm,
         bounds=spec.bounds,
-        params=config,
-        targeted=attack_cls.targeted,
+        params=params,
+        targeted=targets is not None,
         clean_correct=_bits(clean_correct),
         robust=_bits(robust),
         success=_bits(success),
+        attacked=_bits(attacked),
         thresholds=dict(spec.thresholds),
         seed=spec.seed,
         device=str(device),
@@ -118,6 +137,7 @@ def run_check(
         data_fingerprint=samples.fingerprint,
         model_fingerprint=fingerprint,
         provenance=dict(spec.provenance),
+        details={**_perturbation_sizes(adversarial_norms), **attack.details()},
         adversarial=adversarial,
     )
 
@@ -134,7 +154,7 @@ def _input_dtype(model: torch.nn.Module, default: torch.dtype) -> torch.dtype:
     return default
 
 
-def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _forward(model: torch.nn.Module, x: torch.Tensor, output: Any = None) -> torch.Tensor:
     try:
         out = model(x)
     except RuntimeError as exc:
@@ -143,10 +163,13 @@ def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
             f"{x.device}): {str(exc).splitlines()[0]}. Check that the data's inputs have "
             "the shape and type the model expects"
         ) from exc
-    if not isinstance(out, torch.Tensor):
+    if output is not None:
+        out = _select_output(out, output)
+    elif not isinstance(out, torch.Tensor):
         raise RobustConfigError(
             f"model returned a {type(out).__name__}; it must return one tensor of logits, "
-            "shape (batch, classes). Wrap the model so that forward() returns the logits"
+            "shape (batch, classes). Say which part holds the logits with output=: a tuple "
+            "index (output=0), a dict key or attribute (output='logits') or a callable"
         )
     if out.dim() != 2 or out.shape[0] != x.shape[0] or out.shape[1] < 2:
         raise RobustConfigError(
@@ -156,8 +179,43 @@ def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _select_output(out: Any, output: Any) -> torch.Tensor:
+    """Apply the documented output= adapter; never guess."""
+    try:
+        if callable(output):
+            selected = output(out)
+        elif isinstance(output, int) or isinstance(out, Mapping):
+            selected = out[output]
+        else:
+            selected = getattr(out, output)
+    except (IndexError, KeyError, AttributeError, TypeError) as exc:
+        raise RobustConfigError(
+            f"output={describe(output)} does not fit the model's output "
+            f"({type(out).__name__}): {exc!r}"
+        ) from None
+    if not isinstance(selected, torch.Tensor):
+        raise RobustConfigError(
+            f"output={describe(output)} selected a {type(selected).__name__}, not a tensor of "
+            "logits"
+        )
+    return selected
+
+
+def _perturbation_sizes(norms: torch.Tensor) -> dict[str, Any]:
+    """Median and mean size of the successful perturbations, in the threat model's norm."""
+    if norms.numel() == 0:
+        return {"perturbation": None}
+    return {
+        "perturbation": {
+            "median": float(norms.median()),
+            "mean": float(norms.mean()),
+            "count": int(norms.numel()),
+        }
+    }
+
+
 def _clean_logits(
-    model: torch.nn.Module,
+    model: Callable[[torch.Tensor], torch.Tensor],
     samples: Samples,
     device: torch.device,
     dtype: torch.dtype,
@@ -167,7 +225,7 @@ def _clean_logits(
     with torch.no_grad():
         for start in range(0, len(samples), batch_size):
             x = samples.x[start : start + batch_size].to(device=device, dtype=dtype)
-            chunks.append(_forward(model, x).float().cpu())
+            chunks.append(model(x).float().cpu())
     logits = torch.cat(chunks)
     bad = ~torch.isfinite(logits).all(dim=1)
     if bool(bad.any()):
@@ -196,40 +254,44 @@ def _clean_logits(
 
 def _attack_pass(
     attack: Attack,
-    model: torch.nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
     samples: Samples,
-    clean: torch.Tensor,
-    clean_correct: torch.Tensor,
+    attacked: torch.Tensor,
+    targets: torch.Tensor | None,
     device: torch.device,
     dtype: torch.dtype,
     spec: Spec,
     keep_adversarial: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Attack the clean-correct samples; return adversarial predictions and success flags."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Attack the `attacked` samples; return adversarial predictions (-1 where not
+    attacked), success flags, the adversarial inputs if asked for, and the sizes of the
+    successful perturbations."""
     labels = samples.y.cpu()
-    adv_pred = clean.argmax(dim=1)
+    adv_pred = torch.full_like(labels, -1)
     success = torch.zeros(len(labels), dtype=torch.bool)
     adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
-    attacked = clean_correct.nonzero().squeeze(1)
-    targets = attack.choose_targets(clean[attacked], labels[attacked])
+    sizes = []
     threat = attack.threat
-    for start in range(0, len(attacked), spec.batch_size):
-        ids = attacked[start : start + spec.batch_size]
+    order = attacked.nonzero().squeeze(1)
+    for start in range(0, len(order), spec.batch_size):
+        ids = order[start : start + spec.batch_size]
         x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
         y = labels[ids].to(device)
-        t = targets[start : start + spec.batch_size].to(device) if targets is not None else None
-        checked = functools.partial(_forward, model)  # clear errors from the attack's passes
-        x_adv = attack.run(AttackBatch(checked, x, y, t, ids.to(device), spec.seed))
+        t = targets[ids].to(device) if targets is not None else None
+        x_adv = attack.run(AttackBatch(forward, x, y, t, ids.to(device), spec.seed))
         _check_inside(attack, x_adv, x, threat)
         with torch.no_grad():
-            logits = _forward(model, x_adv)
+            logits = forward(x_adv)
         # A non-finite output on an input inside the threat model counts as broken.
         pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
         adv_pred[ids] = pred
-        success[ids] = pred == t.cpu() if t is not None else pred != labels[ids]
+        hit = pred == t.cpu() if t is not None else pred != labels[ids]
+        success[ids] = hit
+        sizes.append(threat.distance(x_adv, x).cpu()[hit])
         if adversarial is not None:
             adversarial[ids] = x_adv.cpu().to(adversarial.dtype)
-    return adv_pred, success, adversarial
+    norms = torch.cat(sizes) if sizes else torch.zeros(0)
+    return adv_pred, success, adversarial, norms
 
 
 def _check_inside(

@@ -34,7 +34,8 @@ class RobustnessResult:
     Per-sample flags are strings of '0'/'1' in data order (compact and JSON-safe):
     `clean_correct[i]` the clean prediction was right; `robust[i]` it was right and the
     adversarial input is still classified correctly; `success[i]` the attack succeeded
-    (misclassified, or for a targeted attack reached its target).
+    (misclassified, or for a targeted attack reached its target); `attacked[i]` the sample
+    was attacked (clean-correct and, when targeted, not already at its target).
     """
 
     attack: str
@@ -53,6 +54,11 @@ class RobustnessResult:
     data_fingerprint: str
     model_fingerprint: str
     provenance: Mapping[str, str] = field(default_factory=dict)
+    # Samples actually attacked: clean-correct, and for targeted checks not already at
+    # their target. Empty means the same as clean_correct.
+    attacked: str = ""
+    # Attack-specific measurements, JSON-safe: perturbation sizes of the successes, ...
+    details: Mapping[str, Any] = field(default_factory=dict)
     # Adversarial inputs (all samples, clean ones where not attacked); only when asked for.
     adversarial: Any = field(default=None, compare=False, repr=False)
 
@@ -81,9 +87,14 @@ class RobustnessResult:
         return self.n_robust / self.n
 
     @property
+    def n_attacked(self) -> int:
+        return _bits(self.attacked) if self.attacked else self.n_clean_correct
+
+    @property
     def success_rate(self) -> float:
-        """Successes among the samples attacked (the clean-correct ones); 0 if none were."""
-        attacked = self.n_clean_correct
+        """Successes among the samples attacked (clean-correct, not already at their
+        target); 0 if none were."""
+        attacked = self.n_attacked
         return self.n_success / attacked if attacked else 0.0
 
     @property
@@ -93,7 +104,7 @@ class RobustnessResult:
 
     @property
     def success_ci95(self) -> tuple[float, float]:
-        return wilson(self.n_success, self.n_clean_correct)
+        return wilson(self.n_success, self.n_attacked)
 
     def describe_attack(self) -> str:
         """'pgd eps=0.1 linf steps=20 alpha=0.0125 ...': everything that defines the attack."""
@@ -119,7 +130,7 @@ class RobustnessResult:
             failures.append(
                 f"success_rate {self.success_rate:.3f} > max_success {max_success:.3f} "
                 f"(95% CI [{slo:.3f}, {shi:.3f}], {self.n_success} of "
-                f"{self.n_clean_correct} attacked)"
+                f"{self.n_attacked} attacked)"
             )
         max_drop = self.thresholds.get("max_drop")
         drop = self.clean_acc - self.robust_acc
