@@ -182,6 +182,17 @@ class GradientAttack(Attack):
             return -F.cross_entropy(logits, targets, reduction="sum")
         return F.cross_entropy(logits, labels, reduction="sum")
 
+    def initial_state(self, x0: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample state carried across steps (e.g. momentum); None for stateless attacks.
+        Its first dimension is the batch: rows of broken samples are dropped with them."""
+        return None
+
+    def step_direction(
+        self, grad: torch.Tensor, state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The unit step for this gradient (and the updated state)."""
+        return self.direction(grad), state
+
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
         if self.threat.norm == "linf":
             return grad.sign()
@@ -213,6 +224,7 @@ class GradientAttack(Attack):
             targets = batch.targets[active] if batch.targets is not None else None
             ids = batch.sample_ids[active]
             x = threat.random_point(x0, batch.seed, ids, restart) if random_start else x0
+            state = self.initial_state(x0)
             for step in range(steps + 1):
                 x = x.detach().requires_grad_(True)
                 with torch.enable_grad():
@@ -231,7 +243,9 @@ class GradientAttack(Attack):
                 alive = ~broken
                 if not bool(alive.any()):
                     break
-                x = threat.project(x + alpha * self.direction(grad), x0)
+                unit, state = self.step_direction(grad, state)
+                x = threat.project(x + alpha * unit, x0)
+                state = state[alive] if state is not None else None
                 x, x0, labels, ids, active = (
                     x[alive],
                     x0[alive],
