@@ -20,7 +20,7 @@ def success_mask(flags: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("attack", ["fgsm", "bim", "pgd"])
 def test_a_fixed_target_is_reached_not_merely_missed(attack, digits_cnn, digits_data):
-    x, y = digits_data
+    _, y = digits_data
     extra = {} if attack == "fgsm" else {"steps": 30}
     result = evaluate(
         digits_cnn, digits_data, attack=attack, eps=0.3, target=3, keep_adversarial=True, **extra
@@ -57,7 +57,7 @@ def test_named_targets(target, digits_cnn, digits_data):
 def test_random_targets_cover_every_other_class(digits_data):
     from pytest_robust.engine.targets import resolve_targets
 
-    x, y = digits_data
+    _, y = digits_data
     logits = torch.zeros(len(y), 10)
     targets = resolve_targets("random", logits, y, seed=0)
     assert not bool((targets == y).any())
@@ -65,7 +65,7 @@ def test_random_targets_cover_every_other_class(digits_data):
 
 
 def test_per_sample_tensor_and_callable_targets(digits_cnn, digits_data):
-    x, y = digits_data
+    _, y = digits_data
     wanted = (y + 1) % 10
     by_tensor = evaluate(digits_cnn, digits_data, attack="pgd", eps=0.3, target=wanted)
     by_callable = evaluate(
@@ -123,7 +123,7 @@ def test_output_is_never_guessed(digits_cnn, digits_data):
         evaluate(DictModel(digits_cnn), digits_data, attack="fgsm", eps=0.1)
     with pytest.raises(RobustConfigError, match="does not fit"):
         evaluate(DictModel(digits_cnn), digits_data, attack="fgsm", eps=0.1, output="probs")
-    with pytest.raises(RobustConfigError, match="selected a Tensor|not a tensor"):
+    with pytest.raises(RobustConfigError, match="not a tensor of logits"):
         evaluate(TupleModel(digits_cnn), digits_data, attack="fgsm", eps=0.1, output=lambda o: 5)
 
 
