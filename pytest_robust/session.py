@@ -20,6 +20,7 @@ from pytest_robust.options import parse_report
 from pytest_robust.spec import COMMON_PARAMS
 from pytest_robust.spec import RUN_SETTINGS
 from pytest_robust.spec import Case
+from pytest_robust.spec import attack_params
 from pytest_robust.spec import derive_seed
 from pytest_robust.spec import expand
 from pytest_robust.spec import resolve
@@ -103,11 +104,12 @@ class RobustSession:
     # --- running --------------------------------------------------------------------
 
     def run(self, request: pytest.FixtureRequest, case: Case) -> RobustnessResult:
-        from pytest_robust.attacks import get_attack
+        from pytest_robust.attacks import registered_attacks
         from pytest_robust.engine import EvaluationCache
         from pytest_robust.engine import run_check
 
-        spec = resolve(case.kwargs, get_attack(case.kwargs["attack"]).params, self.cli, self.ini)
+        params = attack_params(case.kwargs["attack"], registered_attacks(), case.kwargs)
+        spec = resolve(case.kwargs, params, self.cli, self.ini)
         device = request.getfixturevalue("robust_device")
         provenance = dict(spec.provenance)
         if str(device) != str(self.setting("device")):

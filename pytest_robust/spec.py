@@ -50,6 +50,10 @@ COMMON_PARAMS: dict[str, Param] = {
     "data": Param(str, "robust_data", doc="name of the fixture that gives the data"),
 }
 
+# Named combinations of attacks (worst case per sample), filled in by attacks/__init__.py
+# from the names it registers; documented in docs/attacks.md.
+PRESETS: dict[str, tuple[str, ...]] = {}
+
 # Settings that also have a command-line option and an ini key.
 RUN_SETTINGS = ("device", "seed", "max_samples", "batch_size")
 NOT_ON_MARKER = {
@@ -64,6 +68,7 @@ class AttackSchema(Protocol):
     params: Mapping[str, Param]
     norms: tuple[str, ...]
     targetable: bool
+    delegate: str | None
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class Case:
 class Spec:
     """A fully resolved check: every value known, and where each came from."""
 
-    attack: str
+    attack: str | tuple[str, ...]  # a tuple: worst case per sample over these attacks
     eps: float
     norm: str
     bounds: tuple[float, float]
@@ -116,18 +121,9 @@ def validate(
         raise RobustConfigError(
             f"attack is missing: name one of {', '.join(sorted(attacks))}, for example attack='pgd'"
         )
-    attack = kwargs["attack"]
-    if isinstance(attack, (list, tuple)):
-        raise RobustConfigError(
-            f"attack={attack!r}: give one attack name per marker; list-valued arguments "
-            "such as eps=[...] expand into several tests, but the attack does not"
-        )
-    if attack not in attacks:
-        raise RobustConfigError(
-            f"attack={attack!r} is not a registered attack{suggest(str(attack), attacks)}; "
-            f"known attacks: {', '.join(sorted(attacks))}"
-        )
-    known = {**COMMON_PARAMS, **attacks[attack].params}
+    members = attack_members(kwargs["attack"], attacks)
+    attack = "+".join(members)
+    known = {**COMMON_PARAMS, **attack_params(members, attacks, kwargs)}
     for name in kwargs:
         if name in NOT_ON_MARKER and where == "marker":
             raise RobustConfigError(f"{name} cannot be set on the marker: {NOT_ON_MARKER[name]}")
@@ -147,32 +143,99 @@ def validate(
     lengths: dict[str, int] = {}
     for name, value in kwargs.items():
         param = known[name]
-        if name != "attack" and is_list_value(name, value, param):
+        if name == "attack":
+            out[name] = members[0] if len(members) == 1 else members
+        elif is_list_value(name, value, param):
             if len(value) == 0:
                 raise RobustConfigError(f"{name}=[]: a list argument needs at least one value")
             out[name] = [param.parse(name, v) for v in value]
             lengths[name] = len(value)
         else:
             out[name] = param.parse(name, value)
+    _check_members(members, attacks, out)
     if len(set(lengths.values())) > 1:
         described = ", ".join(f"{n} has {k}" for n, k in lengths.items())
         raise RobustConfigError(
             f"list arguments must have the same length ({described}); they are zipped into "
             "one test per position. Use pytest.mark.parametrize for a product"
         )
-    if kwargs.get("target") is not None and not attacks[attack].targetable:
-        targetable = sorted(a for a, schema in attacks.items() if schema.targetable)
-        raise RobustConfigError(
-            f"target=: attack {attack!r} cannot be targeted (it would silently run "
-            f"untargeted); attacks that take target=: {', '.join(targetable)}"
-        )
-    supported = attacks[attack].norms
-    for norm in out.get("norm", []) if isinstance(out.get("norm"), list) else [out.get("norm")]:
-        if norm is not None and norm not in supported:
-            raise RobustConfigError(
-                f"norm={norm!r}: attack {attack!r} supports {', '.join(supported)}"
-            )
     return out
+
+
+def attack_members(attack: Any, attacks: Mapping[str, AttackSchema]) -> tuple[str, ...]:
+    """The attack names a marker's `attack=` stands for: one name, a list of names (worst
+    case per sample over all of them), or a preset name."""
+    if isinstance(attack, str) and attack in PRESETS:
+        return PRESETS[attack]
+    names = tuple(attack) if isinstance(attack, (list, tuple)) else (attack,)
+    if not names:
+        raise RobustConfigError("attack=[]: name at least one attack")
+    for name in names:
+        if not isinstance(name, str) or name not in attacks:
+            known = sorted([*attacks, *PRESETS])
+            raise RobustConfigError(
+                f"attack={name!r} is not a registered attack{suggest(str(name), known)}; "
+                f"known attacks: {', '.join(known)}"
+            )
+    if len(set(names)) != len(names):
+        raise RobustConfigError(f"attack={list(names)!r}: each attack may appear once")
+    return names
+
+
+def attack_params(
+    members: Any, attacks: Mapping[str, AttackSchema], kwargs: Mapping[str, Any]
+) -> dict[str, Param]:
+    """Every attack-specific parameter the members accept (for a delegating attack such
+    as transfer, also those of the attack it delegates to)."""
+    names = members if isinstance(members, tuple) else attack_members(members, attacks)
+    params: dict[str, Param] = {}
+    for name in names:
+        schema = attacks[name]
+        params.update({k: v for k, v in schema.params.items() if k not in params})
+        delegate = _delegate(schema, kwargs, attacks)
+        if delegate is not None:
+            params.update({k: v for k, v in attacks[delegate].params.items() if k not in params})
+    return params
+
+
+def _delegate(
+    schema: AttackSchema, kwargs: Mapping[str, Any], attacks: Mapping[str, AttackSchema]
+) -> str | None:
+    if schema.delegate is None:
+        return None
+    inner = kwargs.get(schema.delegate, schema.params[schema.delegate].default)
+    if not isinstance(inner, str) or inner not in attacks or attacks[inner].delegate:
+        usable = sorted(a for a, s in attacks.items() if s.delegate is None)
+        raise RobustConfigError(
+            f"{schema.delegate}={inner!r}: name the white-box attack to run on the surrogate"
+            f"{suggest(str(inner), usable)}; one of {', '.join(usable)}"
+        )
+    return inner
+
+
+def _check_members(
+    members: tuple[str, ...], attacks: Mapping[str, AttackSchema], out: Mapping[str, Any]
+) -> None:
+    for member in members:
+        schema = attacks[member]
+        delegate = _delegate(schema, out, attacks)
+        effective = attacks[delegate] if delegate is not None else schema
+        if out.get("target") is not None and not effective.targetable:
+            targetable = sorted(a for a, s in attacks.items() if s.targetable)
+            raise RobustConfigError(
+                f"target=: attack {member!r} cannot be targeted (it would silently run "
+                f"untargeted); attacks that take target=: {', '.join(targetable)}"
+            )
+        norms = out.get("norm", COMMON_PARAMS["norm"].default)
+        for norm in norms if isinstance(norms, list) else [norms]:
+            if norm not in effective.norms:
+                raise RobustConfigError(
+                    f"norm={norm!r}: attack {member!r} supports {', '.join(effective.norms)}"
+                )
+
+
+def _attack_id(attack: Any) -> str:
+    return "+".join(attack) if isinstance(attack, tuple) else str(attack)
 
 
 def _format_value(value: Any) -> str:
@@ -183,7 +246,7 @@ def _format_value(value: Any) -> str:
 
 def expand(kwargs: Mapping[str, Any]) -> list[Case]:
     """Zip list-valued arguments into cases. No list argument gives one case, id ''."""
-    lists = {n: v for n, v in kwargs.items() if isinstance(v, list)}
+    lists = {n: v for n, v in kwargs.items() if isinstance(v, list) and n != "attack"}
     if not lists:
         return [Case(dict(kwargs), "")]
     (length,) = {len(v) for v in lists.values()}
@@ -191,7 +254,7 @@ def expand(kwargs: Mapping[str, Any]) -> list[Case]:
     cases = []
     for i in range(length):
         case = {n: (v[i] if n in lists else v) for n, v in kwargs.items()}
-        parts = [str(kwargs["attack"])] + [f"{n}={_format_value(case[n])}" for n in shown]
+        parts = [_attack_id(kwargs["attack"])] + [f"{n}={_format_value(case[n])}" for n in shown]
         cases.append(Case(case, "-".join(parts)))
     return cases
 
@@ -214,7 +277,9 @@ def resolve(
     provenance: dict[str, str] = {}
     known = {**COMMON_PARAMS, **attack_params}
     for name, param in known.items():
-        if name in case:
+        if name == "attack":  # already checked by validate(); may be a tuple of names
+            values[name], provenance[name] = case[name], case_where
+        elif name in case:
             values[name], provenance[name] = param.parse(name, case[name]), case_where
         elif name in cli:
             where = f"--robust-{name.replace('_', '-')}"

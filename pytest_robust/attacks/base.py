@@ -107,6 +107,7 @@ class Attack(ABC):
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
     targeted: ClassVar[bool] = False  # always targeted, choosing its own targets (ILLC)
     targetable: ClassVar[bool] = False  # accepts target= (success = reaching the target)
+    delegate: ClassVar[str | None] = None  # a parameter naming another attack to run
     reference: ClassVar[str] = ""
 
     def __init__(self, threat: ThreatModel, **config: Any) -> None:

@@ -7,6 +7,7 @@ threat model and re-classified with a fresh forward pass, and that pass decides 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 import warnings
@@ -33,6 +34,7 @@ from pytest_robust.engine.targets import resolve_targets
 from pytest_robust.errors import ProbabilityOutputWarning
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.spec import Spec
+from pytest_robust.spec import attack_params
 from pytest_robust.spec import resolve
 from pytest_robust.spec import validate
 
@@ -40,7 +42,7 @@ from pytest_robust.spec import validate
 def evaluate(
     model: torch.nn.Module,
     data: Any,
-    attack: str,
+    attack: str | list[str] | tuple[str, ...],
     eps: float,
     *,
     cache: EvaluationCache | None = None,
@@ -61,7 +63,9 @@ def evaluate(
         raise RobustConfigError(
             f"{', '.join(lists)}: evaluate() runs one check; call it once per value"
         )
-    spec = resolve(kwargs, get_attack(attack).params, case_where="argument")
+    spec = resolve(
+        kwargs, attack_params(kwargs["attack"], registered_attacks(), kwargs), case_where="argument"
+    )
     return run_check(model, data, spec, cache=cache, keep_adversarial=keep_adversarial)
 
 
@@ -78,12 +82,8 @@ def run_check(
         raise RobustConfigError(
             f"model is a {type(model).__name__}; it must be a torch.nn.Module returning logits"
         )
-    attack_cls = get_attack(spec.attack)
-    if spec.target is not None and not attack_cls.targetable:
-        raise RobustConfigError(f"target=: attack {spec.attack!r} cannot be targeted")
     threat = ThreatModel(spec.eps, spec.norm, spec.bounds)
-    config = attack_cls.finalize(dict(spec.attack_params), threat)
-    attack = attack_cls(threat, **config)
+    members = _build_members(spec, threat)
     forward = functools.partial(_forward, model, output=spec.output)
     device = resolve_device(spec.device)
     cache = cache if cache is not None else EvaluationCache()
@@ -92,7 +92,10 @@ def run_check(
 
     started = time.perf_counter()
     fingerprint = model_fingerprint(model)
-    with borrowed(model, device):
+    with contextlib.ExitStack() as borrowing:
+        borrowing.enter_context(borrowed(model, device))
+        for other in _models_in(members):  # e.g. transfer surrogates
+            borrowing.enter_context(borrowed(other, device))
         dtype = _input_dtype(model, samples.x.dtype)
         key = (fingerprint, samples.fingerprint, str(device), describe(spec.output))
         clean = cache.clean_logits(key)
@@ -100,35 +103,30 @@ def run_check(
             clean = _clean_logits(forward, samples, device, dtype, spec.batch_size)
             cache.store_clean_logits(key, clean)
         labels = samples.y.cpu()
-        clean_pred = clean.argmax(dim=1)
-        clean_correct = clean_pred == labels
-        targets = attack.choose_targets(clean, labels)
+        clean_correct = clean.argmax(dim=1) == labels
+        targets = members[0][1].choose_targets(clean, labels)
         if spec.target is not None:
             targets = resolve_targets(spec.target, clean, labels, spec.seed)
         # A sample already at its target is not attacked (and can never be a success).
         attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
-        adv_pred, success, adversarial, adversarial_norms = _attack_pass(
-            attack, forward, samples, attacked, targets, device, dtype, spec, keep_adversarial
-        )
-        adv_pred = torch.where(attacked, adv_pred, clean_pred)
-    robust = clean_correct & (adv_pred == labels)
-    params: dict[str, Any] = dict(config)
-    if spec.target is not None:
-        params["target"] = describe(spec.target)
-    if spec.output is not None:
-        params["output"] = describe(spec.output)
+        passes = _Passes(samples, keep_adversarial)
+        for name, attack in members:
+            # Worst case per sample: each attack works only on samples none before it broke.
+            todo = attacked & ~passes.success
+            passes.run(name, attack, forward, todo, targets, device, dtype, spec)
+    robust = clean_correct & ~passes.misclassified
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return RobustnessResult(
-        attack=spec.attack,
+        attack="+".join(name for name, _ in members),
         eps=spec.eps,
         norm=spec.norm,
         bounds=spec.bounds,
-        params=params,
+        params=_describe_params(members, spec),
         targeted=targets is not None,
         clean_correct=_bits(clean_correct),
         robust=_bits(robust),
-        success=_bits(success),
+        success=_bits(passes.success),
         attacked=_bits(attacked),
         thresholds=dict(spec.thresholds),
         seed=spec.seed,
@@ -137,9 +135,61 @@ def run_check(
         data_fingerprint=samples.fingerprint,
         model_fingerprint=fingerprint,
         provenance=dict(spec.provenance),
-        details={**_perturbation_sizes(adversarial_norms), **attack.details()},
-        adversarial=adversarial,
+        details=passes.details(members),
+        adversarial=passes.adversarial,
     )
+
+
+def _build_members(spec: Spec, threat: ThreatModel) -> list[tuple[str, Attack]]:
+    """(name, configured attack) for each attack of the spec, in order."""
+    names = spec.attack if isinstance(spec.attack, tuple) else (spec.attack,)
+    registry = registered_attacks()
+    members = []
+    for name in names:
+        cls = get_attack(name)
+        if spec.target is not None and not cls.targetable and cls.delegate is None:
+            raise RobustConfigError(f"target=: attack {name!r} cannot be targeted")
+        if cls.targeted and len(names) > 1:
+            raise RobustConfigError(
+                f"attack {name!r} always picks its own targets, so it cannot be combined with "
+                "other attacks; run it in its own test"
+            )
+        own = attack_params((name,), registry, spec.attack_params)
+        config = {}
+        for key, param in own.items():
+            # In a combination, a parameter nobody set takes each attack's own default.
+            given = len(names) == 1 or spec.provenance.get(key, "default") != "default"
+            config[key] = spec.attack_params.get(key, param.default) if given else param.default
+        config = cls.finalize(config, threat)
+        members.append((name, cls(threat, **config)))
+    return members
+
+
+def _models_in(members: list[tuple[str, Attack]]) -> list[torch.nn.Module]:
+    found: list[torch.nn.Module] = []
+    for _, attack in members:
+        for value in attack.config.values():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            found.extend(v for v in values if isinstance(v, torch.nn.Module))
+    return found
+
+
+def _describe_params(members: list[tuple[str, Attack]], spec: Spec) -> dict[str, Any]:
+    def plain(config: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            k: v if isinstance(v, (int, float, str, bool)) else describe(v)
+            for k, v in config.items()
+        }
+
+    if len(members) == 1:
+        params = plain(members[0][1].config)
+    else:
+        params = {"attacks": {name: plain(attack.config) for name, attack in members}}
+    if spec.target is not None:
+        params["target"] = describe(spec.target)
+    if spec.output is not None:
+        params["output"] = describe(spec.output)
+    return params
 
 
 def _bits(flags: torch.Tensor) -> str:
@@ -252,46 +302,65 @@ def _clean_logits(
     return logits
 
 
-def _attack_pass(
-    attack: Attack,
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    samples: Samples,
-    attacked: torch.Tensor,
-    targets: torch.Tensor | None,
-    device: torch.device,
-    dtype: torch.dtype,
-    spec: Spec,
-    keep_adversarial: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Attack the `attacked` samples; return adversarial predictions (-1 where not
-    attacked), success flags, the adversarial inputs if asked for, and the sizes of the
-    successful perturbations."""
-    labels = samples.y.cpu()
-    adv_pred = torch.full_like(labels, -1)
-    success = torch.zeros(len(labels), dtype=torch.bool)
-    adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
-    sizes = []
-    threat = attack.threat
-    order = attacked.nonzero().squeeze(1)
-    for start in range(0, len(order), spec.batch_size):
-        ids = order[start : start + spec.batch_size]
-        x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
-        y = labels[ids].to(device)
-        t = targets[ids].to(device) if targets is not None else None
-        x_adv = attack.run(AttackBatch(forward, x, y, t, ids.to(device), spec.seed))
-        _check_inside(attack, x_adv, x, threat)
-        with torch.no_grad():
-            logits = forward(x_adv)
-        # A non-finite output on an input inside the threat model counts as broken.
-        pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
-        adv_pred[ids] = pred
-        hit = pred == t.cpu() if t is not None else pred != labels[ids]
-        success[ids] = hit
-        sizes.append(threat.distance(x_adv, x).cpu()[hit])
-        if adversarial is not None:
-            adversarial[ids] = x_adv.cpu().to(adversarial.dtype)
-    norms = torch.cat(sizes) if sizes else torch.zeros(0)
-    return adv_pred, success, adversarial, norms
+class _Passes:
+    """Per-sample bookkeeping over one or more attack passes, in data order."""
+
+    def __init__(self, samples: Samples, keep_adversarial: bool) -> None:
+        n = len(samples)
+        self.samples = samples
+        self.success = torch.zeros(n, dtype=torch.bool)
+        self.misclassified = torch.zeros(n, dtype=torch.bool)
+        self.broken_by: dict[str, int] = {}
+        self.sizes: list[torch.Tensor] = []
+        self.adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
+
+    def run(
+        self,
+        name: str,
+        attack: Attack,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        todo: torch.Tensor,
+        targets: torch.Tensor | None,
+        device: torch.device,
+        dtype: torch.dtype,
+        spec: Spec,
+    ) -> None:
+        """Attack the `todo` samples in batches and record what the re-verification sees."""
+        labels = self.samples.y.cpu()
+        threat = attack.threat
+        order = todo.nonzero().squeeze(1)
+        broken = 0
+        for start in range(0, len(order), spec.batch_size):
+            ids = order[start : start + spec.batch_size]
+            x = self.samples.x[ids.to(self.samples.x.device)].to(device=device, dtype=dtype)
+            y = labels[ids].to(device)
+            t = targets[ids].to(device) if targets is not None else None
+            x_adv = attack.run(AttackBatch(forward, x, y, t, ids.to(device), spec.seed))
+            _check_inside(attack, x_adv, x, threat)
+            with torch.no_grad():
+                logits = forward(x_adv)
+            # A non-finite output on an input inside the threat model counts as broken.
+            pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
+            hit = pred == t.cpu() if t is not None else pred != labels[ids]
+            self.success[ids] |= hit
+            self.misclassified[ids] |= pred != labels[ids]
+            self.sizes.append(threat.distance(x_adv, x).cpu()[hit])
+            broken += int(hit.sum())
+            if self.adversarial is not None:
+                # Keep the breaking point; a sample nobody broke keeps its last point.
+                keep = hit | ~self.success[ids]
+                self.adversarial[ids[keep]] = x_adv.cpu().to(self.adversarial.dtype)[keep]
+        self.broken_by[name] = broken
+
+    def details(self, members: list[tuple[str, Attack]]) -> dict[str, Any]:
+        sizes = torch.cat(self.sizes) if self.sizes else torch.zeros(0)
+        details = _perturbation_sizes(sizes)
+        if len(members) == 1:
+            details.update(members[0][1].details())
+        else:
+            details["broken_by"] = dict(self.broken_by)
+            details["attacks"] = {name: attack.details() for name, attack in members}
+        return details
 
 
 def _check_inside(
