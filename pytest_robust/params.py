@@ -28,7 +28,8 @@ NORM_ALIASES = {
 class Param:
     """One argument: its kind, default, allowed range and a one-line description."""
 
-    kind: type | str  # int, float, bool, str, or "norm" / "bounds" / "target" / "output"
+    # int, float, bool, str, or "norm" / "bounds" / "target" / "output" / "models"
+    kind: type | str
     default: Any = None
     minimum: float | None = None
     maximum: float | None = None
@@ -71,6 +72,11 @@ class Param:
             return (
                 "must be a class index, 'least_likely', 'random', a per-sample tensor of "
                 "class indices, or a callable (logits, labels) -> targets"
+            )
+        if self.kind == "models":
+            return (
+                "must name a fixture (or a list of fixtures, for an ensemble) that gives a "
+                "model; in evaluate(), pass the model(s) themselves"
             )
         if self.kind == "output":
             return (
@@ -115,6 +121,11 @@ class Param:
             if callable(value) or hasattr(value, "dim"):  # a function or a tensor
                 return value
             raise ValueError("")
+        if self.kind == "models":
+            items = list(value) if isinstance(value, (list, tuple)) else [value]
+            if not items or not all((isinstance(v, str) and v) or callable(v) for v in items):
+                raise ValueError("")
+            return tuple(items)
         if self.kind == "output":
             if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                 return value
@@ -139,6 +150,8 @@ def suggest(name: str, known: Iterable[str]) -> str:
 
 def is_list_value(name: str, value: Any, param: Param) -> bool:
     """True when `value` is a list that should expand into one case per element."""
+    if param.kind == "models":
+        return False  # a list of models is an ensemble, not one test per model
     if param.kind == "bounds":
         # bounds=(0, 1) is one value; bounds=[(0, 1), (-1, 1)] would be a list of values.
         return isinstance(value, Sequence) and bool(value) and isinstance(value[0], Sequence)

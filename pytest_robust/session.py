@@ -122,6 +122,15 @@ class RobustSession:
         )
         model = self._fixture(request, spec.model, "model")
         data = self._fixture(request, spec.data, "data")
+        # Parameters that name model fixtures (transfer's surrogate=) get the models.
+        models = {
+            name: tuple(
+                self._fixture(request, fixture, name) for fixture in spec.attack_params[name]
+            )
+            for name, param in params.items()
+            if param.kind == "models" and spec.attack_params.get(name)
+        }
+        spec = dataclasses.replace(spec, attack_params={**spec.attack_params, **models})
         if self._cache is None:
             self._cache = EvaluationCache()
         try:

@@ -2,6 +2,7 @@
 
 from pytest_robust.attacks import fgsm
 from pytest_robust.attacks import iterative
+from pytest_robust.attacks import transfer
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
 from pytest_robust.attacks.base import GradientAttack
@@ -20,4 +21,5 @@ __all__ = [
     "iterative",
     "register_attack",
     "registered_attacks",
+    "transfer",
 ]

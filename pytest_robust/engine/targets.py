@@ -23,6 +23,10 @@ def describe(target: Any) -> str:
         return str(target)
     if hasattr(target, "dim"):
         return f"tensor{tuple(target.shape)}"
+    if isinstance(target, (list, tuple)):
+        return "[" + ", ".join(describe(t) for t in target) + "]"
+    if isinstance(target, torch.nn.Module):
+        return type(target).__name__
     return f"callable {getattr(target, '__qualname__', type(target).__name__)}"
 
 

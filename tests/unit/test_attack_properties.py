@@ -66,8 +66,10 @@ def test_adversarial_inputs_stay_in_the_ball_and_bounds(
     x_before = x.clone()
     norms = registered_attacks()[attack].norms
     norm = norms[norm_choice % len(norms)]  # only the norms the attack supports
-    params = registered_attacks()[attack].params
-    extra = {k: v for k, v in QUICK.items() if k in params}
+    schema = registered_attacks()[attack]
+    extra: dict[str, object] = {k: v for k, v in QUICK.items() if k in schema.params}
+    if schema.delegate is not None:  # transfer: craft on the model itself, with a quick pgd
+        extra.update(surrogate=model, steps=3)
     result = evaluate(
         model,
         (x, y),

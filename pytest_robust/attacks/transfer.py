@@ -1,0 +1,106 @@
+"""Transfer (black-box) attacks: craft on surrogate models, score on the model under test.
+
+Any registered white-box attack (`via`, default pgd) runs against the surrogate, or
+against the mean logits of an ensemble of surrogates (Liu et al. 2017); the engine then
+judges the crafted inputs on the target model alone. The surrogates' own success rate is
+reported beside the transfer success rate, which is the result's success_rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from pytest_robust.attacks.base import Attack
+from pytest_robust.attacks.base import AttackBatch
+from pytest_robust.attacks.base import ThreatModel
+from pytest_robust.attacks.base import get_attack
+from pytest_robust.attacks.base import register_attack
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.params import Param
+
+
+@register_attack
+class Transfer(Attack):
+    name = "transfer"
+    delegate = "via"
+    params = {
+        "surrogate": Param(
+            "models",
+            None,
+            optional=True,
+            doc="fixture name(s) of the surrogate model(s); models in evaluate()",
+        ),
+        "via": Param(str, "pgd", doc="the white-box attack run on the surrogate(s)"),
+    }
+    targetable = True  # as far as `via` is; validation checks the delegate
+    reference = (
+        "Papernot, McDaniel, Goodfellow 2016, Transferability in Machine Learning; "
+        "Liu et al. 2017, Delving into Transferable Adversarial Examples"
+    )
+
+    @classmethod
+    def finalize(cls, config: dict[str, Any], threat: ThreatModel) -> dict[str, Any]:
+        surrogates = config.get("surrogate")
+        if not surrogates:
+            raise RobustConfigError(
+                "attack='transfer' needs surrogate=: the fixture name of a surrogate model "
+                "(or a list of names for an ensemble); in evaluate(), the model(s)"
+            )
+        for surrogate in surrogates:
+            if not isinstance(surrogate, torch.nn.Module):
+                raise RobustConfigError(
+                    f"surrogate: {surrogate!r} is not a torch.nn.Module returning logits"
+                )
+        inner = get_attack(config["via"])
+        inner_config = {k: v for k, v in config.items() if k in inner.params}
+        return {
+            "surrogate": tuple(surrogates),
+            "via": config["via"],
+            **inner.finalize(inner_config, threat),
+        }
+
+    def __init__(self, threat: ThreatModel, **config: Any) -> None:
+        super().__init__(threat, **config)
+        inner = get_attack(config["via"])
+        self.inner = inner(threat, **{k: v for k, v in config.items() if k in inner.params})
+        self.surrogates: Sequence[torch.nn.Module] = config["surrogate"]
+        self.crafted = 0
+        self.fooled = 0
+
+    def _ensemble(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [surrogate(x) for surrogate in self.surrogates]
+        for out in outputs:
+            if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(x):
+                raise RobustConfigError(
+                    "surrogate models must return logits of shape (batch, classes); got "
+                    f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}"
+                )
+        return torch.stack(outputs).mean(dim=0)
+
+    def choose_targets(
+        self, clean_logits: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor | None:
+        return self.inner.choose_targets(clean_logits, labels)
+
+    def propose(self, batch: AttackBatch) -> torch.Tensor:
+        crafted = self.inner.run(
+            AttackBatch(
+                self._ensemble, batch.x, batch.labels, batch.targets, batch.sample_ids, batch.seed
+            )
+        )
+        with torch.no_grad():
+            fooled = self.is_success(self._ensemble(crafted), batch.labels, batch.targets)
+        self.crafted += len(crafted)
+        self.fooled += int(fooled.sum())
+        return crafted
+
+    def details(self) -> dict[str, Any]:
+        rate = self.fooled / self.crafted if self.crafted else 0.0
+        return {
+            "surrogate_success_rate": rate,
+            "surrogates": len(self.surrogates),
+            "via": self.config["via"],
+        }
