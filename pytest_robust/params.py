@@ -35,6 +35,7 @@ class Param:
     maximum: float | None = None
     optional: bool = False  # None is an allowed value
     doc: str = ""
+    choices: tuple[str, ...] = ()  # for str parameters: the allowed values
 
     def parse(self, name: str, value: Any, where: str = "") -> Any:
         """Return `value` converted to this parameter's kind, or raise a clear error.
@@ -54,6 +55,11 @@ class Param:
                 if str(exc)
                 else f"{name}={value!r}{src}: {self._expected()}"
             ) from None
+        if self.choices and converted not in self.choices:
+            raise RobustConfigError(
+                f"{name}={value!r}{src}: must be one of {', '.join(map(repr, self.choices))}"
+                f"{suggest(str(value), self.choices)}"
+            )
         if isinstance(converted, float) and not math.isfinite(converted):
             raise RobustConfigError(f"{name}={value!r}{src}: must be a finite number")
         if self.minimum is not None and converted < self.minimum:

@@ -1,7 +1,9 @@
 """Built-in attacks. Importing this package registers them; one module per family."""
 
+from pytest_robust.attacks import apgd
 from pytest_robust.attacks import fgsm
 from pytest_robust.attacks import iterative
+from pytest_robust.attacks import penalty
 from pytest_robust.attacks import transfer
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
@@ -16,9 +18,11 @@ __all__ = [
     "AttackBatch",
     "GradientAttack",
     "ThreatModel",
+    "apgd",
     "fgsm",
     "get_attack",
     "iterative",
+    "penalty",
     "register_attack",
     "registered_attacks",
     "transfer",

@@ -1,0 +1,266 @@
+"""APGD: PGD that tunes its own step size (Croce & Hein 2020, the AutoAttack paper).
+
+Starting from a random point of the ball, each step moves by eta along sign(grad) (L-inf)
+or grad / ||grad|| (L2), mixed with the previous step (momentum 0.75). At checkpoints
+w_j = ceil(p_j * steps), with p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} -
+0.03, 0.06), a sample's step size is halved and it restarts from its best point when
+(1) the loss rose in fewer than rho = 75% of the steps since the last checkpoint, or
+(2) neither its step size nor its best loss changed since the last checkpoint.
+
+The loss is cross-entropy or DLR, the Difference of Logits Ratio, which is invariant to
+shifting and scaling the logits and so does not suffer from a saturated softmax.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import fields
+from typing import Any
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from pytest_robust.attacks.base import Attack
+from pytest_robust.attacks.base import AttackBatch
+from pytest_robust.attacks.base import ThreatModel
+from pytest_robust.attacks.base import _input_gradient
+from pytest_robust.attacks.base import register_attack
+from pytest_robust.attacks.base import steps_param
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.params import Param
+
+LOSSES = ("ce", "dlr")
+MOMENTUM = 0.75
+RHO = 0.75
+# Random starts use their own streams, so that a worst-case combination with PGD (or of
+# APGD-CE with APGD-DLR) does not start every attack from the same points.
+STREAM_BASE = 1 << 20
+
+
+def dlr_loss(
+    logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-sample DLR loss; targeted (towards `targets`) when targets are given."""
+    ranked = logits.sort(dim=1, descending=True).values
+    true = logits.gather(1, labels[:, None]).squeeze(1)
+    if targets is None:
+        is_label = F.one_hot(labels, logits.shape[1]).bool()
+        other = logits.masked_fill(is_label, -math.inf).amax(dim=1)
+        return -(true - other) / (ranked[:, 0] - ranked[:, 2] + 1e-12)
+    target = logits.gather(1, targets[:, None]).squeeze(1)
+    return -(true - target) / (ranked[:, 0] - (ranked[:, 2] + ranked[:, 3]) / 2 + 1e-12)
+
+
+def checkpoints(steps: int) -> set[int]:
+    """The iterations at which step sizes are reconsidered."""
+    points, p_prev, p = set(), 0.0, 0.22
+    while p <= 1.0:
+        points.add(max(1, math.ceil(p * steps - 1e-9)))  # 1e-9: 0.41 * 100 is 41.000...01
+        p_prev, p = p, p + max(p - p_prev - 0.03, 0.06)
+    return points
+
+
+@dataclass
+class _Run:
+    """Per-sample tensors of the samples still attacked in one run (first dim: sample)."""
+
+    active: torch.Tensor  # index into the batch
+    x0: torch.Tensor
+    labels: torch.Tensor
+    targets: torch.Tensor | None
+    x: torch.Tensor
+    x_prev: torch.Tensor
+    grad: torch.Tensor
+    loss: torch.Tensor
+    x_max: torch.Tensor  # best (highest-loss) point so far, its gradient and loss
+    grad_max: torch.Tensor
+    loss_max: torch.Tensor
+    eta: torch.Tensor  # step size
+    rises: torch.Tensor  # steps since the last checkpoint where the loss rose
+    loss_max_at_check: torch.Tensor
+    halved_at_check: torch.Tensor
+
+    def keep(self, mask: torch.Tensor) -> _Run:
+        kept: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kept[f.name] = value[mask] if value is not None else None
+        return _Run(**kept)
+
+
+@register_attack
+class APGD(Attack):
+    name = "apgd"
+    params = {
+        "loss": Param(
+            str,
+            "ce",
+            choices=("ce", "dlr"),
+            doc="'ce' (cross-entropy) or 'dlr' (difference of logits ratio)",
+        ),
+        "steps": steps_param(100),
+        "restarts": Param(int, 1, minimum=1, doc="random restarts, each on unbroken samples"),
+    }
+    norms = ("linf", "l2")
+    targetable = True
+    reference = (
+        "Croce, Hein 2020, Reliable Evaluation of Adversarial Robustness with an Ensemble of "
+        "Diverse Parameter-Free Attacks"
+    )
+    fixed_loss: ClassVar[str | None] = None
+
+    @classmethod
+    def finalize(cls, config: dict[str, Any], threat: ThreatModel) -> dict[str, Any]:
+        loss = config.get("loss", "ce")
+        if cls.fixed_loss is None and loss not in LOSSES:
+            raise RobustConfigError(
+                f"loss={loss!r}: APGD's loss must be 'ce' (cross-entropy) or 'dlr' "
+                "(difference of logits ratio)"
+            )
+        return config
+
+    @property
+    def loss_name(self) -> str:
+        return self.fixed_loss or str(self.config.get("loss", "ce"))
+
+    def objective(
+        self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Per-sample loss to ascend."""
+        if self.loss_name == "dlr":
+            return dlr_loss(logits, labels, targets)
+        if targets is not None:
+            return -F.cross_entropy(logits, targets, reduction="none")
+        return F.cross_entropy(logits, labels, reduction="none")
+
+    def _check_classes(self, classes: int, targeted: bool) -> None:
+        needed = 4 if targeted else 3
+        if self.loss_name == "dlr" and classes < needed:
+            mode = "targeted" if targeted else "untargeted"
+            raise RobustConfigError(
+                f"{self.name}: the {mode} DLR loss needs at least {needed} classes (it divides "
+                f"by a gap between the top logits), but the model has {classes}; use loss='ce'"
+            )
+
+    def _evaluate(
+        self,
+        model: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        targets: torch.Tensor | None,
+        need_grad: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(success, per-sample loss, input gradient or zeros) at x."""
+        x = x.detach().requires_grad_(need_grad)
+        with torch.enable_grad() if need_grad else torch.no_grad():
+            logits = model(x)
+            self._check_classes(logits.shape[1], targets is not None)
+            loss = self.objective(logits, labels, targets)
+            # Summed, so a sample's gradient does not depend on the batch it is in.
+            grad = _input_gradient(loss.sum(), x) if need_grad else torch.zeros_like(x)
+        # DLR's denominator can be ~0 (tied top logits); a NaN step would poison the point.
+        grad = torch.nan_to_num(grad, nan=0.0)
+        broken = self.is_success(logits.detach(), labels, targets)
+        return broken, loss.detach(), grad
+
+    def _step(self, run: _Run, momentum: float) -> torch.Tensor:
+        shape = (-1, *([1] * (run.x.dim() - 1)))
+        if self.threat.norm == "linf":
+            unit = run.grad.sign()
+        else:
+            unit = run.grad / run.grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
+        z = self.threat.project(run.x + run.eta.view(shape) * unit, run.x0)
+        moved = run.x + momentum * (z - run.x) + (1 - momentum) * (run.x - run.x_prev)
+        return self.threat.project(moved, run.x0)
+
+    def propose(self, batch: AttackBatch) -> torch.Tensor:
+        steps, restarts = int(self.config["steps"]), int(self.config["restarts"])
+        marks = checkpoints(steps)
+        out = batch.x.clone()
+        best_loss = torch.full_like(batch.labels, -math.inf, dtype=batch.x.dtype)
+        done = torch.zeros(len(batch.x), dtype=torch.bool, device=batch.x.device)
+        for restart in range(restarts):
+            active = (~done).nonzero().squeeze(1)
+            if active.numel() == 0:
+                break
+            x0, labels = batch.x[active], batch.labels[active]
+            targets = batch.targets[active] if batch.targets is not None else None
+            stream = STREAM_BASE + 2 * restart + LOSSES.index(self.loss_name)
+            x = self.threat.random_point(x0, batch.seed, batch.sample_ids[active], stream)
+            broken, loss, grad = self._evaluate(batch.model, x, labels, targets, True)
+            eta = torch.full_like(loss, 2 * self.threat.eps)
+            run = _Run(
+                active=active, x0=x0, labels=labels, targets=targets, x=x, x_prev=x,
+                grad=grad, loss=loss, x_max=x, grad_max=grad, loss_max=loss, eta=eta,
+                rises=torch.zeros_like(loss), loss_max_at_check=loss,
+                halved_at_check=torch.zeros_like(broken),
+            )  # fmt: skip
+            last_check = 0
+            for i in range(steps + 1):
+                if i > 0:
+                    # The first step has no previous step to carry momentum from.
+                    x = self._step(run, 1.0 if i == 1 else MOMENTUM)
+                    broken, loss, grad = self._evaluate(
+                        batch.model, x, run.labels, run.targets, i < steps
+                    )
+                    run.rises = run.rises + (loss > run.loss)
+                    run.x_prev, run.x, run.loss, run.grad = run.x, x, loss, grad
+                    better = loss > run.loss_max
+                    run.x_max = torch.where(_rows(better, x), x, run.x_max)
+                    run.grad_max = torch.where(_rows(better, x), grad, run.grad_max)
+                    run.loss_max = torch.where(better, loss, run.loss_max)
+                # Keep a sample's first adversarial point and stop working on it.
+                out[run.active[broken]] = run.x[broken]
+                done[run.active[broken]] = True
+                if i in marks and i < steps:
+                    self._checkpoint(run, i - last_check)
+                    last_check = i
+                run = run.keep(~broken)
+                if run.active.numel() == 0:
+                    break
+            # Unbroken samples keep their highest-loss point over all restarts.
+            better = run.loss_max > best_loss[run.active]
+            out[run.active[better]] = run.x_max[better]
+            best_loss[run.active[better]] = run.loss_max[better]
+        return out
+
+    def _checkpoint(self, run: _Run, interval: int) -> None:
+        """Halve the step size and go back to the best point where progress stalled."""
+        oscillating = run.rises < RHO * interval
+        stuck = ~run.halved_at_check & (run.loss_max <= run.loss_max_at_check)
+        halve = oscillating | stuck
+        run.eta = torch.where(halve, run.eta / 2, run.eta)
+        rows = _rows(halve, run.x)
+        # Momentum restarts too: the previous point is the best point itself.
+        run.x = torch.where(rows, run.x_max, run.x)
+        run.x_prev = torch.where(rows, run.x_max, run.x_prev)
+        run.grad = torch.where(rows, run.grad_max, run.grad)
+        run.loss = torch.where(halve, run.loss_max, run.loss)
+        run.rises = torch.zeros_like(run.rises)
+        run.halved_at_check, run.loss_max_at_check = halve, run.loss_max
+
+
+def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-sample mask shaped to broadcast over `like`."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
+@register_attack
+class APGDCE(APGD):
+    """APGD on the cross-entropy loss."""
+
+    name = "apgd-ce"
+    params = {key: value for key, value in APGD.params.items() if key != "loss"}
+    fixed_loss = "ce"
+
+
+@register_attack
+class APGDDLR(APGD):
+    """APGD on the DLR loss: unaffected by the scale of the logits."""
+
+    name = "apgd-dlr"
+    params = {key: value for key, value in APGD.params.items() if key != "loss"}
+    fixed_loss = "dlr"
