@@ -1,8 +1,10 @@
 """Built-in attacks. Importing this package registers them; one module per family."""
 
 from pytest_robust.attacks import apgd
+from pytest_robust.attacks import deepfool
 from pytest_robust.attacks import fgsm
 from pytest_robust.attacks import iterative
+from pytest_robust.attacks import optimization
 from pytest_robust.attacks import penalty
 from pytest_robust.attacks import transfer
 from pytest_robust.attacks.base import Attack
@@ -19,9 +21,11 @@ __all__ = [
     "GradientAttack",
     "ThreatModel",
     "apgd",
+    "deepfool",
     "fgsm",
     "get_attack",
     "iterative",
+    "optimization",
     "penalty",
     "register_attack",
     "registered_attacks",
