@@ -4,8 +4,11 @@ from pytest_robust.attacks import apgd
 from pytest_robust.attacks import deepfool
 from pytest_robust.attacks import fgsm
 from pytest_robust.attacks import iterative
+from pytest_robust.attacks import momentum
+from pytest_robust.attacks import noise
 from pytest_robust.attacks import optimization
 from pytest_robust.attacks import penalty
+from pytest_robust.attacks import square
 from pytest_robust.attacks import transfer
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
@@ -14,6 +17,11 @@ from pytest_robust.attacks.base import ThreatModel
 from pytest_robust.attacks.base import get_attack
 from pytest_robust.attacks.base import register_attack
 from pytest_robust.attacks.base import registered_attacks
+from pytest_robust.spec import PRESETS
+
+# attack="strong": the worst case per sample over these three (docs/attacks.md says exactly
+# what runs; it is not AutoAttack).
+PRESETS["strong"] = ("apgd-ce", "apgd-dlr", "square")
 
 __all__ = [
     "Attack",
@@ -25,9 +33,12 @@ __all__ = [
     "fgsm",
     "get_attack",
     "iterative",
+    "momentum",
+    "noise",
     "optimization",
     "penalty",
     "register_attack",
     "registered_attacks",
+    "square",
     "transfer",
 ]

@@ -29,7 +29,12 @@ def test_parameters_go_to_the_attacks_that_declare_them(digits_cnn, digits_data)
     result = evaluate(digits_cnn, digits_data, attack=["fgsm", "pgd"], eps=0.05, steps=7)
     assert result.params["attacks"] == {
         "fgsm": {},
-        "pgd": {"steps": 7, "alpha": pytest.approx(2.5 * 0.05 / 7), "random_start": True, "restarts": 1},
+        "pgd": {
+            "steps": 7,
+            "alpha": pytest.approx(2.5 * 0.05 / 7),
+            "random_start": True,
+            "restarts": 1,
+        },
     }
     defaults = evaluate(digits_cnn, digits_data, attack=["bim", "pgd"], eps=0.05)
     assert defaults.params["attacks"]["pgd"]["steps"] == 20
@@ -42,3 +47,11 @@ def test_bad_combinations_are_explained(digits_cnn, digits_data):
         evaluate(digits_cnn, digits_data, attack=["pgd", "pgd"], eps=0.1)
     with pytest.raises(RobustConfigError, match="did you mean 'bim'"):
         evaluate(digits_cnn, digits_data, attack=["pgd", "bmi"], eps=0.1)
+
+
+def test_the_strong_preset_runs_its_three_attacks(digits_cnn, digits_data):
+    x, y = digits_data
+    result = evaluate(digits_cnn, (x[:60], y[:60]), attack="strong", eps=0.2, steps=10, queries=50)
+    assert result.attack == "apgd-ce+apgd-dlr+square"
+    assert set(result.details["broken_by"]) == {"apgd-ce", "apgd-dlr", "square"}
+    assert result.robust_acc < 0.1

@@ -1,0 +1,252 @@
+"""Square Attack: score-based random search, no gradients (Andriushchenko et al. 2020).
+
+Each query changes one random square window of the current perturbation and keeps the
+change if it lowers the loss (the margin z_y - max_{i != y} z_i untargeted, cross-entropy
+to the target when targeted). The window covers a fraction p of the image, halved at the
+paper's iteration fractions (10, 50, 200, ... of 10000) rescaled to the query budget.
+
+- L-inf: starts from vertical stripes of +-eps; a window gets one new sign per channel.
+- L2: starts from a grid of +-bumps; a window gets a new bump plus its old content, and
+  the mass of a second window is moved into it, keeping the total norm at eps.
+
+Inputs of any shape are viewed as (channels, height, width): the last two dimensions are
+spatial, a 1-D input is one row. All randomness is keyed by (seed, sample id, stream), so
+a sample's search does not depend on the batch it is in; a broken sample leaves the batch.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from pytest_robust.attacks import sampling
+from pytest_robust.attacks.base import Attack
+from pytest_robust.attacks.base import AttackBatch
+from pytest_robust.attacks.base import ThreatModel
+from pytest_robust.attacks.base import register_attack
+from pytest_robust.params import Param
+
+HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of 10000 iterations
+RETRIES = 8  # L-inf sign draws per query: the first one that changes the window is used
+
+
+@register_attack
+class Square(Attack):
+    name = "square"
+    params = {
+        "queries": Param(int, 1000, minimum=1, doc="model queries per sample, the init included"),
+        "p_init": Param(
+            float, 0.8, minimum=1e-6, maximum=1.0, doc="initial fraction of pixels per window"
+        ),
+    }
+    targetable = True
+    reference = (
+        "Andriushchenko et al. 2020, Square Attack: a query-efficient black-box adversarial "
+        "attack via random search"
+    )
+
+    def __init__(self, threat: ThreatModel, **config: Any) -> None:
+        super().__init__(threat, **config)
+        self._queries: list[int] = []
+
+    def details(self) -> dict[str, Any]:
+        if not self._queries:
+            return {"queries": None}
+        mean, median = statistics.fmean(self._queries), statistics.median(self._queries)
+        return {"queries": {"mean": mean, "median": float(median)}}
+
+    def loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Per-sample loss to minimise."""
+        if targets is not None:
+            return F.cross_entropy(logits, targets, reduction="none")
+        true = logits.gather(1, labels[:, None]).squeeze(1)
+        return true - logits.scatter(1, labels[:, None], -math.inf).amax(dim=1)
+
+    def propose(self, batch: AttackBatch) -> torch.Tensor:
+        with torch.no_grad():
+            return self._search(batch)
+
+    def _search(self, batch: AttackBatch) -> torch.Tensor:
+        budget = int(self.config.get("queries", 1000))
+        p_init = float(self.config.get("p_init", 0.8))
+        shape, seed, ids = batch.x.shape, batch.seed, batch.sample_ids
+        x0 = batch.x.reshape(_as_image(shape))
+        best = (
+            self._init_l2(x0, seed, ids)
+            if self.threat.norm == "l2"
+            else self._init_linf(x0, seed, ids)
+        )
+
+        def query(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = batch.model(x.reshape(-1, *shape[1:]))
+            targets = batch.targets[rows] if batch.targets is not None else None
+            labels = batch.labels[rows]
+            return self.loss(logits, labels, targets), self.is_success(logits, labels, targets)
+
+        everyone = torch.arange(len(best), device=best.device)
+        loss_min, done = query(best, everyone)
+        spent = torch.ones(len(best), dtype=torch.long, device=best.device)
+        active = everyone[~done]
+        step = self._step_l2 if self.threat.norm == "l2" else self._step_linf
+        # With eps = 0 the ball is one point: no candidate can differ, so nothing to search.
+        for i in range(budget - 1 if self.threat.eps > 0 else 0):
+            if active.numel() == 0:
+                break
+            p = p_init / 2 ** sum(int(i / budget * 10000) > h for h in HALVINGS)
+            current = best[active]
+            cand = step(current, x0[active], seed, ids[active], 1 + 16 * i, p)
+            # A candidate equal to the current point would waste a query: skip it.
+            changed = (cand != current).flatten(1).any(dim=1)
+            rows, cand = active[changed], cand[changed]
+            if rows.numel() == 0:
+                continue
+            loss, hit = query(cand, rows)
+            spent[rows] += 1
+            better = (loss < loss_min[rows]) | hit
+            best[rows[better]], loss_min[rows[better]] = cand[better], loss[better]
+            done[rows[hit]] = True
+            active = active[~done[active]]
+        self._queries.extend(spent.tolist())
+        return best.reshape(shape)
+
+    def _init_linf(self, x0: torch.Tensor, seed: int, ids: torch.Tensor) -> torch.Tensor:
+        n, c, _, w = x0.shape
+        u = sampling.uniform(seed, ids, torch.Size([n, c, 1, w]), 0, x0.dtype)
+        return (x0 + _signs(u) * self.threat.eps).clamp(*self.threat.bounds)
+
+    def _step_linf(
+        self,
+        best: torch.Tensor,
+        x0: torch.Tensor,
+        seed: int,
+        ids: torch.Tensor,
+        stream: int,
+        p: float,
+    ) -> torch.Tensor:
+        n, c, h, w = x0.shape
+        eps, bounds = self.threat.eps, self.threat.bounds
+        window, _, _ = _window(seed, ids, stream, _side(p, h, w, odd=False), h, w)
+        up, down = (x0 + eps).clamp(*bounds), (x0 - eps).clamp(*bounds)
+        # Does +eps (or -eps) in a channel change any pixel of the window?
+        moves_up = ((up != best) & window).flatten(2).any(dim=2)[:, None]
+        moves_down = ((down != best) & window).flatten(2).any(dim=2)[:, None]
+        # The paper redraws the signs until the window changes; RETRIES draws at once, and
+        # the first that changes something is taken (argmax finds the first True).
+        u = sampling.uniform(seed, ids, torch.Size([n, RETRIES, c]), stream + 2, x0.dtype)
+        plus = _signs(u) > 0
+        changes = torch.where(plus, moves_up, moves_down).any(dim=2)
+        chosen = plus[torch.arange(n, device=x0.device), changes.float().argmax(dim=1)]
+        return torch.where(window, torch.where(chosen[:, :, None, None], up, down), best)
+
+    def _init_l2(self, x0: torch.Tensor, seed: int, ids: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x0.shape
+        sh, sw = max(h // 5, 1), max(w // 5, 1)
+        cells = [
+            (top, left)
+            for top in range(max((h - 5 * sh) // 2, 0), h - sh + 1, sh)
+            for left in range(max((w - 5 * sw) // 2, 0), w - sw + 1, sw)
+        ]
+        u = sampling.uniform(seed, ids, torch.Size([n, len(cells), c + 1]), 0, x0.dtype)
+        bumps = torch.stack([_bump(sh, sw, False), _bump(sh, sw, True)]).to(x0)
+        delta = torch.zeros_like(x0)
+        for k, (top, left) in enumerate(cells):
+            bump = bumps[(u[:, k, c] < 0.5).long()][:, None]  # a random orientation each
+            signs = _signs(u[:, k, :c])[:, :, None, None]
+            delta[:, :, top : top + sh, left : left + sw] += bump * signs
+        return (x0 + _rescale(delta, self.threat.eps)).clamp(*self.threat.bounds)
+
+    def _step_l2(
+        self,
+        best: torch.Tensor,
+        x0: torch.Tensor,
+        seed: int,
+        ids: torch.Tensor,
+        stream: int,
+        p: float,
+    ) -> torch.Tensor:
+        n, c, h, w = x0.shape
+        eps, delta = self.threat.eps, best - x0
+        sh, sw = _side(p, h, w, odd=True)
+        first, rows, cols = _window(seed, ids, stream, (sh, sw), h, w)
+        second, _, _ = _window(seed, ids, stream + 1, (sh, sw), h, w)
+        u = sampling.uniform(seed, ids, torch.Size([n, c + 1]), stream + 2, x0.dtype)
+        bumps = torch.stack([_bump(sh, sw, False), _bump(sh, sw, True)]).to(x0)
+        # Lay each sample's bump into its own window (indices clamped; masked outside it).
+        placed = bumps[(u[:, c] < 0.5).long()[:, None, None], rows[:, :, None], cols[:, None, :]]
+        new = placed[:, None] * _signs(u[:, :c])[:, :, None, None] * first
+        old = delta * first
+        new = new + old / (1e-10 + _norm(old, (2, 3)))
+        # Budget per channel: what the image has left, plus the mass of both windows.
+        spare = (eps**2 - _norm(delta, (1, 2, 3)) ** 2).clamp_min(0) / c
+        mass = _norm(delta * (first | second), (2, 3)) ** 2
+        new = new / _norm(new, (2, 3)).clamp_min(1e-12) * (spare + mass).sqrt()
+        delta = torch.where(first, new, torch.where(second, 0.0, delta))
+        return (x0 + _rescale(delta, eps)).clamp(*self.threat.bounds)
+
+
+def _as_image(shape: torch.Size) -> tuple[int, int, int, int]:
+    """(n, channels, height, width) view: last two dims spatial, the rest channels."""
+    dims = list(shape[1:])
+    if len(dims) == 1:
+        return (shape[0], 1, 1, dims[0])
+    return (shape[0], math.prod(dims[:-2]), dims[-2], dims[-1])
+
+
+def _side(p: float, h: int, w: int, odd: bool) -> tuple[int, int]:
+    """Window size covering a fraction p of the pixels: a square where the image allows."""
+    s = max(round(math.sqrt(p * h * w)), 1)
+    if odd:  # the L2 bumps are centred: the paper uses odd sides of at least 3
+        s = max(s, 3) | 1
+    sh = min(s, h)
+    return sh, min(w, max(round(s * s / sh), 1))
+
+
+def _window(
+    seed: int, ids: torch.Tensor, stream: int, size: tuple[int, int], h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random window per sample: its (n, 1, h, w) mask and, per pixel row and column,
+    the clamped offset inside the window."""
+    u = sampling.uniform(seed, ids, torch.Size([len(ids), 2]), stream, torch.float64)
+    offsets = []
+    for k, (side, full) in enumerate(zip(size, (h, w), strict=True)):
+        start = (u[:, k] * (full - side + 1)).long().clamp(max=full - side)
+        offsets.append(torch.arange(full, device=ids.device)[None] - start[:, None])
+    inside = [(o >= 0) & (o < side) for o, side in zip(offsets, size, strict=True)]
+    mask = (inside[0][:, :, None] & inside[1][:, None, :])[:, None]
+    return mask, offsets[0].clamp(0, size[0] - 1), offsets[1].clamp(0, size[1] - 1)
+
+
+def _rings(a: int, b: int) -> torch.Tensor:
+    """The paper's pseudo-Gaussian: nested centred rectangles weighted 1 / (k + 1)^2."""
+    d = torch.zeros(a, b, dtype=torch.float64)
+    for k in range(max(a, b) // 2 + 1):
+        d[max(a // 2 - k, 0) : a // 2 + k + 1, max(b // 2 - k, 0) : b // 2 + k + 1] += (
+            1 / (k + 1) ** 2
+        )
+    return torch.div(d, d.norm().clamp_min(1e-12))
+
+
+def _bump(a: int, b: int, transpose: bool) -> torch.Tensor:
+    """An (a, b) unit-norm bump: two halves of opposite sign, split across rows or columns."""
+    if transpose:
+        return _bump(b, a, False).T
+    d = torch.cat([_rings(a // 2, b), -_rings(a - a // 2, b)])
+    return torch.div(d, d.norm())
+
+
+def _signs(u: torch.Tensor) -> torch.Tensor:
+    return torch.where(u < 0.5, -1.0, 1.0).to(u.dtype)
+
+
+def _norm(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    return t.pow(2).sum(dim=dims, keepdim=True).sqrt()
+
+
+def _rescale(delta: torch.Tensor, eps: float) -> torch.Tensor:
+    return delta / _norm(delta, (1, 2, 3)).clamp_min(1e-12) * eps

@@ -1,0 +1,125 @@
+"""Square Attack: a score-based search that breaks the digits CNN without gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pytest_robust import evaluate
+
+
+class CountingModel(torch.nn.Module):
+    """Counts the samples that go through forward, to prove work is skipped."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.samples = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.samples += len(x)
+        return self.inner(x)
+
+
+class ExactMatch(torch.nn.Module):
+    """Class 0 for an input equal to one of `clean`, class 1 for anything else: every
+    perturbation, however small, breaks it."""
+
+    def __init__(self, clean: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("clean", clean.flatten(1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        known = (x.flatten(1)[:, None, :] == self.clean[None]).all(dim=2).any(dim=1)
+        return torch.stack([4.0 * known.float(), 4.0 * (~known).float()], dim=1)
+
+
+def flags(bits: str) -> torch.Tensor:
+    return torch.tensor([b == "1" for b in bits])
+
+
+def test_breaks_the_undefended_cnn_without_gradients(digits_cnn, digits_data):
+    result = evaluate(digits_cnn, digits_data, attack="square", eps=0.2, queries=1000)
+    assert result.clean_acc > 0.95
+    assert result.robust_acc < 0.05  # measured: 0.0 (seed 0)
+    queries = result.details["queries"]
+    assert 1 <= queries["median"] <= queries["mean"] <= 1000  # most break early
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_nothing_breaks_at_eps_zero_and_no_query_is_wasted(norm, digits_cnn, digits_data):
+    result = evaluate(digits_cnn, digits_data, attack="square", eps=0.0, norm=norm, queries=50)
+    assert result.robust_acc == result.clean_acc
+    assert result.n_success == 0
+    # Every candidate equals the clean input: only the initial query is spent.
+    assert result.details["queries"] == {"mean": 1.0, "median": 1.0}
+
+
+def test_a_fixed_target_is_reached_exactly_where_success_says(digits_cnn, digits_data):
+    result = evaluate(
+        digits_cnn,
+        digits_data,
+        attack="square",
+        eps=0.3,
+        queries=300,
+        target=3,
+        max_samples=150,
+        keep_adversarial=True,
+    )
+    assert result.targeted
+    with torch.no_grad():
+        pred = digits_cnn(result.adversarial).argmax(1)
+    hit = flags(result.success)
+    assert torch.equal(hit, flags(result.attacked) & (pred == 3))
+    assert result.success_rate > 0.9  # measured: 1.0
+
+
+def test_queries_are_spent_only_on_unbroken_samples(digits_cnn, digits_data):
+    model = CountingModel(digits_cnn)
+    result = evaluate(model, digits_data, attack="square", eps=0.15, queries=200)
+    attacked = result.n_attacked
+    # Forward passes: clean pass (n), the attack, then the re-verification (attacked).
+    attack_work = model.samples - result.n - attacked
+    assert attack_work == round(result.details["queries"]["mean"] * attacked)
+    assert attack_work < 0.5 * 200 * attacked  # broken samples left the batch early
+
+
+def test_a_sample_broken_by_its_first_query_costs_one_query():
+    x = 0.25 + 0.5 * torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    model = CountingModel(ExactMatch(x))
+    for norm in ("linf", "l2"):
+        before = model.samples
+        result = evaluate(
+            model,
+            (x, torch.zeros(20, dtype=torch.long)),
+            attack="square",
+            eps=0.05,
+            norm=norm,
+            queries=100,
+        )
+        assert result.robust_acc == 0.0
+        assert result.details["queries"] == {"mean": 1.0, "median": 1.0}
+        assert model.samples - before == 3 * 20  # clean pass, one query each, re-verification
+
+
+def test_results_do_not_depend_on_the_batch_size(digits_cnn, digits_data):
+    common = {"eps": 0.1, "queries": 100, "seed": 5, "max_samples": 200, "keep_adversarial": True}
+    whole = evaluate(digits_cnn, digits_data, attack="square", batch_size=450, **common)
+    split = evaluate(digits_cnn, digits_data, attack="square", batch_size=37, **common)
+    assert whole.robust == split.robust
+    assert whole.details["queries"] == split.details["queries"]
+    assert torch.equal(whole.adversarial, split.adversarial)
+    other_seed = evaluate(
+        digits_cnn, digits_data, attack="square", batch_size=450, **{**common, "seed": 6}
+    )
+    assert not torch.equal(other_seed.adversarial, whole.adversarial)
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
+def test_the_search_does_the_work_not_the_initialisation(norm, eps, digits_cnn, digits_data):
+    common = {"attack": "square", "eps": eps, "norm": norm, "max_samples": 150}
+    init_only = evaluate(digits_cnn, digits_data, queries=1, **common)
+    searched = evaluate(digits_cnn, digits_data, queries=300, **common)
+    # Measured: linf 0.97 -> 0.49, l2 0.96 -> 0.07.
+    assert init_only.robust_acc > 0.9
+    assert searched.robust_acc < init_only.robust_acc - 0.4
