@@ -22,7 +22,7 @@ from pytest_robust.params import Param
 from pytest_robust.params import is_list_value
 from pytest_robust.params import suggest
 
-THRESHOLDS = ("min_acc", "max_success", "max_drop")
+THRESHOLDS = ("min_acc", "max_success", "max_drop", "max_confidence")
 
 # Arguments every attack takes. Attack-specific ones (steps, alpha, ...) are declared by
 # each attack class in its `params` mapping.
@@ -35,6 +35,14 @@ COMMON_PARAMS: dict[str, Param] = {
     "max_success": Param(float, None, 0.0, 1.0, optional=True, doc="fail if success_rate > this"),
     "max_drop": Param(
         float, None, 0.0, 1.0, optional=True, doc="fail if clean_acc - robust_acc > this"
+    ),
+    "max_confidence": Param(
+        float,
+        None,
+        0.0,
+        1.0,
+        optional=True,
+        doc="fail if any successful adversarial input is classified with more confidence",
     ),
     "batch_size": Param(int, 256, minimum=1, doc="samples per forward/backward pass"),
     "max_samples": Param(int, None, minimum=1, optional=True, doc="evaluate the first N"),
@@ -93,6 +101,7 @@ class Spec:
     min_acc: float | None
     max_success: float | None
     max_drop: float | None
+    max_confidence: float | None
     batch_size: int
     max_samples: int | None
     seed: int
@@ -306,6 +315,7 @@ def resolve(
         min_acc=values.pop("min_acc"),
         max_success=values.pop("max_success"),
         max_drop=values.pop("max_drop"),
+        max_confidence=values.pop("max_confidence"),
         batch_size=values.pop("batch_size"),
         max_samples=values.pop("max_samples"),
         seed=values.pop("seed"),

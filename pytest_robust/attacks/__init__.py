@@ -3,6 +3,7 @@
 from pytest_robust.attacks import apgd
 from pytest_robust.attacks import deepfool
 from pytest_robust.attacks import fgsm
+from pytest_robust.attacks import fooling
 from pytest_robust.attacks import iterative
 from pytest_robust.attacks import momentum
 from pytest_robust.attacks import noise
@@ -31,6 +32,7 @@ __all__ = [
     "apgd",
     "deepfool",
     "fgsm",
+    "fooling",
     "get_attack",
     "iterative",
     "momentum",

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
 from pytest_robust.attacks.base import ThreatModel
-from pytest_robust.attacks.base import _input_gradient
+from pytest_robust.attacks.base import input_gradient
 from pytest_robust.attacks.base import register_attack
 from pytest_robust.attacks.base import steps_param
 from pytest_robust.errors import RobustConfigError
@@ -160,7 +160,7 @@ class APGD(Attack):
             self._check_classes(logits.shape[1], targets is not None)
             loss = self.objective(logits, labels, targets)
             # Summed, so a sample's gradient does not depend on the batch it is in.
-            grad = _input_gradient(loss.sum(), x) if need_grad else torch.zeros_like(x)
+            grad = input_gradient(loss.sum(), x) if need_grad else torch.zeros_like(x)
         # DLR's denominator can be ~0 (tied top logits); a NaN step would poison the point.
         grad = torch.nan_to_num(grad, nan=0.0)
         broken = self.is_success(logits.detach(), labels, targets)

@@ -110,6 +110,9 @@ class Attack(ABC):
     delegate: ClassVar[str | None] = None  # a parameter naming another attack to run
     reference: ClassVar[str] = ""
 
+    # A success also needs this probability for the predicted class (checked by the engine).
+    min_confidence: float = 0.0
+
     def __init__(self, threat: ThreatModel, **config: Any) -> None:
         self.threat = threat
         self.config = config
@@ -233,7 +236,7 @@ class GradientAttack(Attack):
                     broken = self.is_success(logits.detach(), labels, targets)
                     last = step == steps
                     if not last:
-                        grad = _input_gradient(self.loss(logits, labels, targets), x)
+                        grad = input_gradient(self.loss(logits, labels, targets), x)
                 x = x.detach()
                 # First adversarial point found is kept; the rest keep their latest point.
                 keep_point = broken if not last else torch.ones_like(broken)
@@ -258,7 +261,7 @@ class GradientAttack(Attack):
         return best
 
 
-def _input_gradient(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def input_gradient(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if not loss.requires_grad:
         raise RobustConfigError(
             "model output does not depend on its input through autograd (does forward() "

@@ -143,7 +143,7 @@ class PenaltyAttack(Attack):
                     _check_differentiable(objective)
                     if not l1:
                         objective = objective + lam * self.distance(x, x0).sum()
-                    grad = _input_gradient(objective, x)
+                    grad = _gradient_of(objective, x)
             x = x.detach()
             # A sample keeps its first successful point; the others their latest.
             keep = broken if not last else torch.ones_like(broken)
@@ -188,7 +188,7 @@ def _check_differentiable(ce: torch.Tensor) -> None:
         )
 
 
-def _input_gradient(objective: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _gradient_of(objective: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     (grad,) = torch.autograd.grad(objective, x, allow_unused=True)
     # An unused input gets no gradient (None at runtime, whatever the stubs say), and a
     # non-finite gradient gives no step rather than a NaN input.

@@ -312,6 +312,7 @@ class _Passes:
         self.misclassified = torch.zeros(n, dtype=torch.bool)
         self.broken_by: dict[str, int] = {}
         self.sizes: list[torch.Tensor] = []
+        self.confidences: list[torch.Tensor] = []
         self.adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
 
     def run(
@@ -342,6 +343,10 @@ class _Passes:
             # A non-finite output on an input inside the threat model counts as broken.
             pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
             hit = pred == t.cpu() if t is not None else pred != labels[ids]
+            # Non-finite outputs count as broken, with full confidence.
+            confidence = logits.float().softmax(dim=1).amax(dim=1).nan_to_num(1.0).cpu()
+            hit &= confidence >= attack.min_confidence
+            self.confidences.append(confidence[hit])
             self.success[ids] |= hit
             self.misclassified[ids] |= pred != labels[ids]
             self.sizes.append(threat.distance(x_adv, x).cpu()[hit])
@@ -355,6 +360,12 @@ class _Passes:
     def details(self, members: list[tuple[str, Attack]]) -> dict[str, Any]:
         sizes = torch.cat(self.sizes) if self.sizes else torch.zeros(0)
         details = _perturbation_sizes(sizes)
+        confidences = torch.cat(self.confidences) if self.confidences else torch.zeros(0)
+        details["confidence"] = (
+            {"max": float(confidences.max()), "mean": float(confidences.mean())}
+            if confidences.numel()
+            else None
+        )
         if len(members) == 1:
             details.update(members[0][1].details())
         else:

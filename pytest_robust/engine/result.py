@@ -139,7 +139,21 @@ class RobustnessResult:
                 f"accuracy drop {drop:.3f} > max_drop {max_drop:.3f} "
                 f"(clean {self.clean_acc:.3f} -> robust {self.robust_acc:.3f}, {interval})"
             )
+        max_confidence = self.thresholds.get("max_confidence")
+        reached = self.max_confidence_reached
+        if max_confidence is not None and reached > max_confidence:
+            failures.append(
+                f"confidence {reached:.3f} > max_confidence {max_confidence:.3f} (the most "
+                f"confident of {self.n_success} successful adversarial inputs)"
+            )
         return failures
+
+    @property
+    def max_confidence_reached(self) -> float:
+        """The highest probability the model gave a successful adversarial input's predicted
+        class (0 when nothing succeeded)."""
+        confidence = self.details.get("confidence")
+        return float(confidence["max"]) if confidence else 0.0
 
     @property
     def status(self) -> str:

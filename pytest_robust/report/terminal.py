@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
-THRESHOLD_SIGNS = {"min_acc": ">=", "max_success": "<=", "max_drop": "<="}
+THRESHOLD_SIGNS = {"min_acc": ">=", "max_success": "<=", "max_drop": "<=", "max_confidence": "<="}
 
 
 def _threshold(record: Mapping[str, Any]) -> str:
