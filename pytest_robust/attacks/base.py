@@ -122,6 +122,10 @@ class Attack(ABC):
         """Fill in defaults that depend on the threat model (e.g. a step size from eps)."""
         return config
 
+    def option(self, name: str) -> Any:
+        """A parameter's value, or its declared default (for attacks built directly)."""
+        return self.config.get(name, self.params[name].default)
+
     def choose_targets(
         self, clean_logits: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor | None:

@@ -51,7 +51,7 @@ class DeepFool(Attack):
         return summarize_norms(self._found)
 
     def propose(self, batch: AttackBatch) -> torch.Tensor:
-        steps, overshoot = int(self._option("steps")), float(self._option("overshoot"))
+        steps, overshoot = int(self.option("steps")), float(self.option("overshoot"))
         x0, labels = batch.x, batch.labels
         best = x0.clone()
         found = torch.full((len(x0),), float("nan"), dtype=x0.dtype)
@@ -82,12 +82,9 @@ class DeepFool(Attack):
         self._found.append(found[~found.isnan()])
         return best
 
-    def _option(self, name: str) -> Any:
-        return self.config.get(name, self.params[name].default)
-
     def _classes(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per sample: its label, then the other candidates by decreasing clean logit."""
-        k = min(int(self._option("candidates")), logits.shape[1])
+        k = min(int(self.option("candidates")), logits.shape[1])
         others = logits.scatter(1, labels[:, None], float("-inf"))
         return torch.cat([labels[:, None], others.topk(k - 1, dim=1).indices], dim=1)
 

@@ -87,8 +87,8 @@ class CarliniWagnerL2(Attack):
         return summarize_norms(self._found)
 
     def propose(self, batch: AttackBatch) -> torch.Tensor:
-        steps, search_steps = int(self._option("steps")), int(self._option("search_steps"))
-        kappa, lr = float(self._option("confidence")), float(self._option("lr"))
+        steps, search_steps = int(self.option("steps")), int(self.option("search_steps"))
+        kappa, lr = float(self.option("confidence")), float(self.option("lr"))
         x, labels, targets = batch.x, batch.labels, batch.targets
         low, high = self.threat.bounds
 
@@ -96,7 +96,7 @@ class CarliniWagnerL2(Attack):
             return low + (high - low) * (torch.tanh(w) + 1) / 2
 
         w0 = torch.atanh(((x - low) / (high - low) * 2 - 1) * _TANH_SHRINK)
-        const = torch.full((len(x),), float(self._option("initial_const")), dtype=x.dtype)
+        const = torch.full((len(x),), float(self.option("initial_const")), dtype=x.dtype)
         const = const.to(x.device)
         lower, upper = torch.zeros_like(const), torch.full_like(const, _NO_UPPER)
         best, best_norm = x.clone(), torch.full_like(const, float("inf"))
@@ -135,6 +135,3 @@ class CarliniWagnerL2(Attack):
             const = torch.where(upper < _NO_UPPER, (lower + upper) / 2, const * 10)
         self._found.append(best_norm[torch.isfinite(best_norm)].cpu())
         return best.detach()
-
-    def _option(self, name: str) -> Any:
-        return self.config.get(name, self.params[name].default)
