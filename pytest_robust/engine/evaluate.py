@@ -57,6 +57,8 @@ def evaluate(
     read `result.status` / `result.threshold_failures()`. With keep_adversarial=True,
     `result.adversarial` holds the adversarial inputs (clean inputs where not attacked).
     """
+    if isinstance(params.get("target"), list):  # no expansion here: a per-sample list
+        params["target"] = torch.as_tensor(params["target"])
     kwargs = validate({"attack": attack, "eps": eps, **params}, registered_attacks(), "argument")
     lists = [name for name, value in kwargs.items() if isinstance(value, list)]
     if lists:

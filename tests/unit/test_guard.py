@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pytest_robust import evaluate
+from pytest_robust import registered_attacks
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, object]:
@@ -98,3 +99,21 @@ def test_resnet18_in_train_mode_keeps_batchnorm_statistics():
     assert result.n_clean_correct == 8
     assert_unchanged(before, model)
     assert all(m.training for m in model.modules())
+
+
+QUICK = {"steps": 2, "queries": 10, "samples": 2, "search_steps": 1}
+
+
+@pytest.mark.parametrize("attack", sorted(registered_attacks()))
+def test_every_attack_gives_the_model_back_unchanged(attack, digits_cnn, digits_data):
+    schema = registered_attacks()[attack]
+    model = mixed_flags(copy.deepcopy(digits_cnn))
+    x, y = digits_data
+    kwargs = {k: v for k, v in QUICK.items() if k in schema.params}
+    if schema.delegate is not None:
+        kwargs.update(surrogate=model, steps=2)
+    norm = schema.norms[0]
+    eps = 1.0 if attack == "fooling" else 0.1
+    before = snapshot(model)
+    evaluate(model, (x[:20], y[:20]), attack=attack, eps=eps, norm=norm, **kwargs)
+    assert_unchanged(before, model)

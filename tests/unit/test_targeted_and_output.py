@@ -132,3 +132,13 @@ def test_perturbation_sizes_are_reported(digits_cnn, digits_data):
     sizes = result.details["perturbation"]
     assert sizes["count"] == result.n_success
     assert 0 < sizes["median"] <= 0.1 + 1e-5 and 0 < sizes["mean"] <= 0.1 + 1e-5
+
+
+def test_evaluate_takes_a_per_sample_list_of_targets(digits_cnn, digits_data):
+    _, y = digits_data
+    wanted = ((y + 1) % 10).tolist()
+    by_list = evaluate(digits_cnn, digits_data, attack="fgsm", eps=0.2, target=wanted)
+    by_tensor = evaluate(
+        digits_cnn, digits_data, attack="fgsm", eps=0.2, target=torch.tensor(wanted)
+    )
+    assert by_list.success == by_tensor.success
