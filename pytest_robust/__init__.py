@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from pytest_robust.attacks import registered_attacks
     from pytest_robust.engine import EvaluationCache
     from pytest_robust.engine import RobustnessResult
-    from pytest_robust.engine import evaluate
+    from pytest_robust.engine.evaluate import evaluate
     from pytest_robust.normalize import Normalize
 
 _LAZY = {

@@ -107,6 +107,7 @@ class RobustSession:
         from pytest_robust.attacks import registered_attacks
         from pytest_robust.engine import EvaluationCache
         from pytest_robust.engine import run_check
+        from pytest_robust.engine.memory import CounterexampleMemory
 
         params = attack_params(case.kwargs["attack"], registered_attacks(), case.kwargs)
         spec = resolve(case.kwargs, params, self.cli, self.ini)
@@ -133,8 +134,12 @@ class RobustSession:
         spec = dataclasses.replace(spec, attack_params={**spec.attack_params, **models})
         if self._cache is None:
             self._cache = EvaluationCache()
+        # Counterexamples found by this test's last run are tried first (-p no:cacheprovider
+        # leaves no cache, and nothing is remembered).
+        store = getattr(self.config, "cache", None)
+        memory = CounterexampleMemory(store, request.node.nodeid) if store is not None else None
         try:
-            return run_check(model, data, spec, cache=self._cache)
+            return run_check(model, data, spec, cache=self._cache, memory=memory)
         except RobustConfigError as error:
             message = str(error)
         # Failed outside the except block, so no chained traceback is printed.

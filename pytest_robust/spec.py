@@ -77,6 +77,7 @@ class AttackSchema(Protocol):
     norms: tuple[str, ...]
     targetable: bool
     delegate: str | None
+    eps_ball: bool
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class Spec:
     """A fully resolved check: every value known, and where each came from."""
 
     attack: str | tuple[str, ...]  # a tuple: worst case per sample over these attacks
-    eps: float
+    eps: float | None  # None for attacks that are not eps-ball attacks (eps_ball=False)
     norm: str
     bounds: tuple[float, float]
     attack_params: Mapping[str, Any]
@@ -142,7 +143,8 @@ def validate(
             raise RobustConfigError(
                 f"{name}= is not an argument of attack {attack!r}{suggest(name, known)}{hint}"
             )
-    if "eps" not in kwargs:
+    _check_threat_model(members, attacks, kwargs)
+    if "eps" not in kwargs and attacks[members[0]].eps_ball:
         raise RobustConfigError(
             "eps is missing: give the perturbation budget in input units, e.g. eps=0.1 "
             "(for inputs in [0, 1]), or a list eps=[0.05, 0.1] for one test per value"
@@ -169,6 +171,27 @@ def validate(
             "one test per position. Use pytest.mark.parametrize for a product"
         )
     return out
+
+
+def _check_threat_model(
+    members: tuple[str, ...], attacks: Mapping[str, AttackSchema], kwargs: Mapping[str, Any]
+) -> None:
+    """eps= and norm= belong to eps-ball attacks; the others (transform, noise) have their
+    own parameters, and the two kinds cannot be combined into one worst case."""
+    ball = [m for m in members if attacks[m].eps_ball]
+    other = [m for m in members if not attacks[m].eps_ball]
+    if ball and other:
+        raise RobustConfigError(
+            f"attack={list(members)!r}: {', '.join(other)} is not an eps-ball attack, so it "
+            f"cannot share a worst case with {', '.join(ball)}; give it its own test"
+        )
+    if other:
+        for name in ("eps", "norm"):
+            if name in kwargs:
+                raise RobustConfigError(
+                    f"{name}= does not apply to attack {other[0]!r}: its threat model is not "
+                    f"an eps-ball but its own parameters (see docs/invariance.md); drop {name}="
+                )
 
 
 def attack_members(attack: Any, attacks: Mapping[str, AttackSchema]) -> tuple[str, ...]:
@@ -213,8 +236,13 @@ def _delegate(
     if schema.delegate is None:
         return None
     inner = kwargs.get(schema.delegate, schema.params[schema.delegate].default)
-    if not isinstance(inner, str) or inner not in attacks or attacks[inner].delegate:
-        usable = sorted(a for a, s in attacks.items() if s.delegate is None)
+    if (
+        not isinstance(inner, str)
+        or inner not in attacks
+        or attacks[inner].delegate
+        or not attacks[inner].eps_ball
+    ):
+        usable = sorted(a for a, s in attacks.items() if s.delegate is None and s.eps_ball)
         raise RobustConfigError(
             f"{schema.delegate}={inner!r}: name the white-box attack to run on the surrogate"
             f"{suggest(str(inner), usable)}; one of {', '.join(usable)}"

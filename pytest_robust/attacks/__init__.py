@@ -11,6 +11,7 @@ from pytest_robust.attacks import optimization
 from pytest_robust.attacks import penalty
 from pytest_robust.attacks import square
 from pytest_robust.attacks import transfer
+from pytest_robust.attacks import transform
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
 from pytest_robust.attacks.base import GradientAttack
@@ -43,4 +44,5 @@ __all__ = [
     "registered_attacks",
     "square",
     "transfer",
+    "transform",
 ]

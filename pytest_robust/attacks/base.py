@@ -10,6 +10,7 @@ pass, so no attack can overshoot eps or mis-report a success.
 
 from __future__ import annotations
 
+import math
 from abc import ABC
 from abc import abstractmethod
 from collections.abc import Callable
@@ -58,7 +59,15 @@ class ThreatModel:
 
     def tolerance(self) -> float:
         """Float slack allowed when checking membership (rounding of x + delta)."""
-        return 1e-5 * max(1.0, abs(self.bounds[0]), abs(self.bounds[1]), self.eps)
+        eps = self.eps if math.isfinite(self.eps) else 0.0  # bounds-only: slack from bounds
+        return 1e-5 * max(1.0, abs(self.bounds[0]), abs(self.bounds[1]), eps)
+
+    @classmethod
+    def bounds_only(cls, bounds: tuple[float, float]) -> ThreatModel:
+        """The threat model of an attack that is not an eps-ball attack (eps_ball=False):
+        any input inside the bounds. eps is infinite, so projecting only clips to the
+        bounds and the engine's guard checks only the bounds, the shape and finiteness."""
+        return cls(math.inf, "linf", bounds)
 
     def random_point(
         self, x: torch.Tensor, seed: int, sample_ids: torch.Tensor, stream: int
@@ -109,6 +118,10 @@ class Attack(ABC):
     targetable: ClassVar[bool] = False  # accepts target= (success = reaching the target)
     delegate: ClassVar[str | None] = None  # a parameter naming another attack to run
     reference: ClassVar[str] = ""
+    # False for attacks whose threat model is not an eps-ball (transformations, noise of a
+    # given sigma): eps= and norm= are then rejected, the engine gives the attack
+    # ThreatModel.bounds_only(bounds), and the result's eps is None.
+    eps_ball: ClassVar[bool] = True
 
     # A success also needs this probability for the predicted class (checked by the engine).
     min_confidence: float = 0.0
@@ -135,6 +148,16 @@ class Attack(ABC):
     def details(self) -> dict[str, Any]:
         """Attack-specific measurements for the result (JSON-safe), gathered over batches."""
         return {}
+
+    def recall(self, remembered: Mapping[int, Any]) -> None:
+        """Counterexamples an earlier run stored for this check (sample index -> what
+        `remember` returned for it), to try first. Default: ignored."""
+        return None
+
+    def remember(self) -> dict[int, Any] | None:
+        """JSON-safe counterexamples to store for the next run (sample index -> value);
+        None (the default) stores nothing."""
+        return None
 
     def is_success(
         self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None

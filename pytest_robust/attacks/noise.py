@@ -1,9 +1,14 @@
 """Random noise: the baseline every real attack must beat (Carlini et al. 2019).
 
-Up to `samples` random points of the eps-ball are tried per input; the first one that
-breaks the input (or reaches its target) is kept, and a broken input gets no more draws.
-A gradient attack that does no better than this is not working (masked gradients, a wrong
-loss, a step size too small).
+`random_noise`: up to `samples` random points of the eps-ball are tried per input; the
+first one that breaks the input (or reaches its target) is kept, and a broken input gets
+no more draws. A gradient attack that does no better than this is not working (masked
+gradients, a wrong loss, a step size too small).
+
+`noise`: accuracy under additive noise of standard deviation `sigma` (Gaussian, or uniform
+of the same standard deviation), not an eps-ball attack: a non-adversarial curve to set
+beside the adversarial one. A sample counts as robust when it is classified correctly
+under each of `draws` seeded noisy copies (one by default: plain accuracy under noise).
 """
 
 from __future__ import annotations
@@ -93,4 +98,59 @@ class RandomNoise(Attack):
                 active = active[~hit]
         self._draws.extend(draws.tolist())
         # Unbroken inputs come back clean: no draw was adversarial, none is better.
+        return best
+
+
+@register_attack
+class Noise(Attack):
+    name = "noise"
+    eps_ball = False
+    params = {
+        "sigma": Param(
+            float, None, minimum=0.0, optional=True, doc="standard deviation of the noise"
+        ),
+        "distribution": Param(
+            str,
+            "gaussian",
+            choices=("gaussian", "uniform"),
+            doc="'gaussian', or 'uniform' with the same standard deviation",
+        ),
+        "draws": Param(
+            int, 1, minimum=1, doc="noisy copies per sample; robust = correct on every one"
+        ),
+    }
+    reference = (
+        "Carlini et al. 2019, On Evaluating Adversarial Robustness; Hendrycks & Dietterich "
+        "2019, Benchmarking Neural Network Robustness to Common Corruptions"
+    )
+
+    @classmethod
+    def finalize(cls, config: dict[str, Any], threat: ThreatModel) -> dict[str, Any]:
+        if config.get("sigma") is None:
+            raise RobustConfigError(
+                "attack='noise' needs sigma=: the noise's standard deviation in input units, "
+                "e.g. sigma=0.1, or a list sigma=[0.05, 0.1, 0.2] for a curve"
+            )
+        return config
+
+    def propose(self, batch: AttackBatch) -> torch.Tensor:
+        sigma = float(self.option("sigma"))
+        uniform = self.option("distribution") == "uniform"
+        best = batch.x.clone()
+        active = torch.arange(len(best), device=best.device)
+        with torch.no_grad():
+            for k in range(int(self.option("draws"))):
+                if active.numel() == 0:
+                    break
+                ids, shape = batch.sample_ids[active], batch.x[active].shape
+                if uniform:  # U[-a, a] has standard deviation a / sqrt(3)
+                    u = sampling.uniform(batch.seed, ids, shape, k, batch.x.dtype)
+                    noise = (2 * u - 1) * (math.sqrt(3) * sigma)
+                else:
+                    noise = sampling.normal(batch.seed, ids, shape, k, batch.x.dtype) * sigma
+                point = (batch.x[active] + noise.to(best.device)).clamp(*self.threat.bounds)
+                hit = self.is_success(batch.model(point), batch.labels[active], None)
+                # A broken sample keeps its breaking copy; the others their latest copy.
+                best[active] = point
+                active = active[~hit]
         return best

@@ -27,6 +27,7 @@ from pytest_robust.engine.data import check_bounds
 from pytest_robust.engine.device import resolve_device
 from pytest_robust.engine.fingerprint import model_fingerprint
 from pytest_robust.engine.guard import borrowed
+from pytest_robust.engine.memory import CounterexampleMemory
 from pytest_robust.engine.passes import Passes
 from pytest_robust.engine.result import RobustnessResult
 from pytest_robust.engine.targets import describe
@@ -43,10 +44,11 @@ def evaluate(
     model: torch.nn.Module,
     data: Any,
     attack: str | list[str] | tuple[str, ...],
-    eps: float,
+    eps: float | None = None,
     *,
     cache: EvaluationCache | None = None,
     keep_adversarial: bool = False,
+    memory: CounterexampleMemory | None = None,
     **params: Any,
 ) -> RobustnessResult:
     """Attack `model` on `data` and measure what survives.
@@ -56,10 +58,12 @@ def evaluate(
     max_samples, device, seed, min_acc, max_success, max_drop). Thresholds do not raise:
     read `result.status` / `result.threshold_failures()`. With keep_adversarial=True,
     `result.adversarial` holds the adversarial inputs (clean inputs where not attacked).
+    `memory` keeps counterexamples between calls (attacks that replay them try them first).
     """
     if isinstance(params.get("target"), list):  # no expansion here: a per-sample list
         params["target"] = torch.as_tensor(params["target"])
-    kwargs = validate({"attack": attack, "eps": eps, **params}, registered_attacks(), "argument")
+    given = {"attack": attack, **({"eps": eps} if eps is not None else {}), **params}
+    kwargs = validate(given, registered_attacks(), "argument")
     lists = [name for name, value in kwargs.items() if isinstance(value, list)]
     if lists:
         raise RobustConfigError(
@@ -68,7 +72,9 @@ def evaluate(
     spec = resolve(
         kwargs, attack_params(kwargs["attack"], registered_attacks(), kwargs), case_where="argument"
     )
-    return run_check(model, data, spec, cache=cache, keep_adversarial=keep_adversarial)
+    return run_check(
+        model, data, spec, cache=cache, keep_adversarial=keep_adversarial, memory=memory
+    )
 
 
 def run_check(
@@ -78,13 +84,18 @@ def run_check(
     *,
     cache: EvaluationCache | None = None,
     keep_adversarial: bool = False,
+    memory: CounterexampleMemory | None = None,
 ) -> RobustnessResult:
     """Run a resolved Spec. The model comes back exactly as it was, also on error."""
     if not isinstance(model, torch.nn.Module):
         raise RobustConfigError(
             f"model is a {type(model).__name__}; it must be a torch.nn.Module returning logits"
         )
-    threat = ThreatModel(spec.eps, spec.norm, spec.bounds)
+    threat = (
+        ThreatModel(spec.eps, spec.norm, spec.bounds)
+        if spec.eps is not None
+        else ThreatModel.bounds_only(spec.bounds)
+    )
     members = _build_members(spec, threat)
     forward = functools.partial(_forward, model, output=spec.output)
     device = resolve_device(spec.device)
@@ -113,9 +124,14 @@ def run_check(
         attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
         passes = Passes(samples, keep_adversarial)
         for name, attack in members:
+            if memory is not None:
+                attack.recall(memory.load(name, samples.fingerprint))
             # Worst case per sample: each attack works only on samples none before it broke.
             todo = attacked & ~passes.success
             passes.run(name, attack, forward, todo, targets, device, dtype, spec)
+            remembered = attack.remember()
+            if memory is not None and remembered is not None:
+                memory.save(name, samples.fingerprint, remembered)
     robust = clean_correct & ~passes.misclassified
     if device.type == "cuda":
         torch.cuda.synchronize(device)

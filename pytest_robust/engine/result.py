@@ -39,7 +39,7 @@ class RobustnessResult:
     """
 
     attack: str
-    eps: float
+    eps: float | None  # None for attacks that are not eps-ball attacks (transform, noise)
     norm: str
     bounds: tuple[float, float]
     params: Mapping[str, Any]
@@ -110,9 +110,8 @@ class RobustnessResult:
         """'pgd eps=0.1 linf steps=20 alpha=0.0125 ...': everything that defines the attack."""
         extra = " ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
         target = " targeted" if self.targeted else ""
-        return f"{self.attack} eps={_fmt(self.eps)} {self.norm}{target}" + (
-            f" {extra}" if extra else ""
-        )
+        ball = f" eps={_fmt(self.eps)} {self.norm}" if self.eps is not None else ""
+        return f"{self.attack}{ball}{target}" + (f" {extra}" if extra else "")
 
     def threshold_failures(self) -> list[str]:
         """One sentence per threshold that was missed; empty when all hold."""
@@ -168,9 +167,12 @@ class RobustnessResult:
 
     def failure_message(self) -> str:
         """One line for a failed gate: what was measured, against what, on how many samples."""
+        # An attack may name its most telling counterexample (transform: the smallest).
+        example = self.details.get("counterexample")
         return (
             "; ".join(self.threshold_failures())
             + f" under {self.describe_attack()}; clean_acc {self.clean_acc:.3f}"
+            + (f"; {example}" if isinstance(example, str) else "")
         )
 
     def to_dict(self) -> dict[str, Any]:

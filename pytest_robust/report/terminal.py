@@ -47,7 +47,7 @@ def format_table(records: Sequence[Mapping[str, Any]], detailed: bool = False) -
         row = [
             name,
             r["attack"] + (" (targeted)" if r["targeted"] else ""),
-            f"{r['eps']:g}",
+            f"{r['eps']:g}" if r["eps"] is not None else "-",
             str(r["n"]),
             f"{r['clean_acc']:.3f}",
             f"{r['robust_acc']:.3f} [{lo:.3f}, {hi:.3f}]",
