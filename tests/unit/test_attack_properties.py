@@ -15,6 +15,12 @@ from pytest_robust.attacks import registered_attacks
 ATTACKS = sorted(registered_attacks())
 # Small budgets for whichever of these parameters an attack declares, to keep this fast.
 QUICK = {"steps": 3, "queries": 20, "samples": 4, "search_steps": 2, "restarts": 1}
+# Attacks that are not eps-ball attacks take their own ranges instead of eps (transform:
+# the kinds that take inputs of any shape).
+OWN_RANGES = {
+    "transform": lambda size: {"brightness": size, "contrast": min(size, 1.0), "noise": size},
+    "noise": lambda size: {"sigma": size, "draws": 2},
+}
 
 
 class TinyNet(torch.nn.Module):
@@ -72,12 +78,15 @@ def test_adversarial_inputs_stay_in_the_ball_and_bounds(
         extra.update(surrogate=model, steps=3)
     if attack == "fooling":  # starts from noise anywhere in the bounds: eps covers them
         eps = max(eps, width)
+    if schema.eps_ball:
+        extra.update(eps=eps, norm=norm)
+    else:
+        extra.update(OWN_RANGES[attack](eps or 0.1), budget=4)
+        extra = {k: v for k, v in extra.items() if k in schema.params}
     result = evaluate(
         model,
         (x, y),
         attack=attack,
-        eps=eps,
-        norm=norm,
         bounds=bounds,
         batch_size=batch_size,
         seed=seed,
@@ -87,9 +96,9 @@ def test_adversarial_inputs_stay_in_the_ball_and_bounds(
     adv = result.adversarial
     assert torch.equal(x, x_before), "the user's data was modified in place"
     assert adv.dtype == x.dtype and adv.shape == x.shape
-    threat = ThreatModel(eps, norm, bounds)
+    threat = ThreatModel(eps, norm, bounds) if schema.eps_ball else ThreatModel.bounds_only(bounds)
     tol = threat.tolerance()
-    assert float(threat.distance(adv, x).max()) <= eps + tol
+    assert float(threat.distance(adv, x).max()) <= threat.eps + tol
     assert float(adv.min()) >= bounds[0] - tol and float(adv.max()) <= bounds[1] + tol
     # Success is judged on the returned points, not on what the attack believed.
     with torch.no_grad():
@@ -98,7 +107,7 @@ def test_adversarial_inputs_stay_in_the_ball_and_bounds(
     if broken is not None:
         assert result.success == "".join("1" if b else "0" for b in broken.tolist())
     assert result.robust == "".join("1" if (p == t) else "0" for p, t in zip(pred, y, strict=True))
-    if eps == 0.0:
+    if eps == 0.0 and schema.eps_ball:
         assert result.robust_acc == result.clean_acc == 1.0
 
 

@@ -112,8 +112,14 @@ def test_every_attack_gives_the_model_back_unchanged(attack, digits_cnn, digits_
     kwargs = {k: v for k, v in QUICK.items() if k in schema.params}
     if schema.delegate is not None:
         kwargs.update(surrogate=model, steps=2)
-    norm = schema.norms[0]
-    eps = 1.0 if attack == "fooling" else 0.1
+    if schema.eps_ball:
+        kwargs.update(eps=1.0 if attack == "fooling" else 0.1, norm=schema.norms[0])
+    else:  # not an eps-ball attack: its own ranges
+        own = {
+            "transform": {"rotate": 10, "translate": 1, "search": "grad"},
+            "noise": {"sigma": 0.1},
+        }
+        kwargs.update(own[attack])
     before = snapshot(model)
-    evaluate(model, (x[:20], y[:20]), attack=attack, eps=eps, norm=norm, **kwargs)
+    evaluate(model, (x[:20], y[:20]), attack=attack, **kwargs)
     assert_unchanged(before, model)
