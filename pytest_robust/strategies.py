@@ -181,4 +181,4 @@ def transforms(
         low = 0.0 if index in T.ONE_SIDED else -value
         return st.floats(low, value, allow_nan=False)
 
-    return st.builds(Transformation, *[axis(i) for i in range(len(T.PARAMS))])
+    return st.builds(Transformation, **{name: axis(i) for i, name in enumerate(T.PARAMS)})

@@ -97,8 +97,12 @@ class Transform(Attack):
                 "attack='transform' needs at least one transformation range: "
                 f"{'=, '.join(RANGES)}=, e.g. rotate=15, translate=2"
             )
-        # Ranges not in use are left out, so the report names only what was searched.
-        return {k: v for k, v in config.items() if k not in RANGES or v}
+        # Ranges not in use (and steps, outside the gradient search) are left out, so the
+        # report names only what was searched.
+        unused = {k for k in RANGES if not config.get(k)}
+        if config.get("search", "auto") != "grad":
+            unused.add("steps")
+        return {k: v for k, v in config.items() if k not in unused}
 
     # --- memory ---------------------------------------------------------------------
 
@@ -137,9 +141,10 @@ class Transform(Attack):
             smallest = int(torch.argmin(T.sizes(rows, self.top)))
             sample = list(self._found)[smallest]
             shown = ", ".join(f"{k}={v:g}" for k, v in found[str(sample)].items())
+            replayed = f", {self._replayed} by last run's" if self._replayed else ""
             details["counterexample"] = (
                 f"smallest breaking transformation: sample {sample}: {shown} "
-                f"({len(found)} broken; each one in details['counterexamples'])"
+                f"({len(found)} broken{replayed}; each one in details['counterexamples'])"
             )
         return details
 

@@ -31,7 +31,8 @@ def _params(record: Mapping[str, Any]) -> str:
     items = [
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in record["params"].items()
     ]
-    return " ".join([record["norm"], *items])
+    norm = [record["norm"]] if record["eps"] is not None else []  # no ball, no norm
+    return " ".join([*norm, *items])
 
 
 def format_table(records: Sequence[Mapping[str, Any]], detailed: bool = False) -> list[str]:
