@@ -165,6 +165,11 @@ def grid(top: torch.Tensor, points: int) -> torch.Tensor:
     return combos[order]
 
 
-def describe(row: list[float]) -> dict[str, float]:
-    """The parameters of one transformation that are not at the identity, rounded."""
-    return {name: round(v, 6) for name, v in zip(PARAMS, row, strict=True) if v != 0}
+def describe(row: list[float], digits: int | None = 6) -> dict[str, float]:
+    """The parameters of one transformation that are not at the identity, rounded to
+    `digits` decimals (None: exact, for replaying)."""
+    return {
+        name: (v if digits is None else round(v, digits))
+        for name, v in zip(PARAMS, row, strict=True)
+        if v != 0
+    }

@@ -110,16 +110,17 @@ class Transform(Attack):
         self._recalled = dict(remembered)
 
     def remember(self) -> dict[int, Any]:
-        return {i: {"params": row} for i, row in sorted(self._found.items())}
+        """Sample index -> the parameters of its counterexample that are not zero."""
+        return {i: T.describe(row, digits=None) for i, row in sorted(self._found.items())}
 
     def _replayable(self, entry: Any) -> list[float] | None:
-        row = entry.get("params") if isinstance(entry, dict) else None
-        if not (isinstance(row, list) and len(row) == len(T.PARAMS)):
+        if not isinstance(entry, dict) or not set(entry) <= set(T.PARAMS):
             return None
-        if not all(isinstance(v, (int, float)) for v in row):
+        if not all(isinstance(v, (int, float)) for v in entry.values()):
             return None
+        row = [float(entry.get(name, 0.0)) for name in T.PARAMS]
         # Only inside today's ranges: a narrower marker must not replay a wider transform.
-        return [float(v) for v in row] if bool(T.inside(torch.tensor(row), self.top)) else None
+        return row if bool(T.inside(torch.tensor(row), self.top)) else None
 
     # --- results --------------------------------------------------------------------
 

@@ -252,3 +252,16 @@ def test_the_guard_checks_the_bounds_of_attacks_without_an_eps_ball() -> None:
 
         for cls in (Escapes, FarButInside):
             base._REGISTRY.pop(cls.name, None)
+
+
+def test_a_damaged_memory_is_ignored() -> None:
+    x, y = one_pixel_data()
+    store = DictStore()
+    memory = CounterexampleMemory(store, "test_node")
+    evaluate(OnePixel(), (x, y), attack="transform", translate=2, memory=memory)
+    (key,) = store.entries
+    store.entries[key]["samples"] = {"0": "junk", "1": {"shear": 3}, "x": {}, "2": {"rotate": "a"}}
+    result = evaluate(OnePixel(), (x, y), attack="transform", translate=2, memory=memory)
+    assert result.details["replayed"] == 0 and result.robust_acc == 0.5
+    store.entries[key] = ["not", "a", "dict"]
+    assert evaluate(OnePixel(), (x, y), attack="transform", translate=2, memory=memory).n == 20
