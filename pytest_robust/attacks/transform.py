@@ -162,9 +162,8 @@ class Transform(Attack):
         found = T.identity(n, x.dtype, str(x.device))
         broken = torch.zeros(n, dtype=torch.bool, device=x.device)
         tries = torch.zeros(n, dtype=torch.long, device=x.device)
-        replay = self._replay(batch, found, broken, tries)
+        replayed = self._replay(batch, found, broken, tries)
         ids = batch.sample_ids.tolist()
-        self._replayed += len(replay)
         if self.mode == "grid":
             assert self._grid is not None
             grid = self._grid.to(dtype=x.dtype, device=x.device)
@@ -189,6 +188,7 @@ class Transform(Attack):
             best[~broken] = x[~broken]
         for i in broken.nonzero().squeeze(1).tolist():
             self._found[ids[i]] = found[i].tolist()
+        self._replayed += int((replayed & broken).sum())
         self._tries.extend(tries.tolist())
         return best
 
@@ -210,7 +210,10 @@ class Transform(Attack):
 
     def _replay(
         self, batch: AttackBatch, found: torch.Tensor, broken: torch.Tensor, tries: torch.Tensor
-    ) -> list[int]:
+    ) -> torch.Tensor:
+        """Try each sample's remembered counterexample (inside today's ranges) first; the
+        samples it still breaks, as a mask."""
+        hits = torch.zeros_like(broken)
         rows, params = [], []
         for i, sample in enumerate(batch.sample_ids.tolist()):
             row = self._replayable(self._recalled.get(sample))
@@ -218,14 +221,15 @@ class Transform(Attack):
                 rows.append(i)
                 params.append(row)
         if not rows:
-            return []
+            return hits
         index = torch.tensor(rows, device=batch.x.device)
         candidate = torch.tensor(params, dtype=found.dtype, device=found.device)
         hit = self._breaks(batch, index, candidate)
         tries[index] = 1
         found[index[hit]] = candidate[hit]
         broken[index[hit]] = True
-        return index[hit].tolist()
+        hits[index[hit]] = True
+        return hits
 
     def _scan(
         self,

@@ -265,3 +265,23 @@ def test_a_damaged_memory_is_ignored() -> None:
     assert result.details["replayed"] == 0 and result.robust_acc == 0.5
     store.entries[key] = ["not", "a", "dict"]
     assert evaluate(OnePixel(), (x, y), attack="transform", translate=2, memory=memory).n == 20
+
+
+def test_the_gradient_search_climbs_the_loss_to_the_one_breaking_direction() -> None:
+    """Images lit around (4, 4) except at its left neighbour: under a shift (tx, ty) the read
+    pixel is 1 - tx (1 - |ty|) for tx > 0 and 1 for tx <= 0, so only shifts right break
+    them. From a start with tx > 0 the gradient leads there; with tx <= 0 the loss is flat
+    and a first-order search is stuck (why the grid is the default)."""
+    x = torch.zeros(40, 1, 8, 8)
+    x[..., 3:6, 3:6] = 1.0
+    x[..., 4, 3] = 0.0
+    y = torch.ones(40, dtype=torch.long)
+    grad = evaluate(OnePixel(), (x, y), attack="transform", translate=1, search="grad")
+    broken = grad.n_success
+    assert grad.details["tries"]["mean"] > 1
+    for example in grad.details["counterexamples"].values():
+        assert example["translate_x"] > 0.5  # moved right, the only way to break it
+    one_draw = evaluate(
+        OnePixel(), (x, y), attack="transform", translate=1, search="random", budget=1
+    )
+    assert broken > 2 * one_draw.n_success and broken > 10
