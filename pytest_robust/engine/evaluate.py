@@ -59,6 +59,7 @@ def evaluate(
     read `result.status` / `result.threshold_failures()`. With keep_adversarial=True,
     `result.adversarial` holds the adversarial inputs (clean inputs where not attacked).
     `memory` keeps counterexamples between calls (attacks that replay them try them first).
+    `eps` is required by eps-ball attacks and refused by the others (transform, noise).
     """
     if isinstance(params.get("target"), list):  # no expansion here: a per-sample list
         params["target"] = torch.as_tensor(params["target"])
