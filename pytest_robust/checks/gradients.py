@@ -13,6 +13,7 @@ where they do not, the verdict is masking by softmax saturation, never robustnes
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -93,7 +94,7 @@ def histogram(values: torch.Tensor) -> list[dict[str, Any]]:
     """Counts of the finite amplitudes in Papernot's logarithmic bins."""
     finite = values[torch.isfinite(values)]
     bins = []
-    for low, high in zip(EDGES[:-1], EDGES[1:], strict=True):
+    for low, high in itertools.pairwise(EDGES):
         count = int(((finite >= low) & (finite < high)).sum())
         bins.append({"low": low, "high": high, "count": count})
     return bins

@@ -129,7 +129,7 @@ def cheap_flags(
 def variant(spec: Spec, **changes: Any) -> Spec:
     """The spec with `changes`, no thresholds, no sanity checks, on the first samples."""
     cap = DIAGNOSIS_SAMPLES if spec.max_samples is None else min(spec.max_samples, 200)
-    cleared = {name: None for name in THRESHOLDS}
+    cleared: dict[str, Any] = {name: None for name in THRESHOLDS}
     return dataclasses.replace(
         spec, sanity="off", check=None, max_samples=cap, **cleared, **changes
     )
@@ -250,15 +250,15 @@ def diagnose(
         if name in names or spec.norm not in registered_attacks()[name].norms:
             continue
         other = run(with_attack(spec, name))
-        beaten = sum(
-            w == "1" and o == "0" for w, o in zip(base.robust, other.robust, strict=True)
-        )
+        beaten = sum(w == "1" and o == "0" for w, o in zip(base.robust, other.robust, strict=True))
         measured[f"{name}_robust_acc"] = other.robust_acc
         measured[f"{name}_beats_on"] = beaten
         if other.robust_acc < base.robust_acc - tol:
             flags.append(
                 Flag(
-                    "noise_beats_white_box" if name == "random_noise" else "black_box_beats_white_box",
+                    "noise_beats_white_box"
+                    if name == "random_noise"
+                    else "black_box_beats_white_box",
                     MASKING,
                     f"{label} leaves robust accuracy {other.robust_acc:.3f}, lower than the "
                     f"white-box attack's {base.robust_acc:.3f} (it breaks {beaten} samples "

@@ -109,7 +109,6 @@ def run_check(
     fingerprint = model_fingerprint(model)
     was_training = model.training
     flags: list[Flag] = []  # copied below, never the cache's own list
-    details: dict[str, Any] = {}
     with contextlib.ExitStack() as borrowing:
         borrowing.enter_context(borrowed(model, device))
         for other in _models_in(members):  # e.g. transfer surrogates
@@ -123,9 +122,12 @@ def run_check(
         labels = samples.y.cpu()
         clean_correct = clean.argmax(dim=1) == labels
         if spec.check == "gradients":
-            details, flags = _gradient_check(forward, samples, clean, clean_correct, device, dtype, spec)
-            targets = None
-            attacked = passes = None
+            details, flags = _gradient_check(
+                forward, samples, clean, clean_correct, device, dtype, spec
+            )
+            # Nothing is attacked: every clean-correct sample stays robust.
+            targets, attacked, robust, adversarial = None, clean_correct, clean_correct, None
+            success = torch.zeros_like(clean_correct)
         else:
             targets = members[0][1].choose_targets(clean, labels) if members else None
             if spec.target is not None:
@@ -138,7 +140,9 @@ def run_check(
                 flags = (
                     cached
                     if cached is not None
-                    else _cheap_flags(forward, samples, clean, attacked, members, device, dtype, spec)
+                    else _cheap_flags(
+                        forward, samples, clean, attacked, members, device, dtype, spec
+                    )
                 )
                 cache.store_sanity_flags(sanity_key, flags)
             passes = Passes(samples, keep_adversarial)
@@ -146,15 +150,9 @@ def run_check(
                 # Worst case per sample: each attack works only on samples none before it broke.
                 todo = attacked & ~passes.success
                 passes.run(name, attack, forward, todo, targets, device, dtype, spec)
+            success, robust = passes.success, clean_correct & ~passes.misclassified
+            details, adversarial = passes.details(members), passes.adversarial
     flags = [*flags, *train_mode_flag(was_training)]
-    if passes is None:
-        success = robust = torch.zeros_like(clean_correct)
-        robust = clean_correct
-        attacked = clean_correct
-    else:
-        success = passes.success
-        robust = clean_correct & ~passes.misclassified
-        details = passes.details(members)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     result = RobustnessResult(
@@ -178,7 +176,7 @@ def run_check(
         details={**details, "flags": [flag.to_dict() for flag in flags]},
         check=spec.check if spec.check == "gradients" else None,
         allow_masking=spec.allow_masking,
-        adversarial=passes.adversarial if passes is not None else None,
+        adversarial=adversarial,
     )
     if _full_diagnosis(spec, members):
         result = _diagnosed(model, data, spec, result, members, clean.shape[1], cache)

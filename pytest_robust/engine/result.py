@@ -131,9 +131,7 @@ class RobustnessResult:
         gate untrustworthy (unless allow_masking); empty when all hold."""
         failures = self._missed_thresholds()
         if (self.thresholds or self.check) and not self.allow_masking:
-            failures += [
-                f"not trustworthy: {sentence(flag)}" for flag in masking_flags(self.flags)
-            ]
+            failures += [f"not trustworthy: {sentence(flag)}" for flag in masking_flags(self.flags)]
         return failures
 
     def _missed_thresholds(self) -> list[str]:

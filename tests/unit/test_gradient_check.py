@@ -9,24 +9,11 @@ import math
 import pytest
 import torch
 from toy_models import LogisticRegression
+from toy_models import Scaled
 
 from pytest_robust import RobustConfigError
 from pytest_robust import evaluate
 from pytest_robust.checks import gradients
-
-
-class Scaled(torch.nn.Module):
-    """The logits times `factor`: what a distilled model (T = factor) is when deployed at
-    T = 1. Same predictions, same robustness, a saturated softmax."""
-
-    def __init__(self, inner: torch.nn.Module, factor: float) -> None:
-        super().__init__()
-        self.inner = inner
-        self.factor = factor
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x) * self.factor
 
 
 def test_amplitudes_match_the_closed_form_of_logistic_regression() -> None:
@@ -75,9 +62,7 @@ def test_saturated_softmax_is_masking_not_robustness(digits_cnn, digits_data) ->
     assert stats["zero_frac"] > 0.5  # the cross-entropy gradient underflowed...
     assert stats["medians"]["margin"] > 1.0  # ...the logits' gradient did not
     assert stats["medians"]["dlr"] == pytest.approx(
-        evaluate(digits_cnn, digits_data, check="gradients").details["gradients"]["medians"][
-            "dlr"
-        ],
+        evaluate(digits_cnn, digits_data, check="gradients").details["gradients"]["medians"]["dlr"],
         rel=1e-3,
     )  # DLR is invariant to the scale
     assert [flag["name"] for flag in result.flags] == ["softmax_saturation"]
