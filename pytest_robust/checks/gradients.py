@@ -63,8 +63,10 @@ def amplitudes(
     x: torch.Tensor,
     labels: torch.Tensor,
     batch_size: int,
+    losses: tuple[str, ...] = LOSSES,
 ) -> dict[str, torch.Tensor] | None:
-    """Per-sample mean |d loss / d x| for each of LOSSES (float64, on the CPU).
+    """Per-sample mean |d loss / d x| for each of `losses` (float64, on the CPU); 'dlr'
+    is left out with fewer than 3 classes.
 
     One forward and one backward per loss and batch. None when the output does not depend
     on the input through autograd (a detached or non-differentiable forward).
@@ -76,12 +78,12 @@ def amplitudes(
             logits = forward(xb)
             if not logits.requires_grad:
                 return None
-            losses = _losses(logits, labels[start : start + batch_size])
-            names = list(losses)
+            values = _losses(logits, labels[start : start + batch_size])
+            names = [name for name in losses if name in values]
             for i, name in enumerate(names):
                 # Summed: a sample's gradient does not depend on the batch it is in.
                 (grad,) = torch.autograd.grad(
-                    losses[name].sum(), xb, retain_graph=i < len(names) - 1, allow_unused=True
+                    values[name].sum(), xb, retain_graph=i < len(names) - 1, allow_unused=True
                 )
                 grad = grad if grad is not None else torch.zeros_like(xb)
                 # float64 so that amplitudes near float32's smallest values stay visible.

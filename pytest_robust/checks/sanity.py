@@ -117,7 +117,9 @@ def cheap_flags(
     loss = gradient_loss(members)
     if loss is not None and len(x):
         keep = slice(0, GRADIENT_SAMPLES)
-        amps = gradients.amplitudes(forward, x[keep], labels[keep], batch_size)
+        amps = gradients.amplitudes(
+            forward, x[keep], labels[keep], batch_size, losses=("ce", "margin")
+        )
         if amps is not None or loss == "ce":
             flags += gradients.flags_for(amps, loss)
     return flags
