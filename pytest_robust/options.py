@@ -12,6 +12,8 @@ SEED_OPTION = "--robust-seed"
 MAX_SAMPLES_OPTION = "--robust-max-samples"
 BATCH_SIZE_OPTION = "--robust-batch-size"
 REPORT_OPTION = "--robust-report"
+SANITY_OPTION = "--robust-sanity"
+SANITY_LEVELS = ("off", "cheap", "full")
 
 # (option, ini key, metavar, parser, help)
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -44,6 +46,14 @@ def parse_positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"{value!r} must be >= 1")
     return number
+
+
+def parse_sanity(value: str) -> str:
+    if value not in SANITY_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: the sanity level must be one of {', '.join(SANITY_LEVELS)}"
+        )
+    return value
 
 
 def parse_report(value: str) -> str:
@@ -90,6 +100,15 @@ def add_options(parser: pytest.Parser) -> None:
         help="samples per forward/backward pass. Default: ini robust_batch_size, else 256",
     )
     group.addoption(
+        SANITY_OPTION,
+        dest="robust_sanity",
+        metavar="LEVEL",
+        type=parse_sanity,
+        help="gradient-masking sanity checks: 'cheap' (flags from one gradient pass, with "
+        "every check), 'full' (the whole diagnosis for every check, several extra attack "
+        "runs) or 'off'. Default: ini robust_sanity, else cheap",
+    )
+    group.addoption(
         REPORT_OPTION,
         dest="robust_report",
         metavar="TYPE[:DEST]",
@@ -104,4 +123,5 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("robust_seed", "base seed (see --robust-seed)", default="")
     parser.addini("robust_max_samples", "sample cap per check", default="")
     parser.addini("robust_batch_size", "samples per forward/backward pass", default="")
+    parser.addini("robust_sanity", "sanity level: off, cheap or full", default="")
     parser.addini("robust_report", "reports, as for --robust-report", type="linelist", default=[])

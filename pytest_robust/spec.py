@@ -22,7 +22,11 @@ from pytest_robust.params import Param
 from pytest_robust.params import is_list_value
 from pytest_robust.params import suggest
 
-THRESHOLDS = ("min_acc", "max_success", "max_drop", "max_confidence")
+THRESHOLDS = ("min_acc", "max_success", "max_drop", "max_confidence", "max_zero_frac", "min_median")
+# Thresholds of check="gradients" (the others belong to attacks).
+GRADIENT_THRESHOLDS = ("max_zero_frac", "min_median")
+CHECKS = ("gradients", "masking")
+SANITY_LEVELS = ("off", "cheap", "full")
 
 # Arguments every attack takes. Attack-specific ones (steps, alpha, ...) are declared by
 # each attack class in its `params` mapping.
@@ -44,6 +48,38 @@ COMMON_PARAMS: dict[str, Param] = {
         optional=True,
         doc="fail if any successful adversarial input is classified with more confidence",
     ),
+    "max_zero_frac": Param(
+        float,
+        None,
+        0.0,
+        1.0,
+        optional=True,
+        doc="check='gradients': fail if more samples than this have an exactly zero gradient",
+    ),
+    "min_median": Param(
+        float,
+        None,
+        minimum=0.0,
+        optional=True,
+        doc="check='gradients': fail if the median mean |input gradient| is below this",
+    ),
+    "check": Param(
+        str,
+        None,
+        optional=True,
+        choices=CHECKS,
+        doc="'gradients' (input-gradient magnitudes, no attack) or 'masking' (the attack "
+        "with the full gradient-masking diagnosis)",
+    ),
+    "allow_masking": Param(
+        bool, False, doc="report masking flags without failing a passing threshold"
+    ),
+    "sanity": Param(
+        str,
+        "cheap",
+        choices=SANITY_LEVELS,
+        doc="'cheap' flags with every check, 'full' diagnosis, or 'off'",
+    ),
     "batch_size": Param(int, 256, minimum=1, doc="samples per forward/backward pass"),
     "max_samples": Param(int, None, minimum=1, optional=True, doc="evaluate the first N"),
     "seed": Param(int, 0, minimum=0, doc="seed for the attack's random numbers"),
@@ -63,7 +99,7 @@ COMMON_PARAMS: dict[str, Param] = {
 PRESETS: dict[str, tuple[str, ...]] = {}
 
 # Settings that also have a command-line option and an ini key.
-RUN_SETTINGS = ("device", "seed", "max_samples", "batch_size")
+RUN_SETTINGS = ("device", "seed", "max_samples", "batch_size", "sanity")
 NOT_ON_MARKER = {
     "device": "the device is chosen per run: use --robust-device, the robust_device ini key, "
     "or override the robust_device fixture",
@@ -92,7 +128,7 @@ class Case:
 class Spec:
     """A fully resolved check: every value known, and where each came from."""
 
-    attack: str | tuple[str, ...]  # a tuple: worst case per sample over these attacks
+    attack: str | tuple[str, ...]  # a tuple: worst case per sample; () for check="gradients"
     eps: float | None  # None for attacks that are not eps-ball attacks (eps_ball=False)
     norm: str
     bounds: tuple[float, float]
@@ -103,6 +139,11 @@ class Spec:
     max_success: float | None
     max_drop: float | None
     max_confidence: float | None
+    max_zero_frac: float | None
+    min_median: float | None
+    check: str | None
+    allow_masking: bool
+    sanity: str
     batch_size: int
     max_samples: int | None
     seed: int
@@ -127,12 +168,21 @@ def validate(
     the norms it supports). Raises
     RobustConfigError naming the argument and the fix.
     """
+    if COMMON_PARAMS["check"].parse("check", kwargs.get("check")) == "gradients":
+        return _validate_gradient_check(kwargs, where)
     if "attack" not in kwargs:
         raise RobustConfigError(
-            f"attack is missing: name one of {', '.join(sorted(attacks))}, for example attack='pgd'"
+            f"attack is missing: name one of {', '.join(sorted(attacks))}, for example "
+            "attack='pgd' (or check='gradients' to measure input gradients without an attack)"
         )
     members = attack_members(kwargs["attack"], attacks)
     attack = "+".join(members)
+    for name in GRADIENT_THRESHOLDS:
+        if name in kwargs:
+            raise RobustConfigError(
+                f"{name}= is a threshold of check='gradients'; an attack is gated with "
+                "min_acc, max_success, max_drop or max_confidence"
+            )
     known = {**COMMON_PARAMS, **attack_params(members, attacks, kwargs)}
     for name in kwargs:
         if name in NOT_ON_MARKER and where == "marker":
@@ -186,12 +236,55 @@ def _check_threat_model(
             f"cannot share a worst case with {', '.join(ball)}; give it its own test"
         )
     if other:
+        if kwargs.get("check") == "masking":
+            raise RobustConfigError(
+                f"check='masking' diagnoses gradient attacks in an eps-ball; attack "
+                f"{other[0]!r} is not one. Drop check= (or run it on an eps-ball attack)"
+            )
         for name in ("eps", "norm"):
             if name in kwargs:
                 raise RobustConfigError(
                     f"{name}= does not apply to attack {other[0]!r}: its threat model is not "
                     f"an eps-ball but its own parameters (see docs/invariance.md); drop {name}="
                 )
+
+
+# What check="gradients" takes: it runs no attack, so no budget and no attack thresholds.
+GRADIENT_CHECK_ARGS = (
+    "check",
+    *GRADIENT_THRESHOLDS,
+    "allow_masking",
+    "output",
+    "bounds",
+    "batch_size",
+    "max_samples",
+    "seed",
+    "device",
+    "model",
+    "data",
+)
+
+
+def _validate_gradient_check(kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"attack": (), "eps": 0.0}
+    for name, value in kwargs.items():
+        if name in NOT_ON_MARKER and where == "marker":
+            raise RobustConfigError(f"{name} cannot be set on the marker: {NOT_ON_MARKER[name]}")
+        if name not in GRADIENT_CHECK_ARGS:
+            raise RobustConfigError(
+                f"{name}= does not apply to check='gradients', which measures input gradients "
+                "at the clean inputs without attacking; its arguments are "
+                f"{', '.join(GRADIENT_CHECK_ARGS)}. For the masking diagnosis of an attack use "
+                "check='masking' with attack= and eps="
+            )
+        param = COMMON_PARAMS[name]
+        if is_list_value(name, value, param):
+            raise RobustConfigError(
+                f"{name}={value!r}: check='gradients' takes no list arguments (one "
+                "measurement per test)"
+            )
+        out[name] = param.parse(name, value)
+    return out
 
 
 def attack_members(attack: Any, attacks: Mapping[str, AttackSchema]) -> tuple[str, ...]:
@@ -272,7 +365,9 @@ def _check_members(
 
 
 def _attack_id(attack: Any) -> str:
-    return "+".join(attack) if isinstance(attack, tuple) else str(attack)
+    if isinstance(attack, tuple):
+        return "+".join(attack) or "gradients"  # () is check="gradients"
+    return str(attack)
 
 
 def _format_value(value: Any) -> str:
@@ -344,6 +439,11 @@ def resolve(
         max_success=values.pop("max_success"),
         max_drop=values.pop("max_drop"),
         max_confidence=values.pop("max_confidence"),
+        max_zero_frac=values.pop("max_zero_frac"),
+        min_median=values.pop("min_median"),
+        check=values.pop("check"),
+        allow_masking=values.pop("allow_masking"),
+        sanity=values.pop("sanity"),
         batch_size=values.pop("batch_size"),
         max_samples=values.pop("max_samples"),
         seed=values.pop("seed"),

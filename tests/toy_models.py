@@ -18,3 +18,17 @@ class LogisticRegression(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         score = self.linear(x.flatten(1))
         return torch.cat([torch.zeros_like(score), score], dim=1)
+
+
+class Scaled(torch.nn.Module):
+    """The logits times `factor`: what a distilled model (T = factor) is when deployed at
+    T = 1. Same predictions, same robustness, a saturated softmax."""
+
+    def __init__(self, inner: torch.nn.Module, factor: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.factor = factor
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * self.factor

@@ -39,3 +39,17 @@ def test_pgd_at_large_eps_breaks_the_model(robustness) -> None:  # type: ignore[
 @robust(attack="pgd", eps=0.2, steps=20, min_acc=0.5)
 def test_gate_that_fails_on_an_undefended_model() -> None:
     """A gate the model does not meet, kept to show what a failure looks like."""
+
+
+@robust(check="gradients", max_zero_frac=0.01)
+def test_input_gradients_are_not_masked(robustness) -> None:  # type: ignore[no-untyped-def]
+    """No vanished or zero input gradients: the gradient attacks above can see their way.
+    (A defensively distilled model fails here: see examples/defenses.)"""
+    assert robustness.details["gradients"]["saturated_frac"] == 0.0
+
+
+@robust(attack="pgd", eps=0.1, steps=20, min_acc=0.35, check="masking")
+def test_pgd_survives_the_masking_diagnosis(robustness) -> None:  # type: ignore[no-untyped-def]
+    """The full diagnosis: eps=0.5 reaches chance, accuracy falls with eps, FGSM, more
+    steps, random noise and Square do not beat PGD. Any contradiction fails this test."""
+    assert robustness.details["diagnosis"]["large_eps"]["robust_acc"] < 0.1

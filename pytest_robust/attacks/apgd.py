@@ -126,6 +126,9 @@ class APGD(Attack):
     def loss_name(self) -> str:
         return self.fixed_loss or str(self.config.get("loss", "ce"))
 
+    def gradient_loss(self) -> str | None:
+        return "ce" if self.loss_name == "ce" else "logits"
+
     def objective(
         self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
     ) -> torch.Tensor:

@@ -139,6 +139,13 @@ class Attack(ABC):
         """A parameter's value, or its declared default (for attacks built directly)."""
         return self.config.get(name, self.params[name].default)
 
+    def gradient_loss(self) -> str | None:
+        """The loss whose input gradient drives this attack on the model under test: 'ce'
+        (softmax cross-entropy, blinded by a saturated softmax), 'logits' (a loss on logit
+        differences), or None (no gradients of the model under test). The sanity checks
+        look at the gradients this loss gives."""
+        return None
+
     def choose_targets(
         self, clean_logits: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor | None:
@@ -203,6 +210,9 @@ class GradientAttack(Attack):
             # Madry et al.'s rule: 2.5 * eps / steps lets the walk cross the ball and back.
             config["alpha"] = 2.5 * threat.eps / steps
         return config
+
+    def gradient_loss(self) -> str | None:
+        return "ce"
 
     def loss(
         self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None

@@ -43,6 +43,9 @@ class DeepFool(Attack):
         "to fool deep neural networks"
     )
 
+    def gradient_loss(self) -> str | None:
+        return "logits"
+
     def __init__(self, threat: ThreatModel, **config: Any) -> None:
         super().__init__(threat, **config)
         self._found: list[torch.Tensor] = []

@@ -79,6 +79,9 @@ class CarliniWagnerL2(Attack):
     targetable = True
     reference = "Carlini, Wagner 2017, Towards Evaluating the Robustness of Neural Networks"
 
+    def gradient_loss(self) -> str | None:
+        return "logits"
+
     def __init__(self, threat: ThreatModel, **config: Any) -> None:
         super().__init__(threat, **config)
         self._found: list[torch.Tensor] = []

@@ -67,6 +67,9 @@ class PenaltyAttack(Attack):
             )
         return config
 
+    def gradient_loss(self) -> str | None:
+        return "ce"
+
     def __init__(self, threat: ThreatModel, **config: Any) -> None:
         super().__init__(threat, **config)
         self._distances: list[torch.Tensor] = []

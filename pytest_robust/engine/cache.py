@@ -19,6 +19,9 @@ class EvaluationCache:
         # id(data) is only stable while the object lives, so the object is kept with it.
         self._samples: dict[tuple[int, int | None], tuple[Any, Samples]] = {}
         self._clean: dict[tuple[str, str, str, str], torch.Tensor] = {}
+        # Cheap sanity flags depend on the same things plus the attack's loss and which
+        # samples are attacked: another check of the same model gets them for free.
+        self._flags: dict[tuple[Any, ...], list[Any]] = {}
 
     def samples(self, data: Any, max_samples: int | None) -> Samples:
         key = (id(data), max_samples)
@@ -34,3 +37,9 @@ class EvaluationCache:
 
     def store_clean_logits(self, key: tuple[str, str, str, str], logits: torch.Tensor) -> None:
         self._clean[key] = logits
+
+    def sanity_flags(self, key: tuple[Any, ...]) -> list[Any] | None:
+        return self._flags.get(key)
+
+    def store_sanity_flags(self, key: tuple[Any, ...], flags: list[Any]) -> None:
+        self._flags[key] = list(flags)

@@ -8,7 +8,9 @@ threat model and re-classified with a fresh forward pass, and that pass decides 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -21,6 +23,14 @@ from pytest_robust.attacks import Attack
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import get_attack
 from pytest_robust.attacks import registered_attacks
+from pytest_robust.checks import gradients
+from pytest_robust.checks.flags import Flag
+from pytest_robust.checks.sanity import GRADIENT_SAMPLES
+from pytest_robust.checks.sanity import cheap_flags
+from pytest_robust.checks.sanity import diagnose
+from pytest_robust.checks.sanity import gradient_loss
+from pytest_robust.checks.sanity import probability_flag
+from pytest_robust.checks.sanity import train_mode_flag
 from pytest_robust.engine.cache import EvaluationCache
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.data import check_bounds
@@ -43,7 +53,7 @@ from pytest_robust.spec import validate
 def evaluate(
     model: torch.nn.Module,
     data: Any,
-    attack: str | list[str] | tuple[str, ...],
+    attack: str | list[str] | tuple[str, ...] | None = None,
     eps: float | None = None,
     *,
     cache: EvaluationCache | None = None,
@@ -58,13 +68,15 @@ def evaluate(
     max_samples, device, seed, min_acc, max_success, max_drop). Thresholds do not raise:
     read `result.status` / `result.threshold_failures()`. With keep_adversarial=True,
     `result.adversarial` holds the adversarial inputs (clean inputs where not attacked).
+    `check="gradients"` measures input gradients instead of attacking (no attack, no eps);
+    `check="masking"` adds the full gradient-masking diagnosis to the attack.
     `memory` keeps counterexamples between calls (attacks that replay them try them first).
     `eps` is required by eps-ball attacks and refused by the others (transform, noise).
     """
     if isinstance(params.get("target"), list):  # no expansion here: a per-sample list
         params["target"] = torch.as_tensor(params["target"])
-    given = {"attack": attack, **({"eps": eps} if eps is not None else {}), **params}
-    kwargs = validate(given, registered_attacks(), "argument")
+    given = {name: value for name, value in (("attack", attack), ("eps", eps)) if value is not None}
+    kwargs = validate({**given, **params}, registered_attacks(), "argument")
     lists = [name for name, value in kwargs.items() if isinstance(value, list)]
     if lists:
         raise RobustConfigError(
@@ -106,6 +118,8 @@ def run_check(
 
     started = time.perf_counter()
     fingerprint = model_fingerprint(model)
+    was_training = model.training
+    flags: list[Flag] = []  # copied below, never the cache's own list
     with contextlib.ExitStack() as borrowing:
         borrowing.enter_context(borrowed(model, device))
         for other in _models_in(members):  # e.g. transfer surrogates
@@ -118,26 +132,47 @@ def run_check(
             cache.store_clean_logits(key, clean)
         labels = samples.y.cpu()
         clean_correct = clean.argmax(dim=1) == labels
-        targets = members[0][1].choose_targets(clean, labels)
-        if spec.target is not None:
-            targets = resolve_targets(spec.target, clean, labels, spec.seed)
-        # A sample already at its target is not attacked (and can never be a success).
-        attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
-        passes = Passes(samples, keep_adversarial)
-        for name, attack in members:
-            if memory is not None:
-                attack.recall(memory.load(name, samples.fingerprint))
-            # Worst case per sample: each attack works only on samples none before it broke.
-            todo = attacked & ~passes.success
-            passes.run(name, attack, forward, todo, targets, device, dtype, spec)
-            remembered = attack.remember()
-            if memory is not None and remembered is not None:
-                memory.save(name, samples.fingerprint, remembered)
-    robust = clean_correct & ~passes.misclassified
+        if spec.check == "gradients":
+            details, flags = _gradient_check(
+                forward, samples, clean, clean_correct, device, dtype, spec
+            )
+            # Nothing is attacked: every clean-correct sample stays robust.
+            targets, attacked, robust, adversarial = None, clean_correct, clean_correct, None
+            success = torch.zeros_like(clean_correct)
+        else:
+            targets = members[0][1].choose_targets(clean, labels) if members else None
+            if spec.target is not None:
+                targets = resolve_targets(spec.target, clean, labels, spec.seed)
+            # A sample already at its target is not attacked (and can never be a success).
+            attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
+            if spec.sanity != "off":
+                sanity_key = (*key, gradient_loss(members), _bits(attacked))
+                cached = cache.sanity_flags(sanity_key)
+                flags = (
+                    cached
+                    if cached is not None
+                    else _cheap_flags(
+                        forward, samples, clean, attacked, members, device, dtype, spec
+                    )
+                )
+                cache.store_sanity_flags(sanity_key, flags)
+            passes = Passes(samples, keep_adversarial)
+            for name, attack in members:
+                if memory is not None:
+                    attack.recall(memory.load(name, samples.fingerprint))
+                # Worst case per sample: each attack works only on samples none before it broke.
+                todo = attacked & ~passes.success
+                passes.run(name, attack, forward, todo, targets, device, dtype, spec)
+                remembered = attack.remember()
+                if memory is not None and remembered is not None:
+                    memory.save(name, samples.fingerprint, remembered)
+            success, robust = passes.success, clean_correct & ~passes.misclassified
+            details, adversarial = passes.details(members), passes.adversarial
+    flags = [*flags, *train_mode_flag(was_training)]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return RobustnessResult(
-        attack="+".join(name for name, _ in members),
+    result = RobustnessResult(
+        attack="+".join(name for name, _ in members) or "gradients",
         eps=spec.eps,
         norm=spec.norm,
         bounds=spec.bounds,
@@ -145,7 +180,7 @@ def run_check(
         targeted=targets is not None,
         clean_correct=_bits(clean_correct),
         robust=_bits(robust),
-        success=_bits(passes.success),
+        success=_bits(success),
         attacked=_bits(attacked),
         thresholds=dict(spec.thresholds),
         seed=spec.seed,
@@ -154,9 +189,89 @@ def run_check(
         data_fingerprint=samples.fingerprint,
         model_fingerprint=fingerprint,
         provenance=dict(spec.provenance),
-        details=passes.details(members),
-        adversarial=passes.adversarial,
+        details={**details, "flags": [flag.to_dict() for flag in flags]},
+        check=spec.check if spec.check == "gradients" else None,
+        allow_masking=spec.allow_masking,
+        adversarial=adversarial,
     )
+    if _full_diagnosis(spec, members):
+        result = _diagnosed(model, data, spec, result, members, clean.shape[1], cache)
+    return result
+
+
+def _full_diagnosis(spec: Spec, members: list[tuple[str, Attack]]) -> bool:
+    if spec.check == "gradients" or not (spec.sanity == "full" or spec.check == "masking"):
+        return False
+    # Fooling uses data slots, not samples; always-targeted attacks pick their own targets;
+    # attacks without an eps-ball (transform, noise) have no budget to vary.
+    return not any(
+        attack.targeted or name == "fooling" or not attack.eps_ball for name, attack in members
+    )
+
+
+def _diagnosed(
+    model: torch.nn.Module,
+    data: Any,
+    spec: Spec,
+    result: RobustnessResult,
+    members: list[tuple[str, Attack]],
+    classes: int,
+    cache: EvaluationCache,
+) -> RobustnessResult:
+    """The result with the full masking diagnosis's flags and measurements added."""
+    dims = int(torch.as_tensor(cache.samples(data, spec.max_samples).x[0]).numel())
+    started = time.perf_counter()
+    found, measured = diagnose(
+        spec,
+        result,
+        members,
+        classes,
+        dims,
+        lambda variant: run_check(model, data, variant, cache=cache),
+    )
+    details = dict(result.details)
+    details["flags"] = [*details["flags"], *(flag.to_dict() for flag in found)]
+    measured["duration_s"] = time.perf_counter() - started
+    details["diagnosis"] = measured
+    duration = result.duration_s + measured["duration_s"]
+    return dataclasses.replace(result, details=details, duration_s=duration)
+
+
+def _cheap_flags(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    samples: Samples,
+    clean: torch.Tensor,
+    attacked: torch.Tensor,
+    members: list[tuple[str, Attack]],
+    device: torch.device,
+    dtype: torch.dtype,
+    spec: Spec,
+) -> list[Flag]:
+    ids = attacked.nonzero().squeeze(1)[: max(GRADIENT_SAMPLES, spec.batch_size)]
+    x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
+    y = samples.y.cpu()[ids].to(device)
+    return cheap_flags(forward, x, y, clean[ids], members, spec.batch_size)
+
+
+def _gradient_check(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    samples: Samples,
+    clean: torch.Tensor,
+    clean_correct: torch.Tensor,
+    device: torch.device,
+    dtype: torch.dtype,
+    spec: Spec,
+) -> tuple[dict[str, Any], list[Flag]]:
+    """check="gradients": input-gradient amplitudes of the clean-correct samples."""
+    ids = clean_correct.nonzero().squeeze(1)
+    x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
+    y = samples.y.cpu()[ids].to(device)
+    amps = gradients.amplitudes(forward, x, y, spec.batch_size)
+    flags = probability_flag(clean) + gradients.flags_for(amps, "ce")
+    if amps is None:
+        empty = torch.full((len(ids),), math.nan, dtype=torch.float64)
+        amps = {"ce": empty, "margin": empty}
+    return {"gradients": gradients.summary(amps)}, flags
 
 
 def _build_members(spec: Spec, threat: ThreatModel) -> list[tuple[str, Attack]]:

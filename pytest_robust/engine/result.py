@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
+from pytest_robust.checks.flags import masking_flags
+from pytest_robust.checks.flags import sentence
+
 SCHEMA = 1
 
 
@@ -59,6 +62,10 @@ class RobustnessResult:
     attacked: str = ""
     # Attack-specific measurements, JSON-safe: perturbation sizes of the successes, ...
     details: Mapping[str, Any] = field(default_factory=dict)
+    # "gradients" for check="gradients" (no attack ran); None for an attack.
+    check: str | None = None
+    # Masking flags are reported but do not fail a passing threshold.
+    allow_masking: bool = False
     # Adversarial inputs (all samples, clean ones where not attacked); only when asked for.
     adversarial: Any = field(default=None, compare=False, repr=False)
 
@@ -113,8 +120,20 @@ class RobustnessResult:
         ball = f" eps={_fmt(self.eps)} {self.norm}" if self.eps is not None else ""
         return f"{self.attack}{ball}{target}" + (f" {extra}" if extra else "")
 
+    @property
+    def flags(self) -> list[dict[str, Any]]:
+        """Sanity flags found (name, severity, message, fix); see docs/masking.md."""
+        return list(self.details.get("flags") or [])
+
     def threshold_failures(self) -> list[str]:
-        """One sentence per threshold that was missed; empty when all hold."""
+        """One sentence per threshold that was missed, and per masking flag that makes a
+        gate untrustworthy (unless allow_masking); empty when all hold."""
+        failures = self._missed_thresholds()
+        if (self.thresholds or self.check) and not self.allow_masking:
+            failures += [f"not trustworthy: {sentence(flag)}" for flag in masking_flags(self.flags)]
+        return failures
+
+    def _missed_thresholds(self) -> list[str]:
         lo, hi = self.ci95
         interval = f"95% CI [{lo:.3f}, {hi:.3f}], n={self.n}"
         failures = []
@@ -145,6 +164,25 @@ class RobustnessResult:
                 f"confidence {reached:.3f} > max_confidence {max_confidence:.3f} (the most "
                 f"confident of {self.n_success} successful adversarial inputs)"
             )
+        failures += self._gradient_failures()
+        return failures
+
+    def _gradient_failures(self) -> list[str]:
+        stats = self.details.get("gradients") or {}
+        failures = []
+        max_zero = self.thresholds.get("max_zero_frac")
+        if max_zero is not None and stats["zero_frac"] > max_zero:
+            failures.append(
+                f"zero-gradient fraction {stats['zero_frac']:.3f} > max_zero_frac "
+                f"{max_zero:.3f} (of {stats['n']} samples)"
+            )
+        min_median = self.thresholds.get("min_median")
+        median = stats.get("median")
+        if min_median is not None and not (median is not None and median >= min_median):
+            failures.append(
+                f"median mean |input gradient| {median:.3g} < min_median {min_median:.3g} "
+                f"(of {stats['n']} samples)"
+            )
         return failures
 
     @property
@@ -156,10 +194,11 @@ class RobustnessResult:
 
     @property
     def status(self) -> str:
-        """'pass', 'fail', or 'measured' when no threshold was set."""
-        if not self.thresholds:
-            return "measured"
-        return "fail" if self.threshold_failures() else "pass"
+        """'pass', 'fail', or 'measured' when no threshold was set (a check without
+        thresholds passes when it found no masking)."""
+        if self.threshold_failures():
+            return "fail"
+        return "pass" if self.thresholds or self.check else "measured"
 
     @property
     def passed(self) -> bool:
@@ -167,6 +206,8 @@ class RobustnessResult:
 
     def failure_message(self) -> str:
         """One line for a failed gate: what was measured, against what, on how many samples."""
+        if self.check == "gradients":
+            return "; ".join(self.threshold_failures()) + f" (input-gradient check, n={self.n})"
         # An attack may name its most telling counterexample (transform: the smallest).
         example = self.details.get("counterexample")
         return (

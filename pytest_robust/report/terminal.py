@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
-THRESHOLD_SIGNS = {"min_acc": ">=", "max_success": "<=", "max_drop": "<=", "max_confidence": "<="}
+THRESHOLD_SIGNS = {
+    "min_acc": ">=",
+    "max_success": "<=",
+    "max_drop": "<=",
+    "max_confidence": "<=",
+    "max_zero_frac": "<=",
+    "min_median": ">=",
+}
 
 
 def _threshold(record: Mapping[str, Any]) -> str:

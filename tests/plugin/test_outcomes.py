@@ -391,9 +391,10 @@ def test_model_that_does_not_fit_the_data_is_a_setup_error(rtester: pytest.Pytes
     result.stdout.no_fnmatch_line(NO_TORCH_TRACEBACK)
 
 
-def test_probability_outputs_warn_but_run(rtester: pytest.Pytester) -> None:
+def test_probability_outputs_warn_and_make_a_pass_untrustworthy(rtester: pytest.Pytester) -> None:
     """Catches the probability-output warning being lost (not shown in pytest's warnings
-    summary) or turned into a failure of an otherwise healthy check."""
+    summary), its masking flag not failing a passing gate, or allow_masking=True not
+    accepting it."""
     rtester.makepyfile(
         """
         import pytest
@@ -405,15 +406,26 @@ def test_probability_outputs_warn_but_run(rtester: pytest.Pytester) -> None:
         def robust_model():
             return torch.nn.Sequential(Linear(), torch.nn.Softmax(dim=1))
 
-        @robust(attack="fgsm", eps=0.03, min_acc=0.9)
+        @robust(attack="fgsm", eps=0.03, min_acc=0.9, allow_masking=True)
         def test_gate():
+            pass
+
+        @robust(attack="fgsm", eps=0.03, min_acc=0.9)
+        def test_untrusted_gate():
             pass
         """
     )
     # The outer suite's filterwarnings=error leaks into in-process runs; undo it here.
     result = rtester.runpytest("-W", "default::pytest_robust.ProbabilityOutputWarning")
-    result.assert_outcomes(passed=1, warnings=1)
-    result.stdout.fnmatch_lines(["*ProbabilityOutputWarning: model outputs look like prob*"])
+    # The flag makes the passing gate untrustworthy (issue 4), unless accepted.
+    result.assert_outcomes(passed=1, failed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "not trustworthy: *probability_outputs* outputs are probabilities*",
+            "*ProbabilityOutputWarning: model outputs look like prob*",
+            "FAILED *::test_untrusted_gate*",
+        ]
+    )
 
 
 def test_model_and_data_come_back_unchanged(rtester: pytest.Pytester) -> None:

@@ -1,0 +1,275 @@
+"""Sanity flags that decide whether a robustness number can be trusted (Carlini et al. 2019).
+
+`cheap_flags` runs with every check (unless sanity='off'): about one extra forward and a
+few backward passes on the samples the attack will work on. `diagnose` is the full
+diagnosis (sanity='full' or check='masking'): it re-runs the evaluation with variations
+that must behave in known ways: a huge budget must reach chance, more budget must not
+help the model, a single step must not beat the iterative attack, more steps and restarts
+must not change the result, and random noise or a black-box attack must not beat the
+white-box attack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from typing import Any
+
+import torch
+
+from pytest_robust.attacks import Attack
+from pytest_robust.attacks import registered_attacks
+from pytest_robust.checks import gradients
+from pytest_robust.checks.flags import MASKING
+from pytest_robust.checks.flags import WARNING
+from pytest_robust.checks.flags import Flag
+from pytest_robust.spec import THRESHOLDS
+from pytest_robust.spec import Spec
+
+if TYPE_CHECKING:
+    from pytest_robust.engine.result import RobustnessResult
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+Run = Callable[[Spec], "RobustnessResult"]
+
+# Gradient flags are measured on at most this many attacked samples: enough to see a
+# fraction of a few percent, and a bounded cost on large evaluation sets.
+GRADIENT_SAMPLES = 512
+# The full diagnosis re-runs the evaluation on at most this many samples, per variation.
+DIAGNOSIS_SAMPLES = 200
+
+
+def probability_flag(clean_logits: torch.Tensor) -> list[Flag]:
+    rows_sum_to_one = ((clean_logits.sum(dim=1) - 1).abs() < 1e-3).all()
+    if bool((clean_logits >= 0).all()) and bool(rows_sum_to_one):
+        return [
+            Flag(
+                "probability_outputs",
+                MASKING,
+                "the model's outputs are probabilities (non-negative, rows sum to 1), not "
+                "logits: cross-entropy on probabilities has vanishing gradients",
+                "return logits (drop the final softmax), or pass output= a callable that "
+                "returns them",
+            )
+        ]
+    return []
+
+
+def train_mode_flag(was_training: bool) -> list[Flag]:
+    if not was_training:
+        return []
+    return [
+        Flag(
+            "train_mode",
+            WARNING,
+            "the model was handed over in train mode (dropout and batch-norm updates "
+            "active); it was evaluated in eval mode, as it should be deployed",
+            "call model.eval() in the model fixture, so that every user of it sees the "
+            "deployed model",
+        )
+    ]
+
+
+def determinism_flag(forward: Forward, x: torch.Tensor, clean_logits: torch.Tensor) -> list[Flag]:
+    """Two forward passes in eval mode on the same inputs must agree."""
+    with torch.no_grad():
+        again = forward(x).float().cpu()
+    scale = clean_logits.abs().amax().clamp_min(1.0)
+    if bool(((again - clean_logits).abs() <= 1e-4 * scale).all()):
+        return []
+    return [
+        Flag(
+            "nondeterministic",
+            MASKING,
+            "two forward passes on the same inputs gave different logits in eval mode: the "
+            "model is randomised, so a single gradient sample misleads the attack",
+            "attack the expectation over the randomness (EOT: average gradients over many "
+            "forward passes), or make the model deterministic for evaluation",
+        )
+    ]
+
+
+def gradient_loss(members: list[tuple[str, Attack]]) -> str | None:
+    """The loss to check gradients of: 'ce' when every gradient member ascends
+    cross-entropy, 'logits' when some member uses a logit loss, None without gradients."""
+    losses = {attack.gradient_loss() for _, attack in members} - {None}
+    if not losses:
+        return None
+    return "ce" if losses == {"ce"} else "logits"
+
+
+def cheap_flags(
+    forward: Forward,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    clean_logits: torch.Tensor,
+    members: list[tuple[str, Attack]],
+    batch_size: int,
+) -> list[Flag]:
+    """Flags from the model's outputs and input gradients on the samples `x` (already on
+    the device), whose clean logits are `clean_logits`."""
+    flags = probability_flag(clean_logits)
+    if len(x):
+        first = slice(0, min(batch_size, len(x)))
+        flags += determinism_flag(forward, x[first], clean_logits[first])
+    loss = gradient_loss(members)
+    if loss is not None and len(x):
+        keep = slice(0, GRADIENT_SAMPLES)
+        amps = gradients.amplitudes(
+            forward, x[keep], labels[keep], batch_size, losses=("ce", "margin")
+        )
+        if amps is not None or loss == "ce":
+            flags += gradients.flags_for(amps, loss)
+    return flags
+
+
+# --- the full diagnosis -------------------------------------------------------------------
+
+
+def variant(spec: Spec, **changes: Any) -> Spec:
+    """The spec with `changes`, no thresholds, no sanity checks, on the first samples."""
+    cap = DIAGNOSIS_SAMPLES if spec.max_samples is None else min(spec.max_samples, 200)
+    cleared: dict[str, Any] = {name: None for name in THRESHOLDS}
+    return dataclasses.replace(
+        spec, sanity="off", check=None, max_samples=cap, **cleared, **changes
+    )
+
+
+def with_attack(spec: Spec, name: str, **params: Any) -> Spec:
+    """The spec's variant running another attack with its default parameters."""
+    own = registered_attacks()[name].params
+    config = {k: p.default for k, p in own.items()}
+    config.update(params)
+    # Only attack parameters change: the target (if any) stays, so success means the same.
+    return variant(spec, attack=name, attack_params=config)
+
+
+def stronger(spec: Spec, members: list[tuple[str, Attack]]) -> tuple[Spec, str] | None:
+    """Twice the steps (alpha re-derived when it was defaulted) and one more restart."""
+    params = dict(spec.attack_params)
+    said = []
+    if "steps" in params:
+        params["steps"] = 2 * int(params["steps"])
+        said.append(f"steps={params['steps']}")
+        if "alpha" in params and spec.provenance.get("alpha", "default") == "default":
+            params["alpha"] = None
+    if "restarts" in params and params.get("random_start", True):
+        params["restarts"] = int(params["restarts"]) + 1
+        said.append(f"restarts={params['restarts']}")
+    if not said:
+        return None
+    return variant(spec, attack_params=params), " ".join(said)
+
+
+def diagnose(
+    spec: Spec,
+    result: RobustnessResult,
+    members: list[tuple[str, Attack]],
+    classes: int,
+    dims: int,
+    run: Run,
+) -> tuple[list[Flag], dict[str, Any]]:
+    """Re-run variations of `spec` (through `run`) and flag what contradicts `result`."""
+    # Never run for attacks without an eps-ball (engine._full_diagnosis, spec.validate).
+    assert spec.eps is not None, "the masking diagnosis needs an eps-ball attack"
+    eps = spec.eps
+    base = run(variant(spec))
+    k = base.n
+    tol = max(0.02, 2.0 / k)  # two samples, or two percent
+    names = {name for name, _ in members}
+    measured: dict[str, Any] = {"samples": k, "robust_acc": base.robust_acc, "tolerance": tol}
+    flags: list[Flag] = []
+    low, high = spec.bounds
+    half = 0.5 * (high - low) * (1.0 if spec.norm == "linf" else math.sqrt(dims))
+
+    if eps < half:
+        big = run(variant(spec, eps=half))
+        chance = 1.0 / classes
+        measured["large_eps"] = {"eps": half, "robust_acc": big.robust_acc}
+        if big.robust_acc > chance + tol:
+            flags.append(
+                Flag(
+                    "large_eps_not_chance",
+                    MASKING,
+                    f"at eps={half:g} (half the input range, enough to turn any input grey) "
+                    f"robust accuracy is still {big.robust_acc:.3f}, above chance "
+                    f"({chance:.3f}): the attack is not working",
+                    "the attack's gradients are masked or its step size is wrong; try "
+                    "attack='apgd-dlr' or 'square'",
+                )
+            )
+
+    smaller = run(variant(spec, eps=eps / 2))
+    larger = run(variant(spec, eps=min(2 * eps, half))) if eps < half else base
+    measured["eps_curve"] = {
+        f"{eps / 2:g}": smaller.robust_acc,
+        f"{eps:g}": base.robust_acc,
+        f"{min(2 * eps, half):g}": larger.robust_acc,
+    }
+    if smaller.robust_acc < base.robust_acc - tol or larger.robust_acc > base.robust_acc + tol:
+        flags.append(
+            Flag(
+                "not_monotone_in_eps",
+                MASKING,
+                f"robust accuracy does not fall as eps grows ({measured['eps_curve']}): a "
+                "larger budget must never help the model",
+                "the attack is not converging or its gradients are masked; use more steps, "
+                "restarts, or attack='apgd-dlr'",
+            )
+        )
+
+    if "fgsm" not in names and any(attack.gradient_loss() for _, attack in members):
+        single = run(with_attack(spec, "fgsm"))
+        measured["fgsm_robust_acc"] = single.robust_acc
+        if single.robust_acc < base.robust_acc - tol:
+            flags.append(
+                Flag(
+                    "single_step_stronger",
+                    MASKING,
+                    f"single-step FGSM leaves robust accuracy {single.robust_acc:.3f}, lower "
+                    f"than this iterative attack's {base.robust_acc:.3f}",
+                    "the iterative attack is stuck (step size too small, too few steps, or "
+                    "a loss that saturates); try attack='apgd-dlr' or more steps",
+                )
+            )
+
+    more = stronger(spec, members)
+    if more is not None:
+        strong_spec, said = more
+        strong = run(strong_spec)
+        measured["stronger"] = {"params": said, "robust_acc": strong.robust_acc}
+        if strong.robust_acc < base.robust_acc - tol:
+            flags.append(
+                Flag(
+                    "not_converged",
+                    MASKING,
+                    f"with {said} robust accuracy falls from {base.robust_acc:.3f} to "
+                    f"{strong.robust_acc:.3f}: the attack has not converged",
+                    f"run the attack with {said} (or more) until the number stops moving",
+                )
+            )
+
+    for name, label in (("random_noise", "random noise"), ("square", "the black-box Square")):
+        if name in names or spec.norm not in registered_attacks()[name].norms:
+            continue
+        other = run(with_attack(spec, name))
+        beaten = sum(w == "1" and o == "0" for w, o in zip(base.robust, other.robust, strict=True))
+        measured[f"{name}_robust_acc"] = other.robust_acc
+        measured[f"{name}_beats_on"] = beaten
+        if other.robust_acc < base.robust_acc - tol:
+            flags.append(
+                Flag(
+                    "noise_beats_white_box"
+                    if name == "random_noise"
+                    else "black_box_beats_white_box",
+                    MASKING,
+                    f"{label} leaves robust accuracy {other.robust_acc:.3f}, lower than the "
+                    f"white-box attack's {base.robust_acc:.3f} (it breaks {beaten} samples "
+                    "the white-box attack did not): the white-box gradients mislead",
+                    "the gradients are masked; use attack=[..., 'square'] for the worst case "
+                    "and a scale-invariant loss (attack='apgd-dlr')",
+                )
+            )
+    return flags, measured
