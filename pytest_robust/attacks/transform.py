@@ -104,6 +104,10 @@ class Transform(Attack):
             unused.add("steps")
         return {k: v for k, v in config.items() if k not in unused}
 
+    def gradient_loss(self) -> str | None:
+        # Only the gradient search follows the model's (cross-entropy) gradients.
+        return "ce" if self.mode == "grad" else None
+
     # --- memory ---------------------------------------------------------------------
 
     def recall(self, remembered: Mapping[int, Any]) -> None:

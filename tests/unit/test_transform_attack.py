@@ -285,3 +285,12 @@ def test_the_gradient_search_climbs_the_loss_to_the_one_breaking_direction() -> 
         OnePixel(), (x, y), attack="transform", translate=1, search="random", budget=1
     )
     assert broken > 2 * one_draw.n_success and broken > 10
+
+
+def test_the_masking_diagnosis_is_for_eps_ball_attacks_only() -> None:
+    x, y = one_pixel_data()
+    with pytest.raises(RobustConfigError, match="check='masking' diagnoses gradient attacks"):
+        evaluate(OnePixel(), (x, y), attack="transform", translate=1, check="masking")
+    # sanity='full' on every check skips what it cannot vary (there is no eps).
+    result = evaluate(OnePixel(), (x, y), attack="noise", sigma=0.1, sanity="full")
+    assert result.n == 20 and "diagnosis" not in result.details
