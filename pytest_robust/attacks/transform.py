@@ -97,12 +97,18 @@ class Transform(Attack):
                 "attack='transform' needs at least one transformation range: "
                 f"{'=, '.join(RANGES)}=, e.g. rotate=15, translate=2"
             )
-        # Ranges not in use (and steps, outside the gradient search) are left out, so the
-        # report names only what was searched.
+        search = config.get("search", "auto")
+        if search == "auto":  # resolved here, so the report says which search ran
+            top = T.maxima({k: float(config.get(k) or 0.0) for k in RANGES})
+            size = len(T.grid(top, int(config.get("grid", 5))))
+            search = "grid" if size <= int(config.get("budget", 200)) else "random"
+        # Ranges not in use and settings of the other searches are left out, so the report
+        # names only what was searched and how.
         unused = {k for k in RANGES if not config.get(k)}
-        if config.get("search", "auto") != "grad":
-            unused.add("steps")
-        return {k: v for k, v in config.items() if k not in unused}
+        unused |= {"grid": {"budget", "steps"}, "random": {"grid", "steps"}}.get(
+            search, {"grid", "budget"}
+        )
+        return {**{k: v for k, v in config.items() if k not in unused}, "search": search}
 
     def gradient_loss(self) -> str | None:
         # Only the gradient search follows the model's (cross-entropy) gradients.
