@@ -266,7 +266,7 @@ GRADIENT_CHECK_ARGS = (
 
 
 def _validate_gradient_check(kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"attack": (), "eps": 0.0}
+    out: dict[str, Any] = {"attack": ()}  # no attack, so no eps: the result's eps is None
     for name, value in kwargs.items():
         if name in NOT_ON_MARKER and where == "marker":
             raise RobustConfigError(f"{name} cannot be set on the marker: {NOT_ON_MARKER[name]}")

@@ -315,7 +315,9 @@ def _describe_params(members: list[tuple[str, Attack]], spec: Spec) -> dict[str,
             for k, v in config.items()
         }
 
-    if len(members) == 1:
+    if not members:  # check="gradients"
+        params: dict[str, Any] = {"check": "gradients", "losses": "ce margin dlr ce_rescaled"}
+    elif len(members) == 1:
         params = plain(members[0][1].config)
     else:
         params = {"attacks": {name: plain(attack.config) for name, attack in members}}
