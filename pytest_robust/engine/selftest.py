@@ -97,7 +97,10 @@ class SelfTestOutcome:
         if self.skipped:
             parts.append(f"skipped: {self.skipped}")
         parts.extend(case.summary() for case in self.cases)
-        parts.extend(f"{case} n/a ({why})" for case, why in self.not_applicable.items())
+        reasons: dict[str, list[str]] = {}  # cases sharing a reason are named together
+        for case, why in self.not_applicable.items():
+            reasons.setdefault(why, []).append(case)
+        parts.extend(f"{', '.join(cases)} n/a ({why})" for why, cases in reasons.items())
         if self.error:
             parts.append(f"error: {self.error}")
         return "  ".join(parts) + f"  [{self.duration_s:.2f}s]"
@@ -209,6 +212,6 @@ def _fooling(outcome: SelfTestOutcome, answers: KnownAnswers, device: str) -> No
     broken, n = result.success.count("1"), result.attacked.count("1")
     ok = broken == n > 0
     outcome.cases.append(CaseOutcome("fool-every-class-linf", "all", broken, n, ok))
-    outcome.not_applicable["robust/undefended/tight"] = (
+    outcome.not_applicable["robust, undefended, tight"] = (
         "fooling images need eps = the whole input range, not an eps-ball"
     )

@@ -173,7 +173,7 @@ def test_not_applicable_cases_say_why_and_are_not_counted_as_passed() -> None:
     (noise,) = selftest(attacks=["random_noise"])
     assert noise.passed
     assert {c.case for c in noise.cases} == {"robust-linf", "robust-l2"}
-    assert "undefended n/a (random draws" in noise.line()
+    assert "undefended, tight n/a (random draws" in noise.line()
 
 
 def test_an_unknown_attack_name_is_a_config_error() -> None:
