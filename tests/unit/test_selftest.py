@@ -11,6 +11,7 @@ use the engine's own distance code.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -29,7 +30,7 @@ from pytest_robust.engine.selftest import SelfTestOutcome
 
 def test_known_answers_are_right_by_direct_computation() -> None:
     answers = known_answers.build()
-    known_answers.check(answers)  # the witnesses at 1.1 x M_HIGH are adversarial
+    known_answers.check(answers)  # the witnesses at 1.1 and 2 x M_HIGH are adversarial
     with torch.no_grad():
         assert torch.equal(answers.model(answers.x).argmax(1), answers.y)
     assert set(answers.y.tolist()) == {0, 1, 2, 3}
@@ -42,6 +43,15 @@ def test_known_answers_are_right_by_direct_computation() -> None:
         almost = known_answers.witness(answers, 0.9 * known_answers.M_HIGH / dual, norm)
         with torch.no_grad():
             assert not torch.equal(answers.model(almost).argmax(1), answers.across)
+
+
+def test_the_answer_check_is_not_vacuous() -> None:
+    answers = known_answers.build()
+    wrong = dataclasses.replace(answers, across=answers.y)  # "adversarial" = own class
+    with pytest.raises(RuntimeError, match="known adversarial examples"):
+        known_answers.check(wrong)
+    with pytest.raises(RuntimeError, match="known adversarial examples"):
+        known_answers.check(answers, slacks=(0.5,))  # below the margins: nothing crosses
 
 
 @pytest.fixture
