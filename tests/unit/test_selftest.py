@@ -50,6 +50,9 @@ def test_the_answer_check_is_not_vacuous() -> None:
     wrong = dataclasses.replace(answers, across=answers.y)  # "adversarial" = own class
     with pytest.raises(RuntimeError, match="known adversarial examples"):
         known_answers.check(wrong)
+    wrong = dataclasses.replace(answers, across=(answers.y + 2) % 4)  # out of reach
+    with pytest.raises(RuntimeError, match="known adversarial examples"):
+        known_answers.check(wrong)
     with pytest.raises(RuntimeError, match="known adversarial examples"):
         known_answers.check(answers, slacks=(0.5,))  # below the margins: nothing crosses
 
