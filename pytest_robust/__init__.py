@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pytest_robust.engine import EvaluationCache
     from pytest_robust.engine import RobustnessResult
     from pytest_robust.engine.evaluate import evaluate
+    from pytest_robust.engine.selftest import selftest
     from pytest_robust.normalize import Normalize
 
 _LAZY = {
@@ -44,6 +45,7 @@ _LAZY = {
     "RobustnessResult": "pytest_robust.engine",
     "evaluate": "pytest_robust.engine",
     "Normalize": "pytest_robust.normalize",
+    "selftest": "pytest_robust.engine.selftest",
 }
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "register_attack",
     "registered_attacks",
     "robust",
+    "selftest",
 ]
 
 

@@ -14,6 +14,7 @@ BATCH_SIZE_OPTION = "--robust-batch-size"
 REPORT_OPTION = "--robust-report"
 SANITY_OPTION = "--robust-sanity"
 SANITY_LEVELS = ("off", "cheap", "full")
+SELFTEST_OPTION = "--robust-selftest"
 
 # (option, ini key, metavar, parser, help)
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -118,6 +119,16 @@ def add_options(parser: pytest.Parser) -> None:
         type=parse_report,
         help="report what was measured: 'term' (the full table, the default when given "
         "bare) or 'json:PATH'. Repeatable",
+    )
+    group.addoption(
+        SELFTEST_OPTION,
+        dest="robust_selftest",
+        metavar="ATTACKS",
+        nargs="?",
+        const="all",
+        default=None,
+        help="run the known-answer self-test of every registered attack (or of the "
+        "comma-separated ATTACKS) instead of the tests; one line per attack, exit 1 on a FAIL",
     )
     parser.addini("robust_device", "device for attacks (see --robust-device)", default="")
     parser.addini("robust_seed", "base seed (see --robust-seed)", default="")
