@@ -73,15 +73,6 @@ def resnet_workload(
     return model, x, y, (2 / 255,)
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
-
-
 def run_peer(
     run: Callable[..., torch.Tensor], model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
 ) -> float:
@@ -180,6 +171,19 @@ def peers(label: str, eps: float, steps: int) -> dict[str, Callable[..., torch.T
     return found
 
 
+def interleaved(jobs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple[float, Any]]:
+    """Median time and last output of each job, the jobs run in turn in every repeat, so
+    that a change of machine load hits all of them alike."""
+    times: dict[str, list[float]] = {key: [] for key in jobs}
+    outs: dict[str, Any] = {}
+    for _ in range(repeats):
+        for key, job in jobs.items():
+            start = time.perf_counter()
+            outs[key] = job()
+            times[key].append(time.perf_counter() - start)
+    return {key: (statistics.median(times[key]), outs[key]) for key in jobs}
+
+
 def bench(name: str, workload: Any, args: argparse.Namespace) -> list[str]:
     device = torch.device(args.device)
     model, x, y, budgets = workload
@@ -187,43 +191,40 @@ def bench(name: str, workload: Any, args: argparse.Namespace) -> list[str]:
     batch = args.batch_size or len(x)
     print(f"# {name}: n={len(x)}, batch={batch}", file=sys.stderr)
     frozen = copy.deepcopy(model).eval().requires_grad_(False)
+    peer_model = copy.deepcopy(model).eval()
     rows = []
     for label, attack, steps, extra in ATTACKS:
         if args.only and label not in args.only:
             continue
-        t_limit, _ = median_time(functools.partial(limit, frozen, x, y, steps, batch), args.repeats)
+        jobs: dict[str, Callable[[], Any]] = {
+            "limit": functools.partial(limit, frozen, x, y, steps, batch)
+        }
         for eps in (FULL_EPS, *budgets):
-            t, result = median_time(
-                functools.partial(
-                    evaluate,
-                    model,
-                    (x, y),
-                    attack,
-                    eps,
-                    batch_size=batch,
-                    device=str(device),
-                    **extra,
-                ),
-                args.repeats,
+            jobs[f"ours {eps}"] = functools.partial(
+                evaluate, model, (x, y), attack, eps, batch_size=batch, device=str(device), **extra
             )
+            for peer, run in peers(label, eps, steps).items() if eps != FULL_EPS else []:
+                jobs[f"{peer} {eps}"] = functools.partial(run_peer, run, peer_model, x, y)
+        timed = interleaved(jobs, args.repeats)
+        t_limit = timed["limit"][0]
+        for eps in (FULL_EPS, *budgets):
+            t, result = timed[f"ours {eps}"]
             shown = "1e-6 (nothing breaks)" if eps == FULL_EPS else f"{eps:.4g}"
             if eps == FULL_EPS and result.n_success:
                 shown += f" ({result.n_success} broke!)"
             cells = [name, label, shown, f"{t_limit:.3f}", f"{t:.3f}", f"{t / t_limit:.2f}"]
             cells.append(f"{result.robust_acc:.3f}")
             peer_cells = []
-            for peer, run in peers(label, eps, steps).items() if eps != FULL_EPS else []:
-                peer_model = copy.deepcopy(model).eval()
-
-                t_peer, acc = median_time(
-                    functools.partial(run_peer, run, peer_model, x, y), args.repeats
-                )
-                peer_cells.append(
-                    f"{peer}: {t_peer:.3f} s, acc {acc:.3f}, ours/peer {t / t_peer:.2f}"
-                )
+            for key, (t_peer, acc) in timed.items():
+                peer, _, peer_eps = key.rpartition(" ")
+                if peer not in ("limit", "ours") and peer_eps == str(eps):
+                    peer_cells.append(
+                        f"{peer}: {t_peer:.3f} s, acc {acc:.3f}, ours/peer {t / t_peer:.2f}"
+                    )
             cells.append("; ".join(peer_cells) or "-")
             rows.append("| " + " | ".join(cells) + " |")
-            print(rows[-1], file=sys.stderr) if args.verbose else None
+            if args.verbose:
+                print(rows[-1], file=sys.stderr)
     return rows
 
 

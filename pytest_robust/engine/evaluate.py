@@ -25,6 +25,7 @@ from pytest_robust.engine.cache import EvaluationCache
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.data import check_bounds
 from pytest_robust.engine.device import resolve_device
+from pytest_robust.engine.early import early_verdict
 from pytest_robust.engine.fingerprint import model_fingerprint
 from pytest_robust.engine.guard import borrowed
 from pytest_robust.engine.passes import Passes
@@ -84,6 +85,11 @@ def run_check(
         raise RobustConfigError(
             f"model is a {type(model).__name__}; it must be a torch.nn.Module returning logits"
         )
+    if spec.decide_early and not spec.thresholds:
+        raise RobustConfigError(
+            "decide_early=True needs a threshold to decide (min_acc, max_success, max_drop or "
+            "max_confidence); without one, drop decide_early"
+        )
     threat = ThreatModel(spec.eps, spec.norm, spec.bounds)
     members = _build_members(spec, threat)
     forward = functools.partial(_forward, model, output=spec.output)
@@ -112,11 +118,32 @@ def run_check(
         # A sample already at its target is not attacked (and can never be a success).
         attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
         passes = Passes(samples, keep_adversarial)
-        for name, attack in members:
-            # Worst case per sample: each attack works only on samples none before it broke.
-            todo = attacked & ~passes.success
-            passes.run(name, attack, forward, todo, targets, device, dtype, spec)
+        n, decided = len(samples), None
+        order = attacked.nonzero().squeeze(1)
+        for start in range(0, len(order), spec.batch_size):
+            batch = order[start : start + spec.batch_size]
+            for name, attack in members:
+                # Worst case per sample: each attack works only on samples none before it broke.
+                ids = batch[~passes.success[batch]]
+                passes.run(name, attack, forward, ids, targets, device, dtype, spec.seed)
+            if spec.decide_early:
+                # Every sample up to the batch's last one is processed (the others in
+                # between were not attacked).
+                done = n if start + spec.batch_size >= len(order) else int(batch[-1]) + 1
+                verdict = early_verdict(
+                    spec.thresholds,
+                    clean_correct[:done],
+                    (clean_correct & ~passes.misclassified)[:done],
+                    passes.success[:done],
+                    attacked[:done],
+                    passes.max_confidence(),
+                )
+                if verdict is not None and done < n:
+                    decided, n = {"verdict": verdict, "after": done, "of": len(samples)}, done
+                    break
     robust = clean_correct & ~passes.misclassified
+    if decided is not None:  # the result covers the samples evaluated, a prefix of the data
+        clean_correct, robust, attacked = clean_correct[:n], robust[:n], attacked[:n]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return RobustnessResult(
@@ -128,7 +155,7 @@ def run_check(
         targeted=targets is not None,
         clean_correct=_bits(clean_correct),
         robust=_bits(robust),
-        success=_bits(passes.success),
+        success=_bits(passes.success[:n]),
         attacked=_bits(attacked),
         thresholds=dict(spec.thresholds),
         seed=spec.seed,
@@ -137,8 +164,8 @@ def run_check(
         data_fingerprint=samples.fingerprint,
         model_fingerprint=fingerprint,
         provenance=dict(spec.provenance),
-        details=passes.details(members),
-        adversarial=passes.adversarial,
+        details={**passes.details(members), **({"decided_early": decided} if decided else {})},
+        adversarial=passes.adversarial[:n] if passes.adversarial is not None else None,
     )
 
 

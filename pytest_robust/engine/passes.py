@@ -16,7 +16,6 @@ from pytest_robust.attacks import Attack
 from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.engine.data import Samples
-from pytest_robust.spec import Spec
 
 
 class Passes:
@@ -37,42 +36,44 @@ class Passes:
         name: str,
         attack: Attack,
         forward: Callable[[torch.Tensor], torch.Tensor],
-        todo: torch.Tensor,
+        ids: torch.Tensor,
         targets: torch.Tensor | None,
         device: torch.device,
         dtype: torch.dtype,
-        spec: Spec,
+        seed: int,
     ) -> None:
-        """Attack the `todo` samples in batches and record what the re-verification sees."""
+        """Attack the samples `ids` (one batch, indices into the data) and record what the
+        re-verification sees."""
         labels = self.samples.y.cpu()
         threat = attack.threat
-        order = todo.nonzero().squeeze(1)
-        broken = 0
-        for start in range(0, len(order), spec.batch_size):
-            ids = order[start : start + spec.batch_size]
-            x = self.samples.x[ids.to(self.samples.x.device)].to(device=device, dtype=dtype)
-            y = labels[ids].to(device)
-            t = targets[ids].to(device) if targets is not None else None
-            x_adv = attack.run(AttackBatch(forward, x, y, t, ids.to(device), spec.seed))
-            _check_inside(attack, x_adv, x, threat)
-            with torch.no_grad():
-                logits = forward(x_adv)
-            # A non-finite output on an input inside the threat model counts as broken.
-            pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
-            hit = pred == t.cpu() if t is not None else pred != labels[ids]
-            # Non-finite outputs count as broken, with full confidence.
-            confidence = logits.float().softmax(dim=1).amax(dim=1).nan_to_num(1.0).cpu()
-            hit &= confidence >= attack.min_confidence
-            self.confidences.append(confidence[hit])
-            self.success[ids] |= hit
-            self.misclassified[ids] |= pred != labels[ids]
-            self.sizes.append(threat.distance(x_adv, x).cpu()[hit])
-            broken += int(hit.sum())
-            if self.adversarial is not None:
-                # Keep the breaking point; a sample nobody broke keeps its last point.
-                keep = hit | ~self.success[ids]
-                self.adversarial[ids[keep]] = x_adv.cpu().to(self.adversarial.dtype)[keep]
-        self.broken_by[name] = broken
+        self.broken_by.setdefault(name, 0)
+        if len(ids) == 0:
+            return
+        x = self.samples.x[ids.to(self.samples.x.device)].to(device=device, dtype=dtype)
+        y = labels[ids].to(device)
+        t = targets[ids].to(device) if targets is not None else None
+        x_adv = attack.run(AttackBatch(forward, x, y, t, ids.to(device), seed))
+        _check_inside(attack, x_adv, x, threat)
+        with torch.no_grad():
+            logits = forward(x_adv)
+        # A non-finite output on an input inside the threat model counts as broken.
+        pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
+        hit = pred == t.cpu() if t is not None else pred != labels[ids]
+        # Non-finite outputs count as broken, with full confidence.
+        confidence = logits.float().softmax(dim=1).amax(dim=1).nan_to_num(1.0).cpu()
+        hit &= confidence >= attack.min_confidence
+        self.confidences.append(confidence[hit])
+        self.success[ids] |= hit
+        self.misclassified[ids] |= pred != labels[ids]
+        self.sizes.append(threat.distance(x_adv, x).cpu()[hit])
+        self.broken_by[name] += int(hit.sum())
+        if self.adversarial is not None:
+            # Keep the breaking point; a sample nobody broke keeps its last point.
+            keep = hit | ~self.success[ids]
+            self.adversarial[ids[keep]] = x_adv.cpu().to(self.adversarial.dtype)[keep]
+
+    def max_confidence(self) -> float:
+        return max((float(c.max()) for c in self.confidences if c.numel()), default=0.0)
 
     def details(self, members: list[tuple[str, Attack]]) -> dict[str, Any]:
         sizes = torch.cat(self.sizes) if self.sizes else torch.zeros(0)

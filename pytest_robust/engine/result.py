@@ -168,9 +168,15 @@ class RobustnessResult:
 
     def failure_message(self) -> str:
         """One line for a failed gate: what was measured, against what, on how many samples."""
+        decided = self.details.get("decided_early")
+        early = (
+            f"; decided early after the first {decided['after']} of {decided['of']} samples"
+            if decided
+            else ""
+        )
         return (
             "; ".join(self.threshold_failures())
-            + f" under {self.describe_attack()}; clean_acc {self.clean_acc:.3f}"
+            + f" under {self.describe_attack()}; clean_acc {self.clean_acc:.3f}{early}"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,6 +34,12 @@ def _params(record: Mapping[str, Any]) -> str:
     return " ".join([record["norm"], *items])
 
 
+def _n(record: Mapping[str, Any]) -> str:
+    """n, or 'n/N early' when decide_early stopped after the first n of N samples."""
+    decided = record.get("details", {}).get("decided_early")
+    return f"{record['n']}/{decided['of']} early" if decided else str(record["n"])
+
+
 def format_table(records: Sequence[Mapping[str, Any]], detailed: bool = False) -> list[str]:
     """Rows aligned in columns; `detailed` adds the attack parameters and the time."""
     header = ["test", "attack", "eps", "n", "clean", "robust [95% CI]", "threshold", "status"]
@@ -48,7 +54,7 @@ def format_table(records: Sequence[Mapping[str, Any]], detailed: bool = False) -
             name,
             r["attack"] + (" (targeted)" if r["targeted"] else ""),
             f"{r['eps']:g}",
-            str(r["n"]),
+            _n(r),
             f"{r['clean_acc']:.3f}",
             f"{r['robust_acc']:.3f} [{lo:.3f}, {hi:.3f}]",
             _threshold(r),
