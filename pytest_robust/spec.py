@@ -55,6 +55,11 @@ COMMON_PARAMS: dict[str, Param] = {
         "output", None, optional=True, doc="how to get logits from a tuple/dict model output"
     ),
     "model": Param(str, "robust_model", doc="name of the fixture that gives the model"),
+    "amp": Param(
+        bool,
+        False,
+        doc="CUDA mixed precision for the attack; float32 re-verification of every result",
+    ),
     "decide_early": Param(
         bool,
         False,
@@ -115,6 +120,7 @@ class Spec:
     data: str
     provenance: Mapping[str, str] = field(default_factory=dict)
     decide_early: bool = False
+    amp: bool = False
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -329,6 +335,7 @@ def resolve(
         model=values.pop("model"),
         data=values.pop("data"),
         decide_early=values.pop("decide_early"),
+        amp=values.pop("amp"),
         attack_params=values,
         provenance=provenance,
     )

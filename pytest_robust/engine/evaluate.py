@@ -28,6 +28,9 @@ from pytest_robust.engine.device import resolve_device
 from pytest_robust.engine.early import early_verdict
 from pytest_robust.engine.fingerprint import model_fingerprint
 from pytest_robust.engine.guard import borrowed
+from pytest_robust.engine.memory import OUT_OF_MEMORY
+from pytest_robust.engine.memory import BackOff
+from pytest_robust.engine.memory import mixed_precision
 from pytest_robust.engine.passes import Passes
 from pytest_robust.engine.result import RobustnessResult
 from pytest_robust.engine.targets import describe
@@ -107,8 +110,9 @@ def run_check(
         dtype = _input_dtype(model, samples.x.dtype)
         key = (fingerprint, samples.fingerprint, str(device), describe(spec.output))
         clean = cache.clean_logits(key)
+        backoff = BackOff(spec.batch_size)
         if clean is None:
-            clean = _clean_logits(forward, samples, device, dtype, spec.batch_size)
+            clean = _clean_logits(forward, samples, device, dtype, backoff)
             cache.store_clean_logits(key, clean)
         labels = samples.y.cpu()
         clean_correct = clean.argmax(dim=1) == labels
@@ -117,7 +121,8 @@ def run_check(
             targets = resolve_targets(spec.target, clean, labels, spec.seed)
         # A sample already at its target is not attacked (and can never be a success).
         attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
-        passes = Passes(samples, keep_adversarial)
+        attack_forward, amp_note = mixed_precision(forward, device, spec.amp)
+        passes = Passes(samples, keep_adversarial, backoff)
         n, decided = len(samples), None
         order = attacked.nonzero().squeeze(1)
         for start in range(0, len(order), spec.batch_size):
@@ -125,7 +130,9 @@ def run_check(
             for name, attack in members:
                 # Worst case per sample: each attack works only on samples none before it broke.
                 ids = batch[~passes.success[batch]]
-                passes.run(name, attack, forward, ids, targets, device, dtype, spec.seed)
+                passes.run(
+                    name, attack, attack_forward, forward, ids, targets, device, dtype, spec.seed
+                )
             if spec.decide_early:
                 # Every sample up to the batch's last one is processed (the others in
                 # between were not attacked).
@@ -164,7 +171,12 @@ def run_check(
         data_fingerprint=samples.fingerprint,
         model_fingerprint=fingerprint,
         provenance=dict(spec.provenance),
-        details={**passes.details(members), **({"decided_early": decided} if decided else {})},
+        details={
+            **passes.details(members),
+            **backoff.details(),
+            **({"amp": amp_note} if spec.amp else {}),
+            **({"decided_early": decided} if decided else {}),
+        },
         adversarial=passes.adversarial[:n] if passes.adversarial is not None else None,
     )
 
@@ -236,6 +248,8 @@ def _input_dtype(model: torch.nn.Module, default: torch.dtype) -> torch.dtype:
 def _forward(model: torch.nn.Module, x: torch.Tensor, output: Any = None) -> torch.Tensor:
     try:
         out = model(x)
+    except OUT_OF_MEMORY:
+        raise  # handled by the batch-size back-off
     except RuntimeError as exc:
         raise RobustConfigError(
             f"model failed on a batch of inputs of shape {tuple(x.shape)} ({x.dtype}, "
@@ -285,14 +299,14 @@ def _clean_logits(
     samples: Samples,
     device: torch.device,
     dtype: torch.dtype,
-    batch_size: int,
+    backoff: BackOff,
 ) -> torch.Tensor:
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, len(samples), batch_size):
-            x = samples.x[start : start + batch_size].to(device=device, dtype=dtype)
-            chunks.append(model(x).float().cpu())
-    logits = torch.cat(chunks)
+    def logits_of(ids: torch.Tensor) -> torch.Tensor:
+        x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
+        with torch.no_grad():
+            return model(x).float().cpu()
+
+    logits = torch.cat(backoff.map(logits_of, torch.arange(len(samples))))
     bad = ~torch.isfinite(logits).all(dim=1)
     if bool(bad.any()):
         first = int(bad.nonzero()[0])

@@ -7,6 +7,7 @@ sample: a later pass only gets the samples earlier ones left unbroken.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,13 +17,15 @@ from pytest_robust.attacks import Attack
 from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.engine.data import Samples
+from pytest_robust.engine.memory import BackOff
 
 
 class Passes:
     """Per-sample bookkeeping over one or more attack passes, in data order."""
 
-    def __init__(self, samples: Samples, keep_adversarial: bool) -> None:
+    def __init__(self, samples: Samples, keep_adversarial: bool, backoff: BackOff) -> None:
         n = len(samples)
+        self.backoff = backoff
         self.samples = samples
         self.success = torch.zeros(n, dtype=torch.bool)
         self.misclassified = torch.zeros(n, dtype=torch.bool)
@@ -35,6 +38,7 @@ class Passes:
         self,
         name: str,
         attack: Attack,
+        attack_forward: Callable[[torch.Tensor], torch.Tensor],
         forward: Callable[[torch.Tensor], torch.Tensor],
         ids: torch.Tensor,
         targets: torch.Tensor | None,
@@ -42,17 +46,34 @@ class Passes:
         dtype: torch.dtype,
         seed: int,
     ) -> None:
-        """Attack the samples `ids` (one batch, indices into the data) and record what the
-        re-verification sees."""
+        """Attack the samples `ids` (one batch, indices into the data) with `attack_forward`
+        (mixed precision when asked for) and record what the float32 re-verification by
+        `forward` sees."""
+        self.broken_by.setdefault(name, 0)
+        work = functools.partial(
+            self._attack, name, attack, attack_forward, forward, targets, device, dtype, seed
+        )
+        self.backoff.map(work, ids)
+
+    def _attack(
+        self,
+        name: str,
+        attack: Attack,
+        attack_forward: Callable[[torch.Tensor], torch.Tensor],
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        targets: torch.Tensor | None,
+        device: torch.device,
+        dtype: torch.dtype,
+        seed: int,
+        ids: torch.Tensor,
+    ) -> None:
+        """One batch; nothing is recorded unless it completes (so it can be retried)."""
         labels = self.samples.y.cpu()
         threat = attack.threat
-        self.broken_by.setdefault(name, 0)
-        if len(ids) == 0:
-            return
         x = self.samples.x[ids.to(self.samples.x.device)].to(device=device, dtype=dtype)
         y = labels[ids].to(device)
         t = targets[ids].to(device) if targets is not None else None
-        x_adv = attack.run(AttackBatch(forward, x, y, t, ids.to(device), seed))
+        x_adv = attack.run(AttackBatch(attack_forward, x, y, t, ids.to(device), seed))
         _check_inside(attack, x_adv, x, threat)
         with torch.no_grad():
             logits = forward(x_adv)
