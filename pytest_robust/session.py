@@ -6,6 +6,8 @@ One per pytest run, kept in `config.stash`. Torch is imported only when a check 
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from argparse import ArgumentTypeError
 from collections.abc import Mapping
 from pathlib import Path
@@ -133,6 +135,10 @@ class RobustSession:
         spec = dataclasses.replace(spec, attack_params={**spec.attack_params, **models})
         if self._cache is None:
             self._cache = EvaluationCache()
+        if self.launched_ranks() > 1:  # under torchrun: shard each check over the ranks
+            from pytest_robust.engine.distributed import join_launched_group
+
+            join_launched_group()
         try:
             return run_check(model, data, spec, cache=self._cache)
         except RobustConfigError as error:
@@ -160,7 +166,23 @@ class RobustSession:
     # --- results and reports (hooks: this object is registered as a plugin) -------------
 
     def is_worker(self) -> bool:
-        return hasattr(self.config, "workerinput")
+        """An xdist worker, or a rank other than 0 under torchrun: it neither prints the
+        summary nor writes reports (rank 0 holds the same, full results)."""
+        return hasattr(self.config, "workerinput") or os.environ.get("RANK", "0") != "0"
+
+    @staticmethod
+    def launched_ranks() -> int:
+        """WORLD_SIZE as set by torchrun (1 when not launched by it)."""
+        try:
+            return int(os.environ.get("WORLD_SIZE", "1"))
+        except ValueError:
+            return 1
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.launched_ranks() > 1 and "torch" in sys.modules:
+            from pytest_robust.engine.distributed import leave_group
+
+            leave_group()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record: Mapping[str, Any] | None = getattr(report, REPORT_KEY, None)

@@ -25,6 +25,10 @@ from pytest_robust.engine.cache import EvaluationCache
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.data import check_bounds
 from pytest_robust.engine.device import resolve_device
+from pytest_robust.engine.distributed import gather_rows
+from pytest_robust.engine.distributed import rank_device
+from pytest_robust.engine.distributed import shard
+from pytest_robust.engine.distributed import world
 from pytest_robust.engine.early import early_verdict
 from pytest_robust.engine.fingerprint import model_fingerprint
 from pytest_robust.engine.guard import borrowed
@@ -93,13 +97,21 @@ def run_check(
             "decide_early=True needs a threshold to decide (min_acc, max_success, max_drop or "
             "max_confidence); without one, drop decide_early"
         )
+    rank, world_size = world()
+    if spec.decide_early and world_size > 1:
+        raise RobustConfigError(
+            "decide_early=True stops after a prefix of the data, which a sharded (torch."
+            "distributed) evaluation does not process in order; drop decide_early there"
+        )
     threat = ThreatModel(spec.eps, spec.norm, spec.bounds)
     members = _build_members(spec, threat)
     forward = functools.partial(_forward, model, output=spec.output)
-    device = resolve_device(spec.device)
+    device = rank_device(resolve_device(spec.device))
     cache = cache if cache is not None else EvaluationCache()
     samples = cache.samples(data, spec.max_samples)
     check_bounds(samples, spec.bounds)
+    # This rank's contiguous shard of the samples (all of them in a single process).
+    first, stop = shard(len(samples), rank, world_size)
 
     started = time.perf_counter()
     fingerprint = model_fingerprint(model)
@@ -112,7 +124,11 @@ def run_check(
         clean = cache.clean_logits(key)
         backoff = BackOff(spec.batch_size)
         if clean is None:
-            clean = _clean_logits(forward, samples, device, dtype, backoff)
+            ids = torch.arange(first, stop)
+            clean = _clean_logits(forward, samples, ids, device, dtype, backoff)
+            if world_size > 1:
+                clean = gather_rows(clean)
+            _check_logits(clean, samples.y)
             cache.store_clean_logits(key, clean)
         labels = samples.y.cpu()
         clean_correct = clean.argmax(dim=1) == labels
@@ -124,7 +140,7 @@ def run_check(
         attack_forward, amp_note = mixed_precision(forward, device, spec.amp)
         passes = Passes(samples, keep_adversarial, backoff)
         n, decided = len(samples), None
-        order = attacked.nonzero().squeeze(1)
+        order = attacked[first:stop].nonzero().squeeze(1) + first
         for start in range(0, len(order), spec.batch_size):
             batch = order[start : start + spec.batch_size]
             for name, attack in members:
@@ -143,11 +159,13 @@ def run_check(
                     (clean_correct & ~passes.misclassified)[:done],
                     passes.success[:done],
                     attacked[:done],
-                    passes.max_confidence(),
+                    passes.max_confidence(done),
                 )
                 if verdict is not None and done < n:
                     decided, n = {"verdict": verdict, "after": done, "of": len(samples)}, done
                     break
+        if world_size > 1:
+            passes.share()
     robust = clean_correct & ~passes.misclassified
     if decided is not None:  # the result covers the samples evaluated, a prefix of the data
         clean_correct, robust, attacked = clean_correct[:n], robust[:n], attacked[:n]
@@ -172,10 +190,11 @@ def run_check(
         model_fingerprint=fingerprint,
         provenance=dict(spec.provenance),
         details={
-            **passes.details(members),
+            **passes.details(members, n),
             **backoff.details(),
             **({"amp": amp_note} if spec.amp else {}),
             **({"decided_early": decided} if decided else {}),
+            **({"world_size": world_size} if world_size > 1 else {}),
         },
         adversarial=passes.adversarial[:n] if passes.adversarial is not None else None,
     )
@@ -297,16 +316,27 @@ def _select_output(out: Any, output: Any) -> torch.Tensor:
 def _clean_logits(
     model: Callable[[torch.Tensor], torch.Tensor],
     samples: Samples,
+    ids: torch.Tensor,
     device: torch.device,
     dtype: torch.dtype,
     backoff: BackOff,
 ) -> torch.Tensor:
-    def logits_of(ids: torch.Tensor) -> torch.Tensor:
-        x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
+    """Clean logits (float32, on the CPU) for all samples; only the rows of `ids` are
+    computed here (the others are this rank's zeros, filled in by the other ranks)."""
+
+    def logits_of(piece: torch.Tensor) -> torch.Tensor:
+        x = samples.x[piece.to(samples.x.device)].to(device=device, dtype=dtype)
         with torch.no_grad():
             return model(x).float().cpu()
 
-    logits = torch.cat(backoff.map(logits_of, torch.arange(len(samples))))
+    # A rank with an empty shard still runs one sample, to learn the number of classes.
+    computed = torch.cat(backoff.map(logits_of, ids if len(ids) else torch.arange(1)))
+    logits = torch.zeros((len(samples), computed.shape[1]))
+    logits[ids] = computed[: len(ids)]
+    return logits
+
+
+def _check_logits(logits: torch.Tensor, labels: torch.Tensor) -> None:
     bad = ~torch.isfinite(logits).all(dim=1)
     if bool(bad.any()):
         first = int(bad.nonzero()[0])
@@ -315,7 +345,6 @@ def _clean_logits(
             f"inputs (first: sample {first}); fix the model or the data before attacking it"
         )
     classes = logits.shape[1]
-    labels = samples.y
     if int(labels.min()) < 0 or int(labels.max()) >= classes:
         raise RobustConfigError(
             f"data: labels range over [{int(labels.min())}, {int(labels.max())}] but the model "
@@ -329,4 +358,3 @@ def _clean_logits(
             ProbabilityOutputWarning,
             stacklevel=3,
         )
-    return logits

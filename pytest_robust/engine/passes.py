@@ -17,6 +17,8 @@ from pytest_robust.attacks import Attack
 from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.engine.data import Samples
+from pytest_robust.engine.distributed import gather_rows
+from pytest_robust.engine.distributed import sum_counts
 from pytest_robust.engine.memory import BackOff
 
 
@@ -30,8 +32,9 @@ class Passes:
         self.success = torch.zeros(n, dtype=torch.bool)
         self.misclassified = torch.zeros(n, dtype=torch.bool)
         self.broken_by: dict[str, int] = {}
-        self.sizes: list[torch.Tensor] = []
-        self.confidences: list[torch.Tensor] = []
+        # Per sample, NaN unless an attack succeeded: its perturbation size and confidence.
+        self.sizes = torch.full((n,), float("nan"))
+        self.confidences = torch.full((n,), float("nan"))
         self.adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
 
     def run(
@@ -83,23 +86,36 @@ class Passes:
         # Non-finite outputs count as broken, with full confidence.
         confidence = logits.float().softmax(dim=1).amax(dim=1).nan_to_num(1.0).cpu()
         hit &= confidence >= attack.min_confidence
-        self.confidences.append(confidence[hit])
+        self.confidences[ids[hit]] = confidence[hit]
         self.success[ids] |= hit
         self.misclassified[ids] |= pred != labels[ids]
-        self.sizes.append(threat.distance(x_adv, x).cpu()[hit])
+        self.sizes[ids[hit]] = threat.distance(x_adv, x).float().cpu()[hit]
         self.broken_by[name] += int(hit.sum())
         if self.adversarial is not None:
             # Keep the breaking point; a sample nobody broke keeps its last point.
             keep = hit | ~self.success[ids]
             self.adversarial[ids[keep]] = x_adv.cpu().to(self.adversarial.dtype)[keep]
 
-    def max_confidence(self) -> float:
-        return max((float(c.max()) for c in self.confidences if c.numel()), default=0.0)
+    def max_confidence(self, upto: int) -> float:
+        found = self.confidences[:upto]
+        return float(found.nan_to_num(0.0).max()) if len(found) else 0.0
 
-    def details(self, members: list[tuple[str, Attack]]) -> dict[str, Any]:
-        sizes = torch.cat(self.sizes) if self.sizes else torch.zeros(0)
-        details = _perturbation_sizes(sizes)
-        confidences = torch.cat(self.confidences) if self.confidences else torch.zeros(0)
+    def share(self) -> None:
+        """Across the ranks of a process group: every rank's shard, assembled on every rank
+        (each rank attacked only its own shard)."""
+        self.success = gather_rows(self.success)
+        self.misclassified = gather_rows(self.misclassified)
+        self.sizes = gather_rows(self.sizes)
+        self.confidences = gather_rows(self.confidences)
+        if self.adversarial is not None:
+            self.adversarial = gather_rows(self.adversarial)
+        names = list(self.broken_by)
+        self.broken_by = dict(zip(names, sum_counts(list(self.broken_by.values())), strict=True))
+
+    def details(self, members: list[tuple[str, Attack]], upto: int) -> dict[str, Any]:
+        sizes, confidences = self.sizes[:upto], self.confidences[:upto]
+        details = _perturbation_sizes(sizes[~sizes.isnan()])
+        confidences = confidences[~confidences.isnan()]
         details["confidence"] = (
             {"max": float(confidences.max()), "mean": float(confidences.mean())}
             if confidences.numel()
