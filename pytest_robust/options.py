@@ -12,6 +12,7 @@ SEED_OPTION = "--robust-seed"
 MAX_SAMPLES_OPTION = "--robust-max-samples"
 BATCH_SIZE_OPTION = "--robust-batch-size"
 REPORT_OPTION = "--robust-report"
+CACHE_OPTION = "--robust-cache"
 
 # (option, ini key, metavar, parser, help)
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -99,6 +100,14 @@ def add_options(parser: pytest.Parser) -> None:
         type=parse_report,
         help="report what was measured: 'term' (the full table, the default when given "
         "bare) or 'json:PATH'. Repeatable",
+    )
+    group.addoption(
+        CACHE_OPTION,
+        dest="robust_cache",
+        action="store_true",
+        default=False,
+        help="reuse a check's result from pytest's cache when the model weights, data, "
+        "attack parameters, seed, device and versions are unchanged (the report says so)",
     )
     parser.addini("robust_device", "device for attacks (see --robust-device)", default="")
     parser.addini("robust_seed", "base seed (see --robust-seed)", default="")

@@ -6,6 +6,7 @@ One per pytest run, kept in `config.stash`. Torch is imported only when a check 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import sys
 from argparse import ArgumentTypeError
@@ -51,9 +52,28 @@ DATA_HOWTO = (
 )
 
 
+class _PytestCache:
+    """config.cache (plain JSON files under .pytest_cache) as run_check's result store."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        assert config.cache is not None
+        self.cache = config.cache
+
+    def get(self, key: str) -> Any:
+        return self.cache.get(key, None)
+
+    def set(self, key: str, value: Any) -> None:
+        self.cache.set(key, value)
+
+
 class RobustSession:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        if config.getoption("robust_cache") and getattr(config, "cache", None) is None:
+            raise pytest.UsageError(
+                "pytest-robust: --robust-cache keeps results in pytest's cache, which is "
+                "disabled (-p no:cacheprovider); enable it or drop --robust-cache"
+            )
         self.cli = {name: config.getoption(f"robust_{name}") for name in RUN_SETTINGS}
         self.ini: dict[str, Any] = {}
         for name in RUN_SETTINGS:
@@ -140,7 +160,7 @@ class RobustSession:
 
             join_launched_group()
         try:
-            return run_check(model, data, spec, cache=self._cache)
+            return run_check(model, data, spec, cache=self._cache, **self._reuse(request))
         except RobustConfigError as error:
             message = str(error)
         # Failed outside the except block, so no chained traceback is printed.
@@ -149,6 +169,13 @@ class RobustSession:
         elif message.startswith("model"):
             message = f"fixture {spec.model!r}: {message}"
         pytest.fail(message, pytrace=False)
+
+    def _reuse(self, request: pytest.FixtureRequest) -> dict[str, Any]:
+        """run_check's store and slot for --robust-cache: one slot per test in pytest's cache."""
+        if not self.config.getoption("robust_cache"):
+            return {}
+        digest = hashlib.blake2b(request.node.nodeid.encode(), digest_size=12).hexdigest()
+        return {"store": _PytestCache(self.config), "slot": f"robust/results/{digest}"}
 
     @staticmethod
     def _fixture(request: pytest.FixtureRequest, name: str, role: str) -> Any:

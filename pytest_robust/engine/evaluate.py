@@ -37,6 +37,10 @@ from pytest_robust.engine.memory import BackOff
 from pytest_robust.engine.memory import mixed_precision
 from pytest_robust.engine.passes import Passes
 from pytest_robust.engine.result import RobustnessResult
+from pytest_robust.engine.reuse import ResultStore
+from pytest_robust.engine.reuse import load
+from pytest_robust.engine.reuse import result_key
+from pytest_robust.engine.reuse import save
 from pytest_robust.engine.targets import describe
 from pytest_robust.engine.targets import resolve_targets
 from pytest_robust.errors import ProbabilityOutputWarning
@@ -86,8 +90,15 @@ def run_check(
     *,
     cache: EvaluationCache | None = None,
     keep_adversarial: bool = False,
+    store: ResultStore | None = None,
+    slot: str = "",
 ) -> RobustnessResult:
-    """Run a resolved Spec. The model comes back exactly as it was, also on error."""
+    """Run a resolved Spec. The model comes back exactly as it was, also on error.
+
+    With a `store` (--robust-cache), a result stored in `slot` by an earlier run with the
+    same model weights, data, parameters, seed, device and versions is returned without
+    running the model; a new result is stored there.
+    """
     if not isinstance(model, torch.nn.Module):
         raise RobustConfigError(
             f"model is a {type(model).__name__}; it must be a torch.nn.Module returning logits"
@@ -115,6 +126,12 @@ def run_check(
 
     started = time.perf_counter()
     fingerprint = model_fingerprint(model)
+    reuse_key = None
+    if store is not None and world_size == 1 and not keep_adversarial:
+        reuse_key = result_key(spec, fingerprint, samples.fingerprint, device)
+        stored = load(store, slot, reuse_key, spec) if reuse_key else None
+        if stored is not None:
+            return stored
     with contextlib.ExitStack() as borrowing:
         borrowing.enter_context(borrowed(model, device))
         for other in _models_in(members):  # e.g. transfer surrogates
@@ -171,7 +188,7 @@ def run_check(
         clean_correct, robust, attacked = clean_correct[:n], robust[:n], attacked[:n]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return RobustnessResult(
+    result = RobustnessResult(
         attack="+".join(name for name, _ in members),
         eps=spec.eps,
         norm=spec.norm,
@@ -198,6 +215,9 @@ def run_check(
         },
         adversarial=passes.adversarial[:n] if passes.adversarial is not None else None,
     )
+    if store is not None and reuse_key:
+        save(store, slot, reuse_key, result)
+    return result
 
 
 def _build_members(spec: Spec, threat: ThreatModel) -> list[tuple[str, Attack]]:

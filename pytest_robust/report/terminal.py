@@ -58,7 +58,7 @@ def format_table(records: Sequence[Mapping[str, Any]], detailed: bool = False) -
             f"{r['clean_acc']:.3f}",
             f"{r['robust_acc']:.3f} [{lo:.3f}, {hi:.3f}]",
             _threshold(r),
-            r["row_status"],
+            r["row_status"] + (" (cached)" if r.get("details", {}).get("cached") else ""),
         ]
         if detailed:
             row[2:2] = [_params(r)]

@@ -29,9 +29,7 @@ class AutocastRecorder(torch.nn.Module):
         return out
 
 
-def test_amp_attacks_in_low_precision_and_verifies_in_float32(
-    digits_cnn, digits_data, monkeypatch
-):
+def test_amp_attacks_in_low_precision_and_verifies_in_float32(digits_cnn, digits_data, monkeypatch):
     monkeypatch.setitem(memory.AMP_DTYPES, "cpu", torch.bfloat16)
     model = AutocastRecorder(digits_cnn)
     result = evaluate(model, digits_data, amp=True, **KW)
