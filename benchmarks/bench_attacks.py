@@ -230,12 +230,12 @@ def bench(name: str, workload: Any, args: argparse.Namespace) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads; 0 = torch default")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=0, help="default: all samples at once")
     parser.add_argument("--digits-n", type=int, default=450)
-    parser.add_argument("--resnet-n", type=int, default=64)
+    parser.add_argument("--resnet-n", type=int, default=32)
     parser.add_argument("--workloads", default="digits,resnet18")
     parser.add_argument("--verbose", action="store_true", help="rows to stderr as they finish")
     parser.add_argument("--only", nargs="*", help="attack labels to run, e.g. PGD-10")
