@@ -155,7 +155,7 @@ def run_check(
         # A sample already at its target is not attacked (and can never be a success).
         attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
         attack_forward, amp_note = mixed_precision(forward, device, spec.amp)
-        passes = Passes(samples, keep_adversarial, backoff)
+        passes = Passes(samples, [name for name, _ in members], keep_adversarial, backoff)
         n, decided = len(samples), None
         order = attacked[first:stop].nonzero().squeeze(1) + first
         for start in range(0, len(order), spec.batch_size):

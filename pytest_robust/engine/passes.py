@@ -25,15 +25,17 @@ from pytest_robust.engine.memory import BackOff
 class Passes:
     """Per-sample bookkeeping over one or more attack passes, in data order."""
 
-    def __init__(self, samples: Samples, keep_adversarial: bool, backoff: BackOff) -> None:
+    def __init__(
+        self, samples: Samples, names: list[str], keep_adversarial: bool, backoff: BackOff
+    ) -> None:
         n = len(samples)
         self.backoff = backoff
         self.samples = samples
         self.success = torch.zeros(n, dtype=torch.bool)
         self.misclassified = torch.zeros(n, dtype=torch.bool)
-        self.broken_by: dict[str, int] = {}
+        self.broken_by = dict.fromkeys(names, 0)
         # Per sample, NaN unless an attack succeeded: its perturbation size and confidence.
-        self.sizes = torch.full((n,), float("nan"))
+        self.sizes = torch.full((n,), float("nan"), dtype=torch.float64)
         self.confidences = torch.full((n,), float("nan"))
         self.adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
 
@@ -52,7 +54,6 @@ class Passes:
         """Attack the samples `ids` (one batch, indices into the data) with `attack_forward`
         (mixed precision when asked for) and record what the float32 re-verification by
         `forward` sees."""
-        self.broken_by.setdefault(name, 0)
         work = functools.partial(
             self._attack, name, attack, attack_forward, forward, targets, device, dtype, seed
         )
@@ -89,7 +90,7 @@ class Passes:
         self.confidences[ids[hit]] = confidence[hit]
         self.success[ids] |= hit
         self.misclassified[ids] |= pred != labels[ids]
-        self.sizes[ids[hit]] = threat.distance(x_adv, x).float().cpu()[hit]
+        self.sizes[ids[hit]] = threat.distance(x_adv, x).double().cpu()[hit]
         self.broken_by[name] += int(hit.sum())
         if self.adversarial is not None:
             # Keep the breaking point; a sample nobody broke keeps its last point.
