@@ -36,6 +36,7 @@ from pytest_robust.engine.memory import OUT_OF_MEMORY
 from pytest_robust.engine.memory import BackOff
 from pytest_robust.engine.memory import mixed_precision
 from pytest_robust.engine.passes import Passes
+from pytest_robust.engine.passes import Setting
 from pytest_robust.engine.result import RobustnessResult
 from pytest_robust.engine.reuse import ResultStore
 from pytest_robust.engine.reuse import load
@@ -155,36 +156,33 @@ def run_check(
         # A sample already at its target is not attacked (and can never be a success).
         attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
         attack_forward, amp_note = mixed_precision(forward, device, spec.amp)
-        passes = Passes(samples, [name for name, _ in members], keep_adversarial, backoff)
-        n, decided = len(samples), None
+        setting = Setting(attack_forward, forward, targets, device, dtype, spec.seed)
+        names = [name for name, _ in members]
+        passes = Passes(samples, setting, names, keep_adversarial, backoff)
+
+        def decide(m: int) -> str | None:
+            """The verdict of the thresholds on the first m samples, if already settled."""
+            robust = clean_correct & ~passes.misclassified
+            return early_verdict(
+                spec.thresholds,
+                clean_correct[:m],
+                robust[:m],
+                passes.success[:m],
+                attacked[:m],
+                passes.max_confidence(m),
+            )
+
         order = attacked[first:stop].nonzero().squeeze(1) + first
-        for start in range(0, len(order), spec.batch_size):
-            batch = order[start : start + spec.batch_size]
-            for name, attack in members:
-                # Worst case per sample: each attack works only on samples none before it broke.
-                ids = batch[~passes.success[batch]]
-                passes.run(
-                    name, attack, attack_forward, forward, ids, targets, device, dtype, spec.seed
-                )
-            if spec.decide_early:
-                # Every sample up to the batch's last one is processed (the others in
-                # between were not attacked).
-                done = n if start + spec.batch_size >= len(order) else int(batch[-1]) + 1
-                verdict = early_verdict(
-                    spec.thresholds,
-                    clean_correct[:done],
-                    (clean_correct & ~passes.misclassified)[:done],
-                    passes.success[:done],
-                    attacked[:done],
-                    passes.max_confidence(done),
-                )
-                if verdict is not None and done < n:
-                    decided, n = {"verdict": verdict, "after": done, "of": len(samples)}, done
-                    break
+        stopped = passes.attack_in_order(
+            members, order, spec.batch_size, decide if spec.decide_early else None
+        )
         if world_size > 1:
             passes.share()
     robust = clean_correct & ~passes.misclassified
-    if decided is not None:  # the result covers the samples evaluated, a prefix of the data
+    n, decided = len(samples), None
+    if stopped is not None:  # the result covers the samples evaluated, a prefix of the data
+        n, verdict = stopped
+        decided = {"verdict": verdict, "after": n, "of": len(samples)}
         clean_correct, robust, attacked = clean_correct[:n], robust[:n], attacked[:n]
     if device.type == "cuda":
         torch.cuda.synchronize(device)

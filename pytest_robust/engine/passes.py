@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,13 +23,31 @@ from pytest_robust.engine.distributed import sum_counts
 from pytest_robust.engine.memory import BackOff
 
 
+@dataclass(frozen=True)
+class Setting:
+    """What every attack pass of one check shares."""
+
+    attack_forward: Callable[[torch.Tensor], torch.Tensor]  # mixed precision when asked for
+    forward: Callable[[torch.Tensor], torch.Tensor]  # float32, for the re-verification
+    targets: torch.Tensor | None
+    device: torch.device
+    dtype: torch.dtype
+    seed: int
+
+
 class Passes:
     """Per-sample bookkeeping over one or more attack passes, in data order."""
 
     def __init__(
-        self, samples: Samples, names: list[str], keep_adversarial: bool, backoff: BackOff
+        self,
+        samples: Samples,
+        setting: Setting,
+        names: list[str],
+        keep_adversarial: bool,
+        backoff: BackOff,
     ) -> None:
         n = len(samples)
+        self.setting = setting
         self.backoff = backoff
         self.samples = samples
         self.success = torch.zeros(n, dtype=torch.bool)
@@ -39,48 +58,49 @@ class Passes:
         self.confidences = torch.full((n,), float("nan"))
         self.adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
 
-    def run(
+    def attack_in_order(
         self,
-        name: str,
-        attack: Attack,
-        attack_forward: Callable[[torch.Tensor], torch.Tensor],
-        forward: Callable[[torch.Tensor], torch.Tensor],
-        ids: torch.Tensor,
-        targets: torch.Tensor | None,
-        device: torch.device,
-        dtype: torch.dtype,
-        seed: int,
-    ) -> None:
-        """Attack the samples `ids` (one batch, indices into the data) with `attack_forward`
-        (mixed precision when asked for) and record what the float32 re-verification by
-        `forward` sees."""
-        work = functools.partial(
-            self._attack, name, attack, attack_forward, forward, targets, device, dtype, seed
-        )
-        self.backoff.map(work, ids)
+        members: list[tuple[str, Attack]],
+        order: torch.Tensor,
+        batch_size: int,
+        decide: Callable[[int], str | None] | None = None,
+    ) -> tuple[int, str] | None:
+        """Attack the samples `order` (ascending indices) batch by batch, every member on a
+        batch before the next batch (worst case per sample: a member gets only the samples
+        none before it broke). With `decide`, after each batch: decide(m) for the prefix
+        of the first m samples, all processed; (m, verdict) when it stopped there."""
+        n = len(self.samples)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            for name, attack in members:
+                self.run(name, attack, batch[~self.success[batch]])
+            # Every sample up to the batch's last one is processed (those in between were
+            # not attacked).
+            done = n if start + batch_size >= len(order) else int(batch[-1]) + 1
+            verdict = decide(done) if decide is not None and done < n else None
+            if verdict is not None:
+                return done, verdict
+        return None
 
-    def _attack(
-        self,
-        name: str,
-        attack: Attack,
-        attack_forward: Callable[[torch.Tensor], torch.Tensor],
-        forward: Callable[[torch.Tensor], torch.Tensor],
-        targets: torch.Tensor | None,
-        device: torch.device,
-        dtype: torch.dtype,
-        seed: int,
-        ids: torch.Tensor,
-    ) -> None:
+    def run(self, name: str, attack: Attack, ids: torch.Tensor) -> None:
+        """Attack the samples `ids` (one batch, indices into the data) and record what the
+        float32 re-verification sees; in smaller pieces after an out-of-memory error."""
+        self.backoff.map(functools.partial(self._attack, name, attack), ids)
+
+    def _attack(self, name: str, attack: Attack, ids: torch.Tensor) -> None:
         """One batch; nothing is recorded unless it completes (so it can be retried)."""
+        setting = self.setting
         labels = self.samples.y.cpu()
         threat = attack.threat
-        x = self.samples.x[ids.to(self.samples.x.device)].to(device=device, dtype=dtype)
+        device, targets = setting.device, setting.targets
+        x = self.samples.x[ids.to(self.samples.x.device)].to(device=device, dtype=setting.dtype)
         y = labels[ids].to(device)
         t = targets[ids].to(device) if targets is not None else None
-        x_adv = attack.run(AttackBatch(attack_forward, x, y, t, ids.to(device), seed))
+        batch = AttackBatch(setting.attack_forward, x, y, t, ids.to(device), setting.seed)
+        x_adv = attack.run(batch)
         _check_inside(attack, x_adv, x, threat)
         with torch.no_grad():
-            logits = forward(x_adv)
+            logits = setting.forward(x_adv)
         # A non-finite output on an input inside the threat model counts as broken.
         pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
         hit = pred == t.cpu() if t is not None else pred != labels[ids]
