@@ -149,9 +149,10 @@ def peers(label: str, eps: float, steps: int) -> dict[str, Callable[..., torch.T
     if PyTorchClassifier is not None:
 
         def run_art(m: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            gpu = "gpu" if x.device.type == "cuda" else "cpu"  # ART's name for CUDA
             clf = PyTorchClassifier(
                 m, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                nb_classes=10, clip_values=(0.0, 1.0), device_type=x.device.type,
+                nb_classes=10, clip_values=(0.0, 1.0), device_type=gpu,
             )  # fmt: skip
             if label == "FGSM":
                 atk: Any = FastGradientMethod(clf, eps=eps, batch_size=len(x))
