@@ -4,6 +4,7 @@ writes reports."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -131,3 +132,15 @@ def test_torchrun_pytest_matches_one_process_and_only_rank_zero_reports(
         record["provenance"] = ranks[0]["provenance"]  # marker vs argument: not a number
         assert ranks[0] == ranks[1] == json.loads(json.dumps(record))
         assert record["n"] == 450 and "1" in record["success"]
+
+
+def test_shards_are_contiguous_cover_the_data_and_differ_by_at_most_one():
+    from pytest_robust.engine.distributed import shard
+
+    for n in (0, 1, 3, 450, 451):
+        for size in (1, 2, 3, 8):
+            bounds = [shard(n, rank, size) for rank in range(size)]
+            assert bounds[0][0] == 0 and bounds[-1][1] == n
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+            lengths = [stop - start for start, stop in bounds]
+            assert max(lengths) - min(lengths) <= 1
