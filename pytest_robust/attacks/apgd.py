@@ -227,8 +227,10 @@ class APGD(Attack):
                     break
             # Unbroken samples keep their highest-loss point over all restarts.
             better = run.loss_max > best_loss[run.active]
-            out[run.active[better]] = run.x_max[better]
-            best_loss[run.active[better]] = run.loss_max[better]
+            kept = torch.where(_rows(better, run.x_max), run.x_max, out[run.active])
+            out.index_copy_(0, run.active, kept)
+            kept_loss = torch.where(better, run.loss_max, best_loss[run.active])
+            best_loss.index_copy_(0, run.active, kept_loss)
         return out
 
     def _checkpoint(self, run: _Run, interval: int) -> None:
