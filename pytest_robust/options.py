@@ -15,6 +15,7 @@ REPORT_OPTION = "--robust-report"
 SANITY_OPTION = "--robust-sanity"
 SANITY_LEVELS = ("off", "cheap", "full")
 SELFTEST_OPTION = "--robust-selftest"
+CACHE_OPTION = "--robust-cache"
 
 # (option, ini key, metavar, parser, help)
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -129,6 +130,14 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="run the known-answer self-test of every registered attack (or of the "
         "comma-separated ATTACKS) instead of the tests; one line per attack, exit 1 on a FAIL",
+    )
+    group.addoption(
+        CACHE_OPTION,
+        dest="robust_cache",
+        action="store_true",
+        default=False,
+        help="reuse a check's result from pytest's cache when the model weights, data, "
+        "attack parameters, seed, device and versions are unchanged (the report says so)",
     )
     parser.addini("robust_device", "device for attacks (see --robust-device)", default="")
     parser.addini("robust_seed", "base seed (see --robust-seed)", default="")
