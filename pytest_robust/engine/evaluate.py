@@ -35,6 +35,7 @@ from pytest_robust.engine.cache import EvaluationCache
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.data import check_bounds
 from pytest_robust.engine.device import resolve_device
+from pytest_robust.engine.examples import Example
 from pytest_robust.engine.fingerprint import model_fingerprint
 from pytest_robust.engine.guard import borrowed
 from pytest_robust.engine.memory import CounterexampleMemory
@@ -59,6 +60,7 @@ def evaluate(
     cache: EvaluationCache | None = None,
     keep_adversarial: bool = False,
     memory: CounterexampleMemory | None = None,
+    keep_examples: int = 0,
     **params: Any,
 ) -> RobustnessResult:
     """Attack `model` on `data` and measure what survives.
@@ -71,6 +73,7 @@ def evaluate(
     `check="gradients"` measures input gradients instead of attacking (no attack, no eps);
     `check="masking"` adds the full gradient-masking diagnosis to the attack.
     `memory` keeps counterexamples between calls (attacks that replay them try them first).
+    `keep_examples=k` keeps the k most confidently fooled samples in `result.examples`.
     `eps` is required by eps-ball attacks and refused by the others (transform, noise).
     """
     if isinstance(params.get("target"), list):  # no expansion here: a per-sample list
@@ -86,7 +89,13 @@ def evaluate(
         kwargs, attack_params(kwargs["attack"], registered_attacks(), kwargs), case_where="argument"
     )
     return run_check(
-        model, data, spec, cache=cache, keep_adversarial=keep_adversarial, memory=memory
+        model,
+        data,
+        spec,
+        cache=cache,
+        keep_adversarial=keep_adversarial,
+        memory=memory,
+        keep_examples=keep_examples,
     )
 
 
@@ -98,8 +107,12 @@ def run_check(
     cache: EvaluationCache | None = None,
     keep_adversarial: bool = False,
     memory: CounterexampleMemory | None = None,
+    keep_examples: int = 0,
 ) -> RobustnessResult:
-    """Run a resolved Spec. The model comes back exactly as it was, also on error."""
+    """Run a resolved Spec. The model comes back exactly as it was, also on error.
+
+    `keep_examples=k` keeps the k successful adversarial inputs the model is most confident
+    about in `result.examples` (for the HTML report's pictures; no extra forward pass)."""
     if not isinstance(model, torch.nn.Module):
         raise RobustConfigError(
             f"model is a {type(model).__name__}; it must be a torch.nn.Module returning logits"
@@ -139,6 +152,7 @@ def run_check(
             # Nothing is attacked: every clean-correct sample stays robust.
             targets, attacked, robust, adversarial = None, clean_correct, clean_correct, None
             success = torch.zeros_like(clean_correct)
+            examples: list[Example] = []
         else:
             targets = members[0][1].choose_targets(clean, labels) if members else None
             if spec.target is not None:
@@ -156,7 +170,7 @@ def run_check(
                     )
                 )
                 cache.store_sanity_flags(sanity_key, flags)
-            passes = Passes(samples, keep_adversarial)
+            passes = Passes(samples, keep_adversarial, keep_examples)
             for name, attack in members:
                 if memory is not None:
                     attack.recall(memory.load(name, samples.fingerprint))
@@ -168,6 +182,7 @@ def run_check(
                     memory.save(name, samples.fingerprint, remembered)
             success, robust = passes.success, clean_correct & ~passes.misclassified
             details, adversarial = passes.details(members), passes.adversarial
+            examples = passes.examples.with_clean(clean)
     flags = [*flags, *train_mode_flag(was_training)]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -193,6 +208,7 @@ def run_check(
         check=spec.check if spec.check == "gradients" else None,
         allow_masking=spec.allow_masking,
         adversarial=adversarial,
+        examples=examples,
     )
     if _full_diagnosis(spec, members):
         result = _diagnosed(model, data, spec, result, members, clean.shape[1], cache)

@@ -16,13 +16,14 @@ from pytest_robust.attacks import Attack
 from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.engine.data import Samples
+from pytest_robust.engine.examples import TopExamples
 from pytest_robust.spec import Spec
 
 
 class Passes:
     """Per-sample bookkeeping over one or more attack passes, in data order."""
 
-    def __init__(self, samples: Samples, keep_adversarial: bool) -> None:
+    def __init__(self, samples: Samples, keep_adversarial: bool, keep_examples: int = 0) -> None:
         n = len(samples)
         self.samples = samples
         self.success = torch.zeros(n, dtype=torch.bool)
@@ -31,6 +32,7 @@ class Passes:
         self.sizes: list[torch.Tensor] = []
         self.confidences: list[torch.Tensor] = []
         self.adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
+        self.examples = TopExamples(keep_examples)
 
     def run(
         self,
@@ -68,6 +70,7 @@ class Passes:
             self.misclassified[ids] |= pred != labels[ids]
             self.sizes.append(threat.distance(x_adv, x).cpu()[hit])
             broken += int(hit.sum())
+            self.examples.offer(ids, x, x_adv, labels[ids], pred, confidence, hit)
             if self.adversarial is not None:
                 # Keep the breaking point; a sample nobody broke keeps its last point.
                 keep = hit | ~self.success[ids]
