@@ -208,7 +208,7 @@ def run_check(
         check=spec.check if spec.check == "gradients" else None,
         allow_masking=spec.allow_masking,
         adversarial=adversarial,
-        examples=examples,
+        examples=tuple(examples),
     )
     if _full_diagnosis(spec, members):
         result = _diagnosed(model, data, spec, result, members, clean.shape[1], cache)

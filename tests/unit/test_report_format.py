@@ -1,0 +1,63 @@
+"""Pure report formatting: the delta slot, flag notes, Markdown cell escaping, picture
+helpers. No pytest run needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_robust.report.markdown import build_markdown
+from pytest_robust.report.markdown import code
+from pytest_robust.report.terminal import format_full
+
+
+def record(nodeid: str, **extra: Any) -> dict[str, Any]:
+    base = {
+        "nodeid": nodeid,
+        "attack": "pgd",
+        "targeted": False,
+        "params": {"steps": 10},
+        "norm": "linf",
+        "eps": 0.1,
+        "n": 100,
+        "clean_acc": 0.99,
+        "robust_acc": 0.8,
+        "ci95": [0.71, 0.87],
+        "thresholds": {"min_acc": 0.75},
+        "row_status": "pass",
+        "duration_s": 1.5,
+        "details": {},
+    }
+    return {**base, **extra}
+
+
+def test_delta_shows_dash_until_a_baseline_was_compared() -> None:
+    """Catches a delta printed without a baseline, or the baseline's delta not shown."""
+    rows = format_full(
+        [
+            record("t.py::test_a[x]"),
+            record("t.py::test_a[y]", baseline={"robust_acc": 0.812, "delta": -0.012}),
+        ]
+    )
+    header, function, first, second = (line for line, _ in rows)
+    assert "delta" in header.split()
+    assert function == "t.py::test_a"
+    assert first.split()[-3] == "-" and second.split()[-3] == "-0.012"
+    assert [kind for _, kind in rows] == ["header", "function", "pass", "pass"]
+
+
+def test_flags_become_note_lines_under_their_row() -> None:
+    flag = {"name": "softmax_saturation", "severity": "masking", "message": "m", "fix": "f"}
+    rows = format_full([record("t.py::test_a", details={"flags": [flag]}), record("t.py::test_b")])
+    lines = [line for line, _ in rows]
+    assert lines[3] == "      ! masking: softmax_saturation: m — fix: f"
+    assert lines[4] == "t.py::test_b"
+
+
+def test_markdown_cells_never_break_the_table_or_carry_markup() -> None:
+    """Catches a pipe in a test id splitting a row into extra columns, and raw HTML."""
+    assert code("t.py::test[a|b]") == "t.py::test[a\\|b]"
+    assert code("t.py::test[`<b>`]") == "t.py::test[`&lt;b&gt;`]"
+    text = build_markdown([record("t.py::test[a|<b>]")], {}, {}, None)
+    row = next(line for line in text.splitlines() if line.startswith("| t.py"))
+    assert row.replace("\\|", "").count("|") == 10
+    assert "<b>" not in text
