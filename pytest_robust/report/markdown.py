@@ -65,10 +65,11 @@ def build_markdown(
             attack = r["attack"] + (" (targeted)" if r["targeted"] else "")
             eps = f"{r['eps']:g}" if r["eps"] is not None else "–"
             robust = f"**{r['robust_acc']:.3f}** [{lo:.3f}, {hi:.3f}]"
+            change = delta(r) if delta(r) != "-" else "–"
             lines.append(
                 f"| {code(r['nodeid'])} | {cell(attack)} | {eps} | {r['n']} | "
                 f"{r['clean_acc']:.3f} | {robust} | {cell(_threshold(r))} | "
-                f"{delta(r)} | {_status(r['row_status'])} |"
+                f"{change} | {_status(r['row_status'])} |"
             )
         flagged = [(r, f) for r in records for f in (r.get("details") or {}).get("flags") or []]
         if flagged:

@@ -114,7 +114,7 @@ def test_markdown_report_is_a_table_with_escaped_cells(rtester: pytest.Pytester)
     assert len(rows) == len(NODEIDS)
     assert (
         "| `test_r.py::test_gate` | fgsm | 0.1 | 64 | 1.000 | **0.500** [0.381, 0.619] "
-        "| min_acc ≥ 0.4 | - | ✅ pass |" in lines
+        "| min_acc ≥ 0.4 | – | ✅ pass |" in lines
     )
     # Inside a code span markup is shown as text; nowhere else does it appear raw.
     assert text.count("<script>") == 1
