@@ -57,9 +57,12 @@ class TopExamples:
         """Consider the `hit` samples of one batch (all tensors indexed like the batch)."""
         if self.k <= 0 or not bool(hit.any()):
             return
-        rows = hit.nonzero().squeeze(1).tolist()
+        rows = hit.nonzero().squeeze(1)
+        # Only the batch's own k best can enter (stable sort: ties keep data order).
+        order = torch.sort(confidences[rows].float().cpu(), descending=True, stable=True).indices
+        rows_list = rows[order[: self.k]].tolist()
         floor = self._floor()
-        for row in rows:
+        for row in rows_list:
             key = (float(confidences[row]), -int(ids[row]))
             if len(self.kept) >= self.k and key <= floor:
                 continue

@@ -77,14 +77,18 @@ def _groups(records: Sequence[Mapping[str, Any]], pictures: Any) -> list[dict[st
     grouped: dict[str, list[Mapping[str, Any]]] = {}
     for function, record in zip(functions, records, strict=True):
         grouped.setdefault(function, []).append(record)
-    return [
-        {
-            "name": names[function],
-            "rows": [_row(r, pictures) for r in mine],
-            "curve": pictures.eps_curve(mine) if len(mine) > 1 else None,
-        }
-        for function, mine in grouped.items()
-    ]
+    groups = []
+    for function, mine in grouped.items():
+        curve = pictures.sweep_curve(mine) if len(mine) > 1 else None
+        groups.append(
+            {
+                "name": names[function],
+                "rows": [_row(r, pictures) for r in mine],
+                "curve": curve[1] if curve else None,
+                "swept": curve[0] if curve else None,
+            }
+        )
+    return groups
 
 
 def _row(r: Mapping[str, Any], pictures: Any) -> dict[str, Any]:

@@ -117,31 +117,52 @@ def _vector_rows(items: Sequence[Mapping[str, Any]]) -> str:
     return _png(figure)
 
 
-def eps_curve(records: Sequence[Mapping[str, Any]]) -> str | None:
-    """Robust accuracy (with its 95% interval) against eps, for the cases of one test that
-    differ in eps; None with fewer than two eps values."""
-    points = sorted((r["eps"], r) for r in records if r.get("eps") is not None)
-    if len({eps for eps, _ in points}) < 2:
+def sweep_key(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """What the cases of one test vary: 'eps', else a numeric attack parameter (noise's
+    sigma, ...); None when there is no such sweep."""
+    if len({r.get("eps") for r in records if r.get("eps") is not None}) >= 2:
+        return "eps"
+    for key in records[0]["params"] if records else ():
+        values = [r["params"].get(key) for r in records]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if numeric and len(set(values)) >= 2:
+            return str(key)
+    return None
+
+
+def _value(record: Mapping[str, Any], key: str) -> float:
+    return float(record["eps"] if key == "eps" else record["params"][key])
+
+
+def sweep_curve(records: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(swept name, PNG) of robust accuracy (with its 95% interval) against eps, or against
+    the attack parameter the cases sweep; None when they sweep nothing."""
+    key = sweep_key(records)
+    if key is None:
         return None
+    points = sorted(
+        ((_value(r, key), r) for r in records if key != "eps" or r.get("eps") is not None),
+        key=lambda p: p[0],
+    )
     figure = Figure(figsize=(5.0, 3.0), layout="constrained")
     ax = figure.subplots()
     for attack in dict.fromkeys(r["attack"] for _, r in points):
-        mine = [(eps, r) for eps, r in points if r["attack"] == attack]
-        eps = [e for e, _ in mine]
+        mine = [(x, r) for x, r in points if r["attack"] == attack]
+        xs = [x for x, _ in mine]
         acc = [r["robust_acc"] for _, r in mine]
         low = [r["robust_acc"] - r["ci95"][0] for _, r in mine]
         high = [r["ci95"][1] - r["robust_acc"] for _, r in mine]
-        ax.errorbar(eps, acc, yerr=[low, high], marker="o", capsize=3, label=attack)
-    floors = [(e, r["thresholds"]["min_acc"]) for e, r in points if "min_acc" in r["thresholds"]]
+        ax.errorbar(xs, acc, yerr=[low, high], marker="o", capsize=3, label=attack)
+    floors = [(x, r["thresholds"]["min_acc"]) for x, r in points if "min_acc" in r["thresholds"]]
     if floors:
-        xs, ys = zip(*floors, strict=True)
-        ax.scatter(xs, ys, marker="_", s=300, color="k", label="min_acc")
-    ax.set_xlabel("eps")
+        fx, fy = zip(*floors, strict=True)
+        ax.scatter(fx, fy, marker="_", s=300, color="k", label="min_acc")
+    ax.set_xlabel(key)
     ax.set_ylabel("robust accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(figure)
+    return key, _png(figure)
 
 
 def gradient_histogram(stats: Mapping[str, Any]) -> str | None:

@@ -61,3 +61,22 @@ def test_markdown_cells_never_break_the_table_or_carry_markup() -> None:
     row = next(line for line in text.splitlines() if line.startswith("| t.py"))
     assert row.replace("\\|", "").count("|") == 10
     assert "<b>" not in text
+
+
+def test_the_curve_follows_what_the_cases_sweep() -> None:
+    """Catches a curve drawn for a test whose cases differ in nothing numeric, or missing
+    for a noise sweep (eps None, sigma varies)."""
+    from pytest_robust.report.pictures import sweep_curve
+    from pytest_robust.report.pictures import sweep_key
+
+    by_eps = [record("t.py::a[x]", eps=0.1), record("t.py::a[y]", eps=0.3)]
+    noise = [
+        record("t.py::n[x]", eps=None, attack="noise", params={"sigma": 0.1, "draws": 1}),
+        record("t.py::n[y]", eps=None, attack="noise", params={"sigma": 0.2, "draws": 1}),
+    ]
+    same = [record("t.py::s[x]"), record("t.py::s[y]")]
+    assert sweep_key(by_eps) == "eps"
+    assert sweep_key(noise) == "sigma"
+    assert sweep_key(same) is None and sweep_curve(same) is None
+    swept, png = sweep_curve(noise) or ("", "")
+    assert swept == "sigma" and png.startswith("data:image/png;base64,")
