@@ -80,3 +80,40 @@ def test_the_curve_follows_what_the_cases_sweep() -> None:
     assert sweep_key(same) is None and sweep_curve(same) is None
     swept, png = sweep_curve(noise) or ("", "")
     assert swept == "sigma" and png.startswith("data:image/png;base64,")
+
+
+def test_markdown_lists_flags_under_the_table() -> None:
+    flag = {"name": "softmax_saturation", "severity": "masking", "message": "m", "fix": "f"}
+    text = build_markdown([record("t.py::a", details={"flags": [flag]})], {}, {}, None)
+    assert "**Sanity flags**" in text
+    assert "- ⚠️ `t.py::a`: masking `softmax_saturation`: m. Fix: f" in text
+
+
+def test_html_shows_flags_as_text_and_draws_image_examples() -> None:
+    """Catches a flag message rendered as markup, and image-shaped samples (grey and RGB)
+    that fail to draw."""
+    import torch
+
+    from pytest_robust.engine.examples import Example
+    from pytest_robust.engine.examples import encode
+    from pytest_robust.report.html import build_html
+
+    flag = {
+        "name": "x",
+        "severity": "masking",
+        "message": "<img src=x onerror=alert(1)>",
+        "fix": "f",
+    }
+    grey = encode([Example(0, torch.rand(1, 8, 8), torch.rand(1, 8, 8), 1, 2, 0.9, 1, 0.8)], (0, 1))
+    rgb = encode([Example(0, torch.rand(3, 120, 90), torch.rand(3, 120, 90), 1, 2, 0.9)], (0, 1))
+    assert rgb["shape"] == [3, 110, 83]  # averaged down to at most 96 * 96 pixels for display
+    page = build_html(
+        [
+            record("t.py::a", details={"flags": [flag]}, examples=grey),
+            record("t.py::b", examples=rgb),
+        ],
+        [("torch", "2")],
+        "0.1",
+    )
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count('alt="most confidently fooled samples"') == 2
