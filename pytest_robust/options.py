@@ -19,7 +19,7 @@ CACHE_OPTION = "--robust-cache"
 
 # (option, ini key, metavar, parser, help)
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-REPORT_TYPES = ("term", "json")
+REPORT_TYPES = ("term", "json", "md", "html")
 
 
 def parse_device(value: str) -> str:
@@ -62,7 +62,8 @@ def parse_report(value: str) -> str:
     kind, _, dest = value.partition(":")
     if kind not in REPORT_TYPES:
         raise argparse.ArgumentTypeError(
-            f"{value!r}: report type must be one of {', '.join(REPORT_TYPES)} (term, or json:PATH)"
+            f"{value!r}: report type must be one of {', '.join(REPORT_TYPES)} "
+            "(term, json[:PATH], md[:PATH], html[:PATH])"
         )
     if kind == "term" and dest:
         raise argparse.ArgumentTypeError(f"{value!r}: the term report takes no destination")
@@ -119,7 +120,8 @@ def add_options(parser: pytest.Parser) -> None:
         const="term",
         type=parse_report,
         help="report what was measured: 'term' (the full table, the default when given "
-        "bare) or 'json:PATH'. Repeatable",
+        "bare), 'json[:PATH]', 'md[:PATH]' (no PATH: appends to $GITHUB_STEP_SUMMARY when "
+        "set) or 'html[:PATH]' (with pictures). Repeatable",
     )
     group.addoption(
         SELFTEST_OPTION,

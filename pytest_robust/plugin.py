@@ -108,6 +108,11 @@ def pytest_runtest_makereport(
         record = result.to_dict()
         record["nodeid"] = item.nodeid
         record["order"] = item.stash.get(ORDER_KEY, 0)
+        if item.config.stash[SESSION_KEY].keep_examples and result.check is None:
+            # For the HTML report's pictures: a few samples as small builtins.
+            from pytest_robust.engine.examples import encode
+
+            record["examples"] = encode(list(result.examples), result.bounds)
         setattr(report, REPORT_KEY, record)
         for key in ("attack", "eps", "n", "clean_acc", "robust_acc", "status"):
             item.user_properties.append((f"robust.{key}", record[key]))

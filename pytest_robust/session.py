@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pytest_robust.engine import RobustnessResult
 
 REPORT_KEY = "robust_result"  # attribute on the call report; travels to the xdist controller
+EXAMPLES_PER_CHECK = 4  # fooled samples pictured per check in the HTML report
 
 MODEL_HOWTO = (
     "no robust_model fixture: define one in conftest.py that returns your torch.nn.Module "
@@ -93,6 +94,9 @@ class RobustSession:
             self.reports = [parse_report(value) for value in raw_reports]
         except ArgumentTypeError as error:
             raise pytest.UsageError(f"pytest-robust: robust_report {error}") from None
+        # The HTML report shows each check's most confidently fooled samples.
+        wants_html = any(r.partition(":")[0] == "html" for r in self.reports)
+        self.keep_examples = EXAMPLES_PER_CHECK if wants_html else 0
         self.records: list[dict[str, Any]] = []
         self.written: list[Path] = []
         self._cache: EvaluationCache | None = None
@@ -166,7 +170,13 @@ class RobustSession:
             join_launched_group()
         try:
             return run_check(
-                model, data, spec, cache=self._cache, memory=memory, **self._reuse(request)
+                model,
+                data,
+                spec,
+                cache=self._cache,
+                memory=memory,
+                keep_examples=self.keep_examples,
+                **self._reuse(request),
             )
         except RobustConfigError as error:
             message = str(error)
@@ -233,15 +243,16 @@ class RobustSession:
         if self.is_worker():
             return
         self.records.sort(key=lambda r: (r["order"], r["nodeid"]))
-        for target in self.reports:
-            kind, _, dest = target.partition(":")
-            if kind == "json":
-                from pytest_robust.report.json_report import build_report
-                from pytest_robust.report.json_report import write_json
+        if any(t.partition(":")[0] != "term" for t in self.reports):
+            from pytest_robust.report.writers import write_reports
 
-                path = self.config.invocation_params.dir / (dest or "robust-report.json")
-                write_json(path, build_report(self.records, {"settings": self.describe()}))
-                self.written.append(path)
+            run = {
+                "settings": self.describe(),
+                "seed": self.setting("seed"),
+                "args": [str(a) for a in self.config.invocation_params.args],
+            }
+            root = self.config.invocation_params.dir
+            self.written += write_reports(self.reports, self.records, run, root)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker() or not (self.records or self.written):
@@ -260,8 +271,19 @@ class RobustSession:
         from pytest_robust.report.terminal import format_totals
 
         terminalreporter.write_line(f"{format_totals(self.records)} ({self.describe()})")
-        detailed = any(t.partition(":")[0] == "term" for t in self.reports)
-        header, *rows = format_table(self.records, detailed=detailed)
+        if any(t.partition(":")[0] == "term" for t in self.reports):
+            from pytest_robust.report.terminal import format_full
+
+            for line, kind in format_full(self.records):
+                terminalreporter.write_line(
+                    line,
+                    bold=kind in ("header", "function"),
+                    red=kind == "fail",
+                    green=kind == "pass",
+                    yellow=kind == "note",
+                )
+            return
+        header, *rows = format_table(self.records)
         terminalreporter.write_line(header, bold=True)
         for line, record in zip(rows, self.records, strict=True):
             status = record["row_status"]

@@ -43,6 +43,7 @@ from pytest_robust.engine.distributed import rank_device
 from pytest_robust.engine.distributed import shard
 from pytest_robust.engine.distributed import world
 from pytest_robust.engine.early import early_verdict
+from pytest_robust.engine.examples import Example
 from pytest_robust.engine.fingerprint import model_fingerprint
 from pytest_robust.engine.guard import borrowed
 from pytest_robust.engine.memory import CounterexampleMemory
@@ -72,6 +73,7 @@ def evaluate(
     cache: EvaluationCache | None = None,
     keep_adversarial: bool = False,
     memory: CounterexampleMemory | None = None,
+    keep_examples: int = 0,
     **params: Any,
 ) -> RobustnessResult:
     """Attack `model` on `data` and measure what survives.
@@ -84,6 +86,7 @@ def evaluate(
     `check="gradients"` measures input gradients instead of attacking (no attack, no eps);
     `check="masking"` adds the full gradient-masking diagnosis to the attack.
     `memory` keeps counterexamples between calls (attacks that replay them try them first).
+    `keep_examples=k` keeps the k most confidently fooled samples in `result.examples`.
     `eps` is required by eps-ball attacks and refused by the others (transform, noise).
     """
     if isinstance(params.get("target"), list):  # no expansion here: a per-sample list
@@ -99,7 +102,13 @@ def evaluate(
         kwargs, attack_params(kwargs["attack"], registered_attacks(), kwargs), case_where="argument"
     )
     return run_check(
-        model, data, spec, cache=cache, keep_adversarial=keep_adversarial, memory=memory
+        model,
+        data,
+        spec,
+        cache=cache,
+        keep_adversarial=keep_adversarial,
+        memory=memory,
+        keep_examples=keep_examples,
     )
 
 
@@ -113,12 +122,15 @@ def run_check(
     memory: CounterexampleMemory | None = None,
     store: ResultStore | None = None,
     slot: str = "",
+    keep_examples: int = 0,
 ) -> RobustnessResult:
     """Run a resolved Spec. The model comes back exactly as it was, also on error.
 
     With a `store` (--robust-cache), a result stored in `slot` by an earlier run with the
     same model weights, data, parameters, seed, device and versions is returned without
-    running the model; a new result is stored there.
+    running the model; a new result is stored there. `keep_examples=k` keeps the k
+    successful adversarial inputs the model is most confident about in `result.examples`
+    (for the HTML report's pictures; no extra forward pass).
     """
     if not isinstance(model, torch.nn.Module):
         raise RobustConfigError(
@@ -185,6 +197,7 @@ def run_check(
             # Nothing is attacked: every clean-correct sample stays robust.
             targets, attacked, robust, adversarial = None, clean_correct, clean_correct, None
             success, stopped, amp_note = torch.zeros_like(clean_correct), None, None
+            examples: list[Example] = []
         else:
             targets = members[0][1].choose_targets(clean, labels)
             if spec.target is not None:
@@ -198,7 +211,7 @@ def run_check(
             attack_forward, amp_note = mixed_precision(forward, device, spec.amp)
             setting = Setting(attack_forward, forward, targets, device, dtype, spec.seed)
             names = [name for name, _ in members]
-            passes = Passes(samples, setting, names, keep_adversarial, backoff)
+            passes = Passes(samples, setting, names, keep_adversarial, backoff, keep_examples)
 
             def decide(m: int) -> str | None:
                 """The verdict of the thresholds on the first m samples, if already settled."""
@@ -228,6 +241,7 @@ def run_check(
             success = passes.success
             robust = clean_correct & ~passes.misclassified
             adversarial = passes.adversarial
+            examples = passes.examples.with_clean(clean)
     flags = [*flags, *train_mode_flag(was_training)]
     n, decided = len(samples), None
     if stopped is not None:  # the result covers the samples evaluated, a prefix of the data
@@ -266,6 +280,7 @@ def run_check(
         check=spec.check if spec.check == "gradients" else None,
         allow_masking=spec.allow_masking,
         adversarial=adversarial[:n] if adversarial is not None else None,
+        examples=tuple(examples),
     )
     if _full_diagnosis(spec, members):
         result = _diagnosed(model, data, spec, result, members, clean.shape[1], cache)

@@ -21,6 +21,7 @@ from pytest_robust.engine.backoff import BackOff
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.distributed import gather_rows
 from pytest_robust.engine.distributed import sum_counts
+from pytest_robust.engine.examples import TopExamples
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Passes:
         names: list[str],
         keep_adversarial: bool,
         backoff: BackOff,
+        keep_examples: int = 0,
     ) -> None:
         n = len(samples)
         self.setting = setting
@@ -57,6 +59,8 @@ class Passes:
         self.sizes = torch.full((n,), float("nan"), dtype=torch.float64)
         self.confidences = torch.full((n,), float("nan"))
         self.adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
+        # The most confidently fooled samples, for the HTML report (this rank's only).
+        self.examples = TopExamples(keep_examples)
 
     def attack_in_order(
         self,
@@ -112,6 +116,7 @@ class Passes:
         self.misclassified[ids] |= pred != labels[ids]
         self.sizes[ids[hit]] = threat.distance(x_adv, x).double().cpu()[hit]
         self.broken_by[name] += int(hit.sum())
+        self.examples.offer(ids, x, x_adv, labels[ids], pred, confidence, hit)
         if self.adversarial is not None:
             # Keep the breaking point; a sample nobody broke keeps its last point.
             keep = hit | ~self.success[ids]

@@ -68,6 +68,9 @@ class RobustnessResult:
     allow_masking: bool = False
     # Adversarial inputs (all samples, clean ones where not attacked); only when asked for.
     adversarial: Any = field(default=None, compare=False, repr=False)
+    # The most confidently fooled samples (engine.examples.Example), only when asked for
+    # (run_check(keep_examples=k)); not part of to_dict().
+    examples: Any = field(default=(), compare=False, repr=False)
 
     @property
     def n(self) -> int:
@@ -225,6 +228,7 @@ class RobustnessResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("adversarial")
+        data.pop("examples")
         data["bounds"] = list(self.bounds)
         data["schema"] = SCHEMA
         data.update(
@@ -239,7 +243,7 @@ class RobustnessResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RobustnessResult:
-        names = {f for f in cls.__dataclass_fields__ if f != "adversarial"}
+        names = {f for f in cls.__dataclass_fields__ if f not in ("adversarial", "examples")}
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["bounds"] = tuple(kwargs["bounds"])
         return cls(**kwargs)

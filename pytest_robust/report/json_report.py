@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
+import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,7 +14,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pytest_robust.report.files import write_atomic
+
 SCHEMA = 1
+# Kept off the JSON report: the HTML report's pictures (base64 pixels).
+NOT_IN_JSON = ("examples",)
 
 
 def _version(package: str) -> str | None:
@@ -25,30 +28,63 @@ def _version(package: str) -> str | None:
         return None
 
 
-def build_report(records: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+def environment(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Python, platform, torch (and CUDA when torch is loaded) and the devices the checks ran on."""
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": _version("torch"),
+        "devices": sorted({str(r["device"]) for r in records if "device" in r}),
+    }
+    torch = sys.modules.get("torch")  # never imported here just to ask
+    if torch is not None:
+        env["cuda"] = getattr(torch.version, "cuda", None)
+        if any(d.startswith("cuda") for d in env["devices"]) and torch.cuda.is_available():
+            env["device_name"] = torch.cuda.get_device_name()
+    return env
+
+
+def git_commit(directory: Path, timeout: float = 5.0) -> dict[str, Any] | None:
+    """{'id': sha, 'dirty': bool} of the repository holding `directory`; None outside one
+    (or without git)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    try:
+        sha = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"id": sha, "dirty": dirty}
+
+
+def build_report(
+    records: Sequence[Mapping[str, Any]],
+    run: Mapping[str, Any],
+    commit: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    report: dict[str, Any] = {
         "schema": SCHEMA,
         "plugin_version": _version("pytest-robust"),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "torch": _version("torch"),
-        },
-        "run": dict(run),
-        "checks": [dict(r) for r in records],
+        "environment": environment(records),
     }
+    if commit is not None:
+        report["commit"] = dict(commit)
+    report["run"] = dict(run)
+    report["checks"] = [{k: v for k, v in r.items() if k not in NOT_IN_JSON} for r in records]
+    return report
 
 
 def write_json(path: Path, report: Mapping[str, Any]) -> None:
     """Write atomically: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(report, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(report, indent=2, sort_keys=False) + "\n")

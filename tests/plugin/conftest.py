@@ -25,7 +25,14 @@ from __future__ import annotations
 # in-process runs evict modules first imported inside them, so without this import
 # every in-process run would re-import (and assertion-rewrite) hypothesis: ~1.5 s each.
 import hypothesis  # noqa: F401
+
+# The same for the HTML report's packages (matplotlib, Pillow, Jinja2): a re-import of
+# matplotlib after such an eviction leaves it inconsistent ("'Figure' object has no
+# attribute 'items'"), so they are imported here, once, before any in-process run.
+import jinja2  # noqa: F401
 import pytest
+
+import pytest_robust.report.pictures  # noqa: F401
 
 WORLD = '''
 import pytest

@@ -87,21 +87,38 @@ def test_rows_of_same_named_files_in_different_directories_are_distinct(
     assert len({row.split()[0] for row in rows}) == 2, rows
 
 
-def test_bare_robust_report_adds_params_and_time_columns(rtester: pytest.Pytester) -> None:
-    """Catches --robust-report (bare, meaning 'term') not switching on the detailed table."""
-    rtester.makepyfile(test_r=SUITE)
+def test_bare_robust_report_prints_the_full_table_grouped_by_function(
+    rtester: pytest.Pytester,
+) -> None:
+    """Catches --robust-report (bare, meaning 'term') not switching on the full table: one
+    line per test function, one row per case with params, delta and time columns."""
+    rtester.makepyfile(
+        test_r=SUITE
+        + """
+
+@robust(attack="fgsm", eps=[0.03, 0.3])
+def test_curve():
+    pass
+"""
+    )
     result = rtester.runpytest("--robust-report")
-    result.assert_outcomes(passed=3, failed=1, skipped=1)
-    header, *rows = section(result)[1:]
-    columns = "test attack params eps n clean robust [95% CI] threshold status time"
+    result.assert_outcomes(passed=5, failed=1, skipped=1)
+    header, *lines = section(result)[1:]
+    columns = "case attack params eps n clean robust [95% CI] threshold delta status time"
     assert header.split() == columns.split()
     result.stdout.fnmatch_lines(
         [
-            "test_r.py::test_measured *pgd *linf steps=2 alpha=0.375 random_start=True "
-            "restarts=1 *0.3*64*measured *[0-9].[0-9][0-9]s"
+            "test_r.py::test_measured",
+            "  -  *pgd *linf steps=2 alpha=0.375 random_start=True restarts=1 *0.3*64*"
+            "measured *[0-9].[0-9][0-9]s",
+            "test_r.py::test_curve",
+            "  [[]fgsm-eps=0.03]  *fgsm*0.03*64*1.000*1.000 *-  measured *s",
+            "  [[]fgsm-eps=0.3] *fgsm*0.3*64*1.000*0.000 *-  measured *s",
         ]
     )
-    assert len(rows) == 3
+    functions = [line for line in lines if not line.startswith(" ")]
+    assert functions == [f"test_r.py::{name}" for name in (*ROWS, "test_curve")]
+    assert len(lines) == 4 + 5
 
 
 def test_json_report_is_written_and_announced(rtester: pytest.Pytester) -> None:
@@ -157,7 +174,7 @@ def test_robust_report_ini_key_writes_json(rtester: pytest.Pytester) -> None:
     assert len(json.loads((rtester.path / "ini.json").read_text())["checks"]) == 3
 
 
-@pytest.mark.parametrize("value", ["xml", "term:out.txt", "html:r.html"])
+@pytest.mark.parametrize("value", ["xml", "term:out.txt", "pdf:r.pdf"])
 def test_invalid_robust_report_is_a_usage_error(rtester: pytest.Pytester, value: str) -> None:
     """Catches an unknown report type that is accepted and silently writes nothing."""
     rtester.makepyfile("def test_plain():\n    pass\n")
