@@ -202,7 +202,15 @@ def bench(name: str, workload: Any, args: argparse.Namespace) -> list[str]:
         }
         for eps in (FULL_EPS, *budgets):
             jobs[f"ours {eps}"] = functools.partial(
-                evaluate, model, (x, y), attack, eps, batch_size=batch, device=str(device), **extra
+                evaluate,
+                model,
+                (x, y),
+                attack,
+                eps,
+                batch_size=batch,
+                device=str(device),
+                sanity=args.sanity,
+                **extra,
             )
             for peer, run in peers(label, eps, steps).items() if eps != FULL_EPS else []:
                 jobs[f"{peer} {eps}"] = functools.partial(run_peer, run, peer_model, x, y)
@@ -238,6 +246,13 @@ def main() -> None:
     parser.add_argument("--digits-n", type=int, default=450)
     parser.add_argument("--resnet-n", type=int, default=32)
     parser.add_argument("--workloads", default="digits,resnet18")
+    parser.add_argument(
+        "--sanity",
+        default="off",
+        choices=("off", "cheap"),
+        help="our sanity checks (docs/masking.md); off by default, since the peers run none: "
+        "'cheap' measures what the default flags add",
+    )
     parser.add_argument("--verbose", action="store_true", help="rows to stderr as they finish")
     parser.add_argument("--only", nargs="*", help="attack labels to run, e.g. PGD-10")
     args = parser.parse_args()
@@ -246,6 +261,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
+        f"sanity {args.sanity}, "
         f"repeats {args.repeats} (median), load average at start {load:.2f}\n"
     )
     header = (
