@@ -71,9 +71,16 @@ class RobustSession:
             self.reports = [parse_report(value) for value in raw_reports]
         except ArgumentTypeError as error:
             raise pytest.UsageError(f"pytest-robust: robust_report {error}") from None
+        # strict is a marker argument too, so it resolves like a run setting (marker first).
+        from pytest_robust.baseline_gate import strict_ini
+
+        self.cli["strict"] = config.getoption("robust_strict", None)
+        if strict_ini(config) is not None:
+            self.ini["strict"] = str(config.getini("robust_strict")).strip()
         self.records: list[dict[str, Any]] = []
         self.written: list[Path] = []
         self._cache: EvaluationCache | None = None
+        self._threads_set = False
 
     # --- settings -------------------------------------------------------------------
 
@@ -115,6 +122,8 @@ class RobustSession:
         provenance = dict(spec.provenance)
         if str(device) != str(self.setting("device")):
             provenance["device"] = "robust_device fixture"
+        elif self.is_worker():
+            device = self._worker_device(str(device), provenance)
         spec = dataclasses.replace(
             spec,
             seed=derive_seed(spec.seed, request.node.nodeid),
@@ -149,6 +158,29 @@ class RobustSession:
             message = f"fixture {spec.model!r}: {message}"
         pytest.fail(message, pytrace=False)
 
+    def _worker_device(self, device: str, provenance: dict[str, str]) -> str:
+        """Under xdist: auto spreads workers over the visible GPUs; CPU workers share the
+        cores (once per worker, at its first check, unless the user set a thread count)."""
+        import os
+
+        import torch
+
+        from pytest_robust.workers import cpu_threads
+        from pytest_robust.workers import worker_device
+
+        workerinput: dict[str, Any] = getattr(self.config, "workerinput", {})
+        if device == "auto":
+            chosen = worker_device(str(workerinput.get("workerid", "")), torch.cuda.device_count())
+            if chosen is not None:
+                provenance["device"] = f"auto, xdist worker {workerinput['workerid']}"
+                device = chosen
+        if not self._threads_set and not device.startswith(("cuda", "mps")):
+            self._threads_set = True
+            if not any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+                count = int(workerinput.get("workercount", 1))
+                torch.set_num_threads(cpu_threads(os.cpu_count() or 1, count))
+        return device
+
     @staticmethod
     def _fixture(request: pytest.FixtureRequest, name: str, role: str) -> Any:
         try:
@@ -172,6 +204,9 @@ class RobustSession:
         if record is None:
             return
         status = str(record["status"])
+        compared = (record.get("baseline") or {}).get("status")
+        if compared in ("regressed", "data changed", "spec changed"):
+            status = compared  # the baseline failed the test, whatever the threshold said
         if hasattr(report, "wasxfail"):
             status += " (xfail)"
         elif report.skipped:  # the body skipped before the gate was checked
@@ -214,4 +249,8 @@ class RobustSession:
         terminalreporter.write_line(header, bold=True)
         for line, record in zip(rows, self.records, strict=True):
             status = record["row_status"]
-            terminalreporter.write_line(line, red=status == "fail", green=status == "pass")
+            terminalreporter.write_line(
+                line,
+                red=status in ("fail", "regressed", "data changed", "spec changed"),
+                green=status == "pass",
+            )
