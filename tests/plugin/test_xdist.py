@@ -141,7 +141,7 @@ def test_threads():
 
 def section(lines: list[str], title: str) -> list[str]:
     """The lines of one `=== title ===` section of a terminal summary."""
-    start = [i for i, line in enumerate(lines) if line.strip("= ") == title][0] + 1
+    start = next(i for i, line in enumerate(lines) if line.strip("= ") == title) + 1
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("===")), len(lines))
     return lines[start:end]
 
