@@ -128,6 +128,10 @@ class BaselineGate:
                 counts[status] = counts.get(status, 0) + 1
             summary = ", ".join(f"{k} {counts[k]}" for k in sorted(counts))
             write(f"compared with {self.path}: {summary}")
+            changed = sum(bool(c.get("model_changed")) for c in comparisons)
+            if changed:
+                total = len(comparisons)
+                write(f"the model differs from the baseline's in {changed} of {total} checks")
             for record in sorted(self.records, key=_order):
                 comparison = record.get("baseline") or {}
                 if comparison.get("status") in ("regressed", "data changed", "spec changed"):
