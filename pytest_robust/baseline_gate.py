@@ -67,6 +67,12 @@ class BaselineGate:
         self.missing: list[str] = []
         self.stale: list[str] = []
 
+    def describe(self) -> str:
+        """' baseline=PATH (compare, save)' for the -v header; '' when not in use."""
+        modes = [m for m, on in (("compare", self.compare), ("save", self.save)) if on]
+        strict = " strict" if self.strict else ""
+        return f" baseline={self.path} ({', '.join(modes)}){strict}" if modes else strict
+
     # --- per test (any process) -------------------------------------------------------
 
     def check(self, record: Mapping[str, Any]) -> dict[str, Any] | None:

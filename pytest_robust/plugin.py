@@ -66,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     if config.get_verbosity() > 0:
-        return f"robust: {config.stash[SESSION_KEY].describe()}"
+        return f"robust: {config.stash[SESSION_KEY].describe()}{config.stash[GATE_KEY].describe()}"
     return None
 
 

@@ -157,11 +157,17 @@ def test_xdist_baseline_compare_junit_rows_and_threads(
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     rtester.makepyfile(test_xa=FILE_A, test_xb=FILE_B, test_xt=THREADS)
-    rtester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-k", "not threads", "--robust-baseline-save"
-    ).assert_outcomes(passed=4, failed=1)
+    saved = rtester.runpytest_subprocess(
+        *("-p", "xdist", "-n", "2", "-p", "no:cacheprovider", "-k", "not threads"),
+        "--robust-baseline-save",
+        timeout=120,
+    )
+    saved.assert_outcomes(passed=4, failed=1)
+    saved.stdout.fnmatch_lines(["baseline saved: 4 entries -> *robust-baseline.json"])
+    assert sum("baseline saved" in line for line in saved.outlines) == 1
     path = rtester.path / "robust-baseline.json"
     data = json.loads(path.read_text())
+    assert sorted(data["entries"]) == sorted(NODEIDS)
     # Pretend test_a_pass was fully robust when the baseline was saved.
     data["entries"]["test_xa.py::test_a_pass"].update(robust_acc=1.0, robust="//////////8=")
     path.write_text(json.dumps(data))
