@@ -147,10 +147,18 @@ class RobustSession:
         # leaves no cache, and nothing is remembered).
         store = getattr(self.config, "cache", None)
         memory = CounterexampleMemory(store, request.node.nodeid) if store is not None else None
+        from pytest_robust.engine.progress import reporting
+        from pytest_robust.progress_line import TerminalProgress
+
+        live = TerminalProgress.for_config(self.config, request.node.nodeid)
         try:
-            return run_check(model, data, spec, cache=self._cache, memory=memory)
+            with reporting(live):
+                return run_check(model, data, spec, cache=self._cache, memory=memory)
         except RobustConfigError as error:
             message = str(error)
+        finally:
+            if live is not None:
+                live.close()
         # Failed outside the except block, so no chained traceback is printed.
         if message.startswith("data:"):
             message = f"fixture {spec.data!r}:{message[len('data:') :]}"

@@ -15,6 +15,7 @@ import torch
 from pytest_robust.attacks import Attack
 from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
+from pytest_robust.engine import progress
 from pytest_robust.engine.data import Samples
 from pytest_robust.spec import Spec
 
@@ -72,6 +73,7 @@ class Passes:
                 # Keep the breaking point; a sample nobody broke keeps its last point.
                 keep = hit | ~self.success[ids]
                 self.adversarial[ids[keep]] = x_adv.cpu().to(self.adversarial.dtype)[keep]
+            progress.report(name, start + len(ids), len(order))
         self.broken_by[name] = broken
 
     def details(self, members: list[tuple[str, Attack]]) -> dict[str, Any]:
