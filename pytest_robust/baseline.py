@@ -208,7 +208,7 @@ def compare(
     """
     if entry is None:
         return {"status": "missing", "delta": None, "flipped": [], "message": ""}
-    if entry["data_fingerprint"] != record["data_fingerprint"]:
+    if entry["data_fingerprint"] != record["data_fingerprint"] or entry["n"] != record["n"]:
         return _refused(
             "data changed",
             f"the data differ from the baseline's (fingerprint {record['data_fingerprint'][:12]}"
