@@ -179,6 +179,8 @@ def save(path: Path, records: Iterable[Mapping[str, Any]]) -> int:
     entries = dict(load(path))
     count = 0
     for record in records:
+        if (record.get("details") or {}).get("decided_early"):
+            continue  # a prefix of the data is no baseline (see compare)
         entries[record["nodeid"]] = make_entry(record)
         count += 1
     document = {"kind": KIND, "schema": SCHEMA, "entries": dict(sorted(entries.items()))}
@@ -202,10 +204,18 @@ def compare(
 ) -> dict[str, Any]:
     """The comparison of one result with its baseline entry, JSON-safe:
 
-    status: 'ok', 'regressed', 'improved', 'missing' (no entry), 'data changed' or
-    'spec changed' (refused: the numbers would not be comparable); delta (robust_acc now
-    minus then); flipped (indices robust then, broken now); message (the failure line).
+    status: 'ok', 'regressed', 'improved', 'missing' (no entry), 'data changed',
+    'spec changed' or 'partial' (refused: the numbers would not be comparable); delta
+    (robust_acc now minus then); flipped (indices robust then, broken now); message (the
+    failure line).
     """
+    decided = (record.get("details") or {}).get("decided_early")
+    if decided:
+        return _refused(
+            "partial",
+            f"decided early after {decided['after']} of {decided['of']} samples: a partial "
+            "result is not compared with the baseline; drop decide_early=True to compare",
+        )
     if entry is None:
         return {"status": "missing", "delta": None, "flipped": [], "message": ""}
     if entry["data_fingerprint"] != record["data_fingerprint"] or entry["n"] != record["n"]:

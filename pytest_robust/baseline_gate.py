@@ -140,7 +140,12 @@ class BaselineGate:
                 write(f"the model differs from the baseline's in {changed} of {total} checks")
             for record in sorted(self.records, key=_order):
                 comparison = record.get("baseline") or {}
-                if comparison.get("status") in ("regressed", "data changed", "spec changed"):
+                if comparison.get("status") in (
+                    "regressed",
+                    "data changed",
+                    "spec changed",
+                    "partial",
+                ):
                     write(f"{comparison['status']}: {record['nodeid']}", red=True)
                 elif comparison.get("status") == "improved":
                     write(

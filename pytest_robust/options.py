@@ -22,6 +22,7 @@ BASELINE_SAVE_OPTION = "--robust-baseline-save"
 COMPARE_OPTION = "--robust-compare"
 COMPARE_FAIL_OPTION = "--robust-compare-fail"
 STRICT_OPTION = "--robust-strict"
+CACHE_OPTION = "--robust-cache"
 
 # (option, ini key, metavar, parser, help)
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -138,6 +139,14 @@ def add_options(parser: pytest.Parser) -> None:
         "comma-separated ATTACKS) instead of the tests; one line per attack, exit 1 on a FAIL",
     )
     add_baseline_options(group, parser)
+    group.addoption(
+        CACHE_OPTION,
+        dest="robust_cache",
+        action="store_true",
+        default=False,
+        help="reuse a check's result from pytest's cache when the model weights, data, "
+        "attack parameters, seed, device and versions are unchanged (the report says so)",
+    )
     parser.addini("robust_device", "device for attacks (see --robust-device)", default="")
     parser.addini("robust_seed", "base seed (see --robust-seed)", default="")
     parser.addini("robust_max_samples", "sample cap per check", default="")

@@ -9,6 +9,7 @@ one line saying how long the attack took; pytest then starts its own line afresh
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Any
 
@@ -48,6 +49,8 @@ class TerminalProgress:
     def for_config(cls, config: pytest.Config, nodeid: str) -> TerminalProgress | None:
         terminal = config.pluginmanager.getplugin("terminalreporter")
         if terminal is None or hasattr(config, "workerinput") or config.get_verbosity() < 0:
+            return None
+        if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 speaks for all
             return None
         if not terminal.isatty():
             return None

@@ -6,6 +6,9 @@ One per pytest run, kept in `config.stash`. Torch is imported only when a check 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import sys
 from argparse import ArgumentTypeError
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,9 +52,28 @@ DATA_HOWTO = (
 )
 
 
+class _PytestCache:
+    """config.cache (plain JSON files under .pytest_cache) as run_check's result store."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        assert config.cache is not None
+        self.cache = config.cache
+
+    def get(self, key: str) -> Any:
+        return self.cache.get(key, None)
+
+    def set(self, key: str, value: Any) -> None:
+        self.cache.set(key, value)
+
+
 class RobustSession:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        if config.getoption("robust_cache") and getattr(config, "cache", None) is None:
+            raise pytest.UsageError(
+                "pytest-robust: --robust-cache keeps results in pytest's cache, which is "
+                "disabled (-p no:cacheprovider); enable it or drop --robust-cache"
+            )
         self.cli = {name: config.getoption(f"robust_{name}") for name in RUN_SETTINGS}
         self.ini: dict[str, Any] = {}
         for name in RUN_SETTINGS:
@@ -122,7 +144,7 @@ class RobustSession:
         provenance = dict(spec.provenance)
         if str(device) != str(self.setting("device")):
             provenance["device"] = "robust_device fixture"
-        elif self.is_worker():
+        elif hasattr(self.config, "workerinput"):  # an xdist worker (not a torchrun rank)
             device = self._worker_device(str(device), provenance)
         spec = dataclasses.replace(
             spec,
@@ -147,13 +169,19 @@ class RobustSession:
         # leaves no cache, and nothing is remembered).
         store = getattr(self.config, "cache", None)
         memory = CounterexampleMemory(store, request.node.nodeid) if store is not None else None
+        if self.launched_ranks() > 1:  # under torchrun: shard each check over the ranks
+            from pytest_robust.engine.distributed import join_launched_group
+
+            join_launched_group()
         from pytest_robust.engine.progress import reporting
         from pytest_robust.progress_line import TerminalProgress
 
         live = TerminalProgress.for_config(self.config, request.node.nodeid)
         try:
             with reporting(live):
-                return run_check(model, data, spec, cache=self._cache, memory=memory)
+                return run_check(
+                    model, data, spec, cache=self._cache, memory=memory, **self._reuse(request)
+                )
         except RobustConfigError as error:
             message = str(error)
         finally:
@@ -189,6 +217,13 @@ class RobustSession:
                 torch.set_num_threads(cpu_threads(os.cpu_count() or 1, count))
         return device
 
+    def _reuse(self, request: pytest.FixtureRequest) -> dict[str, Any]:
+        """run_check's store and slot for --robust-cache: one slot per test in pytest's cache."""
+        if not self.config.getoption("robust_cache"):
+            return {}
+        digest = hashlib.blake2b(request.node.nodeid.encode(), digest_size=12).hexdigest()
+        return {"store": _PytestCache(self.config), "slot": f"robust/results/{digest}"}
+
     @staticmethod
     def _fixture(request: pytest.FixtureRequest, name: str, role: str) -> Any:
         try:
@@ -205,7 +240,23 @@ class RobustSession:
     # --- results and reports (hooks: this object is registered as a plugin) -------------
 
     def is_worker(self) -> bool:
-        return hasattr(self.config, "workerinput")
+        """An xdist worker, or a rank other than 0 under torchrun: it neither prints the
+        summary nor writes reports (rank 0 holds the same, full results)."""
+        return hasattr(self.config, "workerinput") or os.environ.get("RANK", "0") != "0"
+
+    @staticmethod
+    def launched_ranks() -> int:
+        """WORLD_SIZE as set by torchrun (1 when not launched by it)."""
+        try:
+            return int(os.environ.get("WORLD_SIZE", "1"))
+        except ValueError:
+            return 1
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.launched_ranks() > 1 and "torch" in sys.modules:
+            from pytest_robust.engine.distributed import leave_group
+
+            leave_group()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record: Mapping[str, Any] | None = getattr(report, REPORT_KEY, None)
@@ -213,7 +264,7 @@ class RobustSession:
             return
         status = str(record["status"])
         compared = (record.get("baseline") or {}).get("status")
-        if compared in ("regressed", "data changed", "spec changed"):
+        if compared in ("regressed", "data changed", "spec changed", "partial"):
             status = compared  # the baseline failed the test, whatever the threshold said
         if hasattr(report, "wasxfail"):
             status += " (xfail)"

@@ -97,6 +97,16 @@ COMMON_PARAMS: dict[str, Param] = {
         "output", None, optional=True, doc="how to get logits from a tuple/dict model output"
     ),
     "model": Param(str, "robust_model", doc="name of the fixture that gives the model"),
+    "amp": Param(
+        bool,
+        False,
+        doc="CUDA mixed precision for the attack; float32 re-verification of every result",
+    ),
+    "decide_early": Param(
+        bool,
+        False,
+        doc="stop once the 95% Wilson interval of the samples so far settles every threshold",
+    ),
     "data": Param(str, "robust_data", doc="name of the fixture that gives the data"),
 }
 
@@ -158,6 +168,8 @@ class Spec:
     data: str
     provenance: Mapping[str, str] = field(default_factory=dict)
     strict: bool = False  # thresholds must be cleared by the 95% interval
+    decide_early: bool = False
+    amp: bool = False
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -458,6 +470,8 @@ def resolve(
         model=values.pop("model"),
         data=values.pop("data"),
         strict=values.pop("strict"),
+        decide_early=values.pop("decide_early"),
+        amp=values.pop("amp"),
         attack_params=values,
         provenance=provenance,
     )

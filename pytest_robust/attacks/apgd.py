@@ -83,11 +83,11 @@ class _Run:
     loss_max_at_check: torch.Tensor
     halved_at_check: torch.Tensor
 
-    def keep(self, mask: torch.Tensor) -> _Run:
+    def keep(self, rows: torch.Tensor) -> _Run:
         kept: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            kept[f.name] = value[mask] if value is not None else None
+            kept[f.name] = value[rows] if value is not None else None
         return _Run(**kept)
 
 
@@ -216,18 +216,24 @@ class APGD(Attack):
                     run.grad_max = torch.where(_rows(better, x), grad, run.grad_max)
                     run.loss_max = torch.where(better, loss, run.loss_max)
                 # Keep a sample's first adversarial point and stop working on it.
-                out[run.active[broken]] = run.x[broken]
-                done[run.active[broken]] = True
+                kept = torch.where(_rows(broken, run.x), run.x, out[run.active])
+                out.index_copy_(0, run.active, kept)
+                done.index_copy_(0, run.active, done[run.active] | broken)
                 if i in marks and i < steps:
                     self._checkpoint(run, i - last_check)
                     last_check = i
-                run = run.keep(~broken)
-                if run.active.numel() == 0:
+                # One host sync per step: how many samples are still unbroken.
+                alive = (~broken).nonzero().squeeze(1)
+                if alive.numel() < len(broken):
+                    run = run.keep(alive)
+                if alive.numel() == 0:
                     break
             # Unbroken samples keep their highest-loss point over all restarts.
             better = run.loss_max > best_loss[run.active]
-            out[run.active[better]] = run.x_max[better]
-            best_loss[run.active[better]] = run.loss_max[better]
+            kept = torch.where(_rows(better, run.x_max), run.x_max, out[run.active])
+            out.index_copy_(0, run.active, kept)
+            kept_loss = torch.where(better, run.loss_max, best_loss[run.active])
+            best_loss.index_copy_(0, run.active, kept_loss)
         return out
 
     def _checkpoint(self, run: _Run, interval: int) -> None:

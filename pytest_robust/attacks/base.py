@@ -260,6 +260,7 @@ class GradientAttack(Attack):
             active = (~done).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
+            final = restart == restarts - 1
             x0 = batch.x[active]
             labels = batch.labels[active]
             targets = batch.targets[active] if batch.targets is not None else None
@@ -267,35 +268,58 @@ class GradientAttack(Attack):
             x = threat.random_point(x0, batch.seed, ids, restart) if random_start else x0
             state = self.initial_state(x0)
             for step in range(steps + 1):
+                if step == steps and final:
+                    # The engine's re-verification forward judges the last point: no
+                    # forward here (it would be the same pass twice).
+                    best.index_copy_(0, active, x)
+                    break
                 x = x.detach().requires_grad_(True)
                 with torch.enable_grad():
                     logits = batch.model(x)
                     broken = self.is_success(logits.detach(), labels, targets)
-                    last = step == steps
-                    if not last:
+                    if step < steps:
                         grad = input_gradient(self.loss(logits, labels, targets), x)
                 x = x.detach()
                 # First adversarial point found is kept; the rest keep their latest point.
-                keep_point = broken if not last else torch.ones_like(broken)
-                best[active[keep_point]] = x[keep_point]
-                done[active[broken]] = True
-                if last:
+                keep = broken if step < steps else torch.ones_like(broken)
+                best.index_copy_(0, active, torch.where(_rows(keep, x), x, best[active]))
+                done.index_copy_(0, active, done[active] | broken)
+                if step == steps:
                     break
-                alive = ~broken
-                if not bool(alive.any()):
+                # One host sync per step: how many samples are still unbroken.
+                alive = (~broken).nonzero().squeeze(1)
+                if alive.numel() == 0:
                     break
                 unit, state = self.step_direction(grad, state)
-                x = threat.project(x + alpha * unit, x0)
-                state = state[alive] if state is not None else None
-                x, x0, labels, ids, active = (
-                    x[alive],
-                    x0[alive],
-                    labels[alive],
-                    ids[alive],
-                    active[alive],
-                )
-                targets = targets[alive] if targets is not None else None
+                x = self._advance(x, alpha, unit, x0)
+                if alive.numel() < len(broken):  # drop the broken samples' rows
+                    state = state[alive] if state is not None else None
+                    x, x0, labels, ids, active = (
+                        x[alive],
+                        x0[alive],
+                        labels[alive],
+                        ids[alive],
+                        active[alive],
+                    )
+                    targets = targets[alive] if targets is not None else None
         return best
+
+    def _advance(
+        self, x: torch.Tensor, alpha: float, unit: torch.Tensor, x0: torch.Tensor
+    ) -> torch.Tensor:
+        """x + alpha * unit, projected onto the threat model around x0 (in place for L-inf)."""
+        if self.threat.norm != "linf":
+            return self.threat.project(x + alpha * unit, x0)
+        low, high = self.threat.bounds
+        # x may share memory with x0 (no random start), so the first op makes a new tensor;
+        # then clamp the step to the ball and the point to the bounds, as project() does.
+        delta = torch.add(x, unit, alpha=alpha).sub_(x0).clamp_(-self.threat.eps, self.threat.eps)
+        return delta.add_(x0).clamp_(low, high)
+
+
+def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-sample mask shaped to broadcast over `like`."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
 def input_gradient(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

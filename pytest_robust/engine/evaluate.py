@@ -31,15 +31,28 @@ from pytest_robust.checks.sanity import diagnose
 from pytest_robust.checks.sanity import gradient_loss
 from pytest_robust.checks.sanity import probability_flag
 from pytest_robust.checks.sanity import train_mode_flag
+from pytest_robust.engine.backoff import OUT_OF_MEMORY
+from pytest_robust.engine.backoff import BackOff
+from pytest_robust.engine.backoff import mixed_precision
 from pytest_robust.engine.cache import EvaluationCache
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.data import check_bounds
 from pytest_robust.engine.device import resolve_device
+from pytest_robust.engine.distributed import gather_rows
+from pytest_robust.engine.distributed import rank_device
+from pytest_robust.engine.distributed import shard
+from pytest_robust.engine.distributed import world
+from pytest_robust.engine.early import early_verdict
 from pytest_robust.engine.fingerprint import model_fingerprint
 from pytest_robust.engine.guard import borrowed
 from pytest_robust.engine.memory import CounterexampleMemory
 from pytest_robust.engine.passes import Passes
+from pytest_robust.engine.passes import Setting
 from pytest_robust.engine.result import RobustnessResult
+from pytest_robust.engine.reuse import ResultStore
+from pytest_robust.engine.reuse import load
+from pytest_robust.engine.reuse import result_key
+from pytest_robust.engine.reuse import save
 from pytest_robust.engine.targets import describe
 from pytest_robust.engine.targets import resolve_targets
 from pytest_robust.errors import ProbabilityOutputWarning
@@ -98,11 +111,29 @@ def run_check(
     cache: EvaluationCache | None = None,
     keep_adversarial: bool = False,
     memory: CounterexampleMemory | None = None,
+    store: ResultStore | None = None,
+    slot: str = "",
 ) -> RobustnessResult:
-    """Run a resolved Spec. The model comes back exactly as it was, also on error."""
+    """Run a resolved Spec. The model comes back exactly as it was, also on error.
+
+    With a `store` (--robust-cache), a result stored in `slot` by an earlier run with the
+    same model weights, data, parameters, seed, device and versions is returned without
+    running the model; a new result is stored there.
+    """
     if not isinstance(model, torch.nn.Module):
         raise RobustConfigError(
             f"model is a {type(model).__name__}; it must be a torch.nn.Module returning logits"
+        )
+    if spec.decide_early and not spec.thresholds:
+        raise RobustConfigError(
+            "decide_early=True needs a threshold to decide (min_acc, max_success, max_drop or "
+            "max_confidence); without one, drop decide_early"
+        )
+    rank, world_size = world()
+    if spec.decide_early and world_size > 1:
+        raise RobustConfigError(
+            "decide_early=True stops after a prefix of the data, which a sharded (torch."
+            "distributed) evaluation does not process in order; drop decide_early there"
         )
     threat = (
         ThreatModel(spec.eps, spec.norm, spec.bounds)
@@ -111,15 +142,23 @@ def run_check(
     )
     members = _build_members(spec, threat)
     forward = functools.partial(_forward, model, output=spec.output)
-    device = resolve_device(spec.device)
+    device = rank_device(resolve_device(spec.device))
     cache = cache if cache is not None else EvaluationCache()
     samples = cache.samples(data, spec.max_samples)
     check_bounds(samples, spec.bounds)
+    # This rank's contiguous shard of the samples (all of them in a single process).
+    first, stop = shard(len(samples), rank, world_size)
 
     started = time.perf_counter()
     fingerprint = model_fingerprint(model)
     was_training = model.training
     flags: list[Flag] = []  # copied below, never the cache's own list
+    reuse_key = None
+    if store is not None and world_size == 1 and not keep_adversarial:
+        reuse_key = result_key(spec, fingerprint, samples.fingerprint, device)
+        stored = load(store, slot, reuse_key, spec) if reuse_key else None
+        if stored is not None:
+            return stored
     with contextlib.ExitStack() as borrowing:
         borrowing.enter_context(borrowed(model, device))
         for other in _models_in(members):  # e.g. transfer surrogates
@@ -127,48 +166,82 @@ def run_check(
         dtype = _input_dtype(model, samples.x.dtype)
         key = (fingerprint, samples.fingerprint, str(device), describe(spec.output))
         clean = cache.clean_logits(key)
+        backoff = BackOff(spec.batch_size)
         if clean is None:
-            clean = _clean_logits(forward, samples, device, dtype, spec.batch_size)
+            ids = torch.arange(first, stop)
+            clean = _clean_logits(forward, samples, ids, device, dtype, backoff)
+            if world_size > 1:
+                clean = gather_rows(clean)
+            _check_logits(clean, samples.y)
             cache.store_clean_logits(key, clean)
         labels = samples.y.cpu()
         clean_correct = clean.argmax(dim=1) == labels
         if spec.check == "gradients":
-            details, flags = _gradient_check(
-                forward, samples, clean, clean_correct, device, dtype, spec
+            details, flags = backoff.retry(
+                lambda size: _gradient_check(
+                    forward, samples, clean, clean_correct, device, dtype, size
+                )
             )
             # Nothing is attacked: every clean-correct sample stays robust.
             targets, attacked, robust, adversarial = None, clean_correct, clean_correct, None
-            success = torch.zeros_like(clean_correct)
+            success, stopped, amp_note = torch.zeros_like(clean_correct), None, None
         else:
-            targets = members[0][1].choose_targets(clean, labels) if members else None
+            targets = members[0][1].choose_targets(clean, labels)
             if spec.target is not None:
                 targets = resolve_targets(spec.target, clean, labels, spec.seed)
             # A sample already at its target is not attacked (and can never be a success).
             attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
             if spec.sanity != "off":
-                sanity_key = (*key, gradient_loss(members), _bits(attacked))
-                cached = cache.sanity_flags(sanity_key)
-                flags = (
-                    cached
-                    if cached is not None
-                    else _cheap_flags(
-                        forward, samples, clean, attacked, members, device, dtype, spec
-                    )
+                flags = _sanity_flags(
+                    forward, samples, clean, attacked, members, device, dtype, backoff, cache, key
                 )
-                cache.store_sanity_flags(sanity_key, flags)
-            passes = Passes(samples, keep_adversarial)
-            for name, attack in members:
-                if memory is not None:
+            attack_forward, amp_note = mixed_precision(forward, device, spec.amp)
+            setting = Setting(attack_forward, forward, targets, device, dtype, spec.seed)
+            names = [name for name, _ in members]
+            passes = Passes(samples, setting, names, keep_adversarial, backoff)
+
+            def decide(m: int) -> str | None:
+                """The verdict of the thresholds on the first m samples, if already settled."""
+                robust = clean_correct & ~passes.misclassified
+                return early_verdict(
+                    spec.thresholds,
+                    clean_correct[:m],
+                    robust[:m],
+                    passes.success[:m],
+                    attacked[:m],
+                    passes.max_confidence(m),
+                )
+
+            if memory is not None:  # what broke samples last time is tried first
+                for name, attack in members:
                     attack.recall(memory.load(name, samples.fingerprint))
-                # Worst case per sample: each attack works only on samples none before it broke.
-                todo = attacked & ~passes.success
-                passes.run(name, attack, forward, todo, targets, device, dtype, spec)
+            order = attacked[first:stop].nonzero().squeeze(1) + first
+            stopped = passes.attack_in_order(
+                members, order, spec.batch_size, decide if spec.decide_early else None
+            )
+            if world_size > 1:
+                passes.share()
+            for name, attack in members:
                 remembered = attack.remember()
                 if memory is not None and remembered is not None:
                     memory.save(name, samples.fingerprint, remembered)
-            success, robust = passes.success, clean_correct & ~passes.misclassified
-            details, adversarial = passes.details(members), passes.adversarial
+            success = passes.success
+            robust = clean_correct & ~passes.misclassified
+            adversarial = passes.adversarial
     flags = [*flags, *train_mode_flag(was_training)]
+    n, decided = len(samples), None
+    if stopped is not None:  # the result covers the samples evaluated, a prefix of the data
+        n, verdict = stopped
+        decided = {"verdict": verdict, "after": n, "of": len(samples)}
+        clean_correct, robust, attacked = clean_correct[:n], robust[:n], attacked[:n]
+    if spec.check != "gradients":
+        details = {
+            **passes.details(members, n),
+            **backoff.details(),
+            **({"amp": amp_note} if spec.amp else {}),
+            **({"decided_early": decided} if decided else {}),
+            **({"world_size": world_size} if world_size > 1 else {}),
+        }
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     result = RobustnessResult(
@@ -180,7 +253,7 @@ def run_check(
         targeted=targets is not None,
         clean_correct=_bits(clean_correct),
         robust=_bits(robust),
-        success=_bits(success),
+        success=_bits(success[:n]),
         attacked=_bits(attacked),
         thresholds=dict(spec.thresholds),
         seed=spec.seed,
@@ -193,10 +266,12 @@ def run_check(
         check=spec.check if spec.check == "gradients" else None,
         allow_masking=spec.allow_masking,
         strict=spec.strict,
-        adversarial=adversarial,
+        adversarial=adversarial[:n] if adversarial is not None else None,
     )
     if _full_diagnosis(spec, members):
         result = _diagnosed(model, data, spec, result, members, clean.shape[1], cache)
+    if store is not None and reuse_key:
+        save(store, slot, reuse_key, result)
     return result
 
 
@@ -238,7 +313,7 @@ def _diagnosed(
     return dataclasses.replace(result, details=details, duration_s=duration)
 
 
-def _cheap_flags(
+def _sanity_flags(
     forward: Callable[[torch.Tensor], torch.Tensor],
     samples: Samples,
     clean: torch.Tensor,
@@ -246,12 +321,20 @@ def _cheap_flags(
     members: list[tuple[str, Attack]],
     device: torch.device,
     dtype: torch.dtype,
-    spec: Spec,
+    backoff: BackOff,
+    cache: EvaluationCache,
+    key: tuple[str, str, str, str],
 ) -> list[Flag]:
-    ids = attacked.nonzero().squeeze(1)[: max(GRADIENT_SAMPLES, spec.batch_size)]
-    x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
-    y = samples.y.cpu()[ids].to(device)
-    return cheap_flags(forward, x, y, clean[ids], members, spec.batch_size)
+    """The cheap flags, computed once per model, data, loss and attacked samples."""
+    sanity_key = (*key, gradient_loss(members), _bits(attacked))
+    flags = cache.sanity_flags(sanity_key)
+    if flags is None:
+        ids = attacked.nonzero().squeeze(1)[: max(GRADIENT_SAMPLES, backoff.size)]
+        x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
+        y = samples.y.cpu()[ids].to(device)
+        flags = backoff.retry(lambda size: cheap_flags(forward, x, y, clean[ids], members, size))
+        cache.store_sanity_flags(sanity_key, flags)
+    return flags
 
 
 def _gradient_check(
@@ -261,13 +344,13 @@ def _gradient_check(
     clean_correct: torch.Tensor,
     device: torch.device,
     dtype: torch.dtype,
-    spec: Spec,
+    batch_size: int,
 ) -> tuple[dict[str, Any], list[Flag]]:
     """check="gradients": input-gradient amplitudes of the clean-correct samples."""
     ids = clean_correct.nonzero().squeeze(1)
     x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
     y = samples.y.cpu()[ids].to(device)
-    amps = gradients.amplitudes(forward, x, y, spec.batch_size)
+    amps = gradients.amplitudes(forward, x, y, batch_size)
     flags = probability_flag(clean) + gradients.flags_for(amps, "ce")
     if amps is None:
         empty = torch.full((len(ids),), math.nan, dtype=torch.float64)
@@ -344,6 +427,8 @@ def _input_dtype(model: torch.nn.Module, default: torch.dtype) -> torch.dtype:
 def _forward(model: torch.nn.Module, x: torch.Tensor, output: Any = None) -> torch.Tensor:
     try:
         out = model(x)
+    except OUT_OF_MEMORY:
+        raise  # handled by the batch-size back-off
     except RuntimeError as exc:
         raise RobustConfigError(
             f"model failed on a batch of inputs of shape {tuple(x.shape)} ({x.dtype}, "
@@ -391,16 +476,27 @@ def _select_output(out: Any, output: Any) -> torch.Tensor:
 def _clean_logits(
     model: Callable[[torch.Tensor], torch.Tensor],
     samples: Samples,
+    ids: torch.Tensor,
     device: torch.device,
     dtype: torch.dtype,
-    batch_size: int,
+    backoff: BackOff,
 ) -> torch.Tensor:
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, len(samples), batch_size):
-            x = samples.x[start : start + batch_size].to(device=device, dtype=dtype)
-            chunks.append(model(x).float().cpu())
-    logits = torch.cat(chunks)
+    """Clean logits (float32, on the CPU) for all samples; only the rows of `ids` are
+    computed here (the others are this rank's zeros, filled in by the other ranks)."""
+
+    def logits_of(piece: torch.Tensor) -> torch.Tensor:
+        x = samples.x[piece.to(samples.x.device)].to(device=device, dtype=dtype)
+        with torch.no_grad():
+            return model(x).float().cpu()
+
+    # A rank with an empty shard still runs one sample, to learn the number of classes.
+    computed = torch.cat(backoff.map(logits_of, ids if len(ids) else torch.arange(1)))
+    logits = torch.zeros((len(samples), computed.shape[1]))
+    logits[ids] = computed[: len(ids)]
+    return logits
+
+
+def _check_logits(logits: torch.Tensor, labels: torch.Tensor) -> None:
     bad = ~torch.isfinite(logits).all(dim=1)
     if bool(bad.any()):
         first = int(bad.nonzero()[0])
@@ -409,7 +505,6 @@ def _clean_logits(
             f"inputs (first: sample {first}); fix the model or the data before attacking it"
         )
     classes = logits.shape[1]
-    labels = samples.y
     if int(labels.min()) < 0 or int(labels.max()) >= classes:
         raise RobustConfigError(
             f"data: labels range over [{int(labels.min())}, {int(labels.max())}] but the model "
@@ -423,4 +518,3 @@ def _clean_logits(
             ProbabilityOutputWarning,
             stacklevel=3,
         )
-    return logits

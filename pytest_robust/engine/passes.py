@@ -7,7 +7,9 @@ sample: a later pass only gets the samples earlier ones left unbroken.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,70 +18,127 @@ from pytest_robust.attacks import Attack
 from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.engine import progress
+from pytest_robust.engine.backoff import BackOff
 from pytest_robust.engine.data import Samples
-from pytest_robust.spec import Spec
+from pytest_robust.engine.distributed import gather_rows
+from pytest_robust.engine.distributed import sum_counts
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What every attack pass of one check shares."""
+
+    attack_forward: Callable[[torch.Tensor], torch.Tensor]  # mixed precision when asked for
+    forward: Callable[[torch.Tensor], torch.Tensor]  # float32, for the re-verification
+    targets: torch.Tensor | None
+    device: torch.device
+    dtype: torch.dtype
+    seed: int
 
 
 class Passes:
     """Per-sample bookkeeping over one or more attack passes, in data order."""
 
-    def __init__(self, samples: Samples, keep_adversarial: bool) -> None:
+    def __init__(
+        self,
+        samples: Samples,
+        setting: Setting,
+        names: list[str],
+        keep_adversarial: bool,
+        backoff: BackOff,
+    ) -> None:
         n = len(samples)
+        self.setting = setting
+        self.backoff = backoff
         self.samples = samples
         self.success = torch.zeros(n, dtype=torch.bool)
         self.misclassified = torch.zeros(n, dtype=torch.bool)
-        self.broken_by: dict[str, int] = {}
-        self.sizes: list[torch.Tensor] = []
-        self.confidences: list[torch.Tensor] = []
+        self.broken_by = dict.fromkeys(names, 0)
+        # Per sample, NaN unless an attack succeeded: its perturbation size and confidence.
+        self.sizes = torch.full((n,), float("nan"), dtype=torch.float64)
+        self.confidences = torch.full((n,), float("nan"))
         self.adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
 
-    def run(
+    def attack_in_order(
         self,
-        name: str,
-        attack: Attack,
-        forward: Callable[[torch.Tensor], torch.Tensor],
-        todo: torch.Tensor,
-        targets: torch.Tensor | None,
-        device: torch.device,
-        dtype: torch.dtype,
-        spec: Spec,
-    ) -> None:
-        """Attack the `todo` samples in batches and record what the re-verification sees."""
+        members: list[tuple[str, Attack]],
+        order: torch.Tensor,
+        batch_size: int,
+        decide: Callable[[int], str | None] | None = None,
+    ) -> tuple[int, str] | None:
+        """Attack the samples `order` (ascending indices) batch by batch, every member on a
+        batch before the next batch (worst case per sample: a member gets only the samples
+        none before it broke). With `decide`, after each batch: decide(m) for the prefix
+        of the first m samples, all processed; (m, verdict) when it stopped there."""
+        n = len(self.samples)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            for name, attack in members:
+                self.run(name, attack, batch[~self.success[batch]])
+            # Every sample up to the batch's last one is processed (those in between were
+            # not attacked).
+            done = n if start + batch_size >= len(order) else int(batch[-1]) + 1
+            progress.report("+".join(name for name, _ in members), start + len(batch), len(order))
+            verdict = decide(done) if decide is not None and done < n else None
+            if verdict is not None:
+                return done, verdict
+        return None
+
+    def run(self, name: str, attack: Attack, ids: torch.Tensor) -> None:
+        """Attack the samples `ids` (one batch, indices into the data) and record what the
+        float32 re-verification sees; in smaller pieces after an out-of-memory error."""
+        self.backoff.map(functools.partial(self._attack, name, attack), ids)
+
+    def _attack(self, name: str, attack: Attack, ids: torch.Tensor) -> None:
+        """One batch; nothing is recorded unless it completes (so it can be retried)."""
+        setting = self.setting
         labels = self.samples.y.cpu()
         threat = attack.threat
-        order = todo.nonzero().squeeze(1)
-        broken = 0
-        for start in range(0, len(order), spec.batch_size):
-            ids = order[start : start + spec.batch_size]
-            x = self.samples.x[ids.to(self.samples.x.device)].to(device=device, dtype=dtype)
-            y = labels[ids].to(device)
-            t = targets[ids].to(device) if targets is not None else None
-            x_adv = attack.run(AttackBatch(forward, x, y, t, ids.to(device), spec.seed))
-            _check_inside(attack, x_adv, x, threat)
-            with torch.no_grad():
-                logits = forward(x_adv)
-            # A non-finite output on an input inside the threat model counts as broken.
-            pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
-            hit = pred == t.cpu() if t is not None else pred != labels[ids]
-            # Non-finite outputs count as broken, with full confidence.
-            confidence = logits.float().softmax(dim=1).amax(dim=1).nan_to_num(1.0).cpu()
-            hit &= confidence >= attack.min_confidence
-            self.confidences.append(confidence[hit])
-            self.success[ids] |= hit
-            self.misclassified[ids] |= pred != labels[ids]
-            self.sizes.append(threat.distance(x_adv, x).cpu()[hit])
-            broken += int(hit.sum())
-            if self.adversarial is not None:
-                # Keep the breaking point; a sample nobody broke keeps its last point.
-                keep = hit | ~self.success[ids]
-                self.adversarial[ids[keep]] = x_adv.cpu().to(self.adversarial.dtype)[keep]
-            progress.report(name, start + len(ids), len(order))
-        self.broken_by[name] = broken
+        device, targets = setting.device, setting.targets
+        x = self.samples.x[ids.to(self.samples.x.device)].to(device=device, dtype=setting.dtype)
+        y = labels[ids].to(device)
+        t = targets[ids].to(device) if targets is not None else None
+        batch = AttackBatch(setting.attack_forward, x, y, t, ids.to(device), setting.seed)
+        x_adv = attack.run(batch)
+        _check_inside(attack, x_adv, x, threat)
+        with torch.no_grad():
+            logits = setting.forward(x_adv)
+        # A non-finite output on an input inside the threat model counts as broken.
+        pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
+        hit = pred == t.cpu() if t is not None else pred != labels[ids]
+        # Non-finite outputs count as broken, with full confidence.
+        confidence = logits.float().softmax(dim=1).amax(dim=1).nan_to_num(1.0).cpu()
+        hit &= confidence >= attack.min_confidence
+        self.confidences[ids[hit]] = confidence[hit]
+        self.success[ids] |= hit
+        self.misclassified[ids] |= pred != labels[ids]
+        self.sizes[ids[hit]] = threat.distance(x_adv, x).double().cpu()[hit]
+        self.broken_by[name] += int(hit.sum())
+        if self.adversarial is not None:
+            # Keep the breaking point; a sample nobody broke keeps its last point.
+            keep = hit | ~self.success[ids]
+            self.adversarial[ids[keep]] = x_adv.cpu().to(self.adversarial.dtype)[keep]
 
-    def details(self, members: list[tuple[str, Attack]]) -> dict[str, Any]:
-        sizes = torch.cat(self.sizes) if self.sizes else torch.zeros(0)
-        details = _perturbation_sizes(sizes)
-        confidences = torch.cat(self.confidences) if self.confidences else torch.zeros(0)
+    def max_confidence(self, upto: int) -> float:
+        found = self.confidences[:upto]
+        return float(found.nan_to_num(0.0).max()) if len(found) else 0.0
+
+    def share(self) -> None:
+        """Across the ranks of a process group: every rank's shard, assembled on every rank
+        (each rank attacked only its own shard)."""
+        self.success = gather_rows(self.success)
+        self.misclassified = gather_rows(self.misclassified)
+        self.sizes = gather_rows(self.sizes)
+        self.confidences = gather_rows(self.confidences)
+        if self.adversarial is not None:
+            self.adversarial = gather_rows(self.adversarial)
+        names = list(self.broken_by)
+        self.broken_by = dict(zip(names, sum_counts(list(self.broken_by.values())), strict=True))
+
+    def details(self, members: list[tuple[str, Attack]], upto: int) -> dict[str, Any]:
+        sizes, confidences = self.sizes[:upto], self.confidences[:upto]
+        details = _perturbation_sizes(sizes[~sizes.isnan()])
+        confidences = confidences[~confidences.isnan()]
         details["confidence"] = (
             {"max": float(confidences.max()), "mean": float(confidences.mean())}
             if confidences.numel()

@@ -312,11 +312,17 @@ class RobustnessResult:
         """One line for a failed gate: what was measured, against what, on how many samples."""
         if self.check == "gradients":
             return "; ".join(self.threshold_failures()) + f" (input-gradient check, n={self.n})"
+        decided = self.details.get("decided_early")
+        early = (
+            f"; decided early after the first {decided['after']} of {decided['of']} samples"
+            if decided
+            else ""
+        )
         # An attack may name its most telling counterexample (transform: the smallest).
         example = self.details.get("counterexample")
         return (
             "; ".join(self.threshold_failures())
-            + f" under {self.describe_attack()}; clean_acc {self.clean_acc:.3f}"
+            + f" under {self.describe_attack()}; clean_acc {self.clean_acc:.3f}{early}"
             + (f"; {example}" if isinstance(example, str) else "")
         )
 

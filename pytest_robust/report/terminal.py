@@ -42,6 +42,12 @@ def _params(record: Mapping[str, Any]) -> str:
     return " ".join([*norm, *items])
 
 
+def _n(record: Mapping[str, Any]) -> str:
+    """n, or 'n/N early' when decide_early stopped after the first n of N samples."""
+    decided = record.get("details", {}).get("decided_early")
+    return f"{record['n']}/{decided['of']} early" if decided else str(record["n"])
+
+
 def format_table(records: Sequence[Mapping[str, Any]], detailed: bool = False) -> list[str]:
     """Rows aligned in columns; `detailed` adds the attack parameters and the time."""
     header = ["test", "attack", "eps", "n", "clean", "robust [95% CI]", "threshold", "status"]
@@ -56,11 +62,11 @@ def format_table(records: Sequence[Mapping[str, Any]], detailed: bool = False) -
             name,
             r["attack"] + (" (targeted)" if r["targeted"] else ""),
             f"{r['eps']:g}" if r["eps"] is not None else "-",
-            str(r["n"]),
+            _n(r),
             f"{r['clean_acc']:.3f}",
             f"{r['robust_acc']:.3f} [{lo:.3f}, {hi:.3f}]",
             _threshold(r),
-            r["row_status"],
+            r["row_status"] + (" (cached)" if r.get("details", {}).get("cached") else ""),
         ]
         if detailed:
             row[2:2] = [_params(r)]

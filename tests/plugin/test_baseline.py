@@ -256,3 +256,25 @@ def test_save_is_atomic_and_merges(
 @pytest.mark.parametrize("flags", ["", "1", "0", "10110", "1" * 64, "01" * 37 + "1"])
 def test_flags_pack_round_trip(flags: str) -> None:
     assert baseline.unpack_flags(baseline.pack_flags(flags), len(flags)) == flags
+
+
+def test_a_result_decided_early_is_neither_saved_nor_compared(bl: pytest.Pytester) -> None:
+    """Catches a prefix of the data (decide_early=True) saved as a baseline or compared
+    with one as if it were the whole data set."""
+    bl.makepyfile(
+        test_early="""
+from pytest_robust import robust
+
+@robust(attack="fgsm", eps=0.03, min_acc=0.5, decide_early=True, batch_size=8)
+def test_early():
+    pass
+"""
+    )
+    saved = bl.runpytest("-p", "no:cacheprovider", "--robust-baseline-save", "test_early.py")
+    saved.stdout.fnmatch_lines(["baseline saved: 0 entries -> *"])
+    assert "test_early.py::test_early" not in entries(bl)
+    result = bl.runpytest("-p", "no:cacheprovider", "--robust-compare", "test_early.py")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["decided early after 8 of 64 samples: a partial result is not compared*"]
+    )
