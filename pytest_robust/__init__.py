@@ -19,6 +19,7 @@ from pytest_robust.errors import ProbabilityOutputWarning
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.errors import RobustWarning
 from pytest_robust.errors import ShuffledDataWarning
+from pytest_robust.errors import SmallSampleWarning
 from pytest_robust.marker import robust
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ __all__ = [
     "RobustWarning",
     "RobustnessResult",
     "ShuffledDataWarning",
+    "SmallSampleWarning",
     "ThreatModel",
     "__version__",
     "evaluate",

@@ -32,3 +32,14 @@ class ShuffledDataWarning(RobustWarning):
     """The data shuffles between passes, so sample identities are not stable across runs."""
 
     __module__ = "pytest_robust"
+
+
+class SmallSampleWarning(RobustWarning):
+    """Too few samples for a threshold to mean anything at 95% confidence.
+
+    Raised when even a perfect result (every sample robust, no attack success) would leave
+    the threshold inside the 95% Wilson interval: the check can pass or fail by chance.
+    Evaluate more samples, or loosen the threshold.
+    """
+
+    __module__ = "pytest_robust"

@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from pytest_robust.baseline import parse_tolerance
+
 DEVICE_OPTION = "--robust-device"
 SEED_OPTION = "--robust-seed"
 MAX_SAMPLES_OPTION = "--robust-max-samples"
@@ -15,6 +17,11 @@ REPORT_OPTION = "--robust-report"
 SANITY_OPTION = "--robust-sanity"
 SANITY_LEVELS = ("off", "cheap", "full")
 SELFTEST_OPTION = "--robust-selftest"
+BASELINE_OPTION = "--robust-baseline"
+BASELINE_SAVE_OPTION = "--robust-baseline-save"
+COMPARE_OPTION = "--robust-compare"
+COMPARE_FAIL_OPTION = "--robust-compare-fail"
+STRICT_OPTION = "--robust-strict"
 CACHE_OPTION = "--robust-cache"
 
 # (option, ini key, metavar, parser, help)
@@ -133,6 +140,7 @@ def add_options(parser: pytest.Parser) -> None:
         help="run the known-answer self-test of every registered attack (or of the "
         "comma-separated ATTACKS) instead of the tests; one line per attack, exit 1 on a FAIL",
     )
+    add_baseline_options(group, parser)
     group.addoption(
         CACHE_OPTION,
         dest="robust_cache",
@@ -147,3 +155,57 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("robust_batch_size", "samples per forward/backward pass", default="")
     parser.addini("robust_sanity", "sanity level: off, cheap or full", default="")
     parser.addini("robust_report", "reports, as for --robust-report", type="linelist", default=[])
+
+
+def add_baseline_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
+    group.addoption(
+        BASELINE_OPTION,
+        dest="robust_baseline",
+        metavar="PATH",
+        default=None,
+        help="the baseline file (JSON). Default: ini robust_baseline, else "
+        "robust-baseline.json in the rootdir",
+    )
+    group.addoption(
+        BASELINE_SAVE_OPTION,
+        dest="robust_baseline_save",
+        action="store_true",
+        default=False,
+        help="write or update the baseline entries of the robustness tests that ran",
+    )
+    group.addoption(
+        COMPARE_OPTION,
+        dest="robust_compare",
+        action="store_true",
+        default=False,
+        help="compare each robustness test with its baseline entry (delta, flipped samples)",
+    )
+    group.addoption(
+        COMPARE_FAIL_OPTION,
+        dest="robust_compare_fail",
+        metavar="FIELD:TOL[%]",
+        action="append",
+        type=parse_tolerance,
+        default=None,
+        help="fail a test whose FIELD (robust_acc, clean_acc, success_rate) regressed vs the "
+        "baseline by more than TOL (absolute, e.g. robust_acc:0.02) or TOL% (relative, "
+        "robust_acc:3%%); implies --robust-compare. Repeatable",
+    )
+    group.addoption(
+        STRICT_OPTION,
+        dest="robust_strict",
+        action="store_const",
+        const=True,
+        default=None,
+        help="thresholds must be cleared by the 95%% confidence interval, not just the "
+        "measured value; missing or stale baseline entries fail the run. Default: ini "
+        "robust_strict, else off",
+    )
+    parser.addini("robust_baseline", "the baseline file (see --robust-baseline)", default="")
+    parser.addini(
+        "robust_compare_fail",
+        "regression tolerances, as for --robust-compare-fail",
+        type="linelist",
+        default=[],
+    )
+    parser.addini("robust_strict", "strict statistical gating (see --robust-strict)", default="")

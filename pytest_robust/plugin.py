@@ -6,11 +6,15 @@ here imports torch: the engine is imported when a marked test runs.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator
+from typing import TYPE_CHECKING
+from typing import Any
 
 import pytest
 
 from pytest_robust import fixtures
+from pytest_robust.baseline_gate import BaselineGate
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.fixtures import CASE_FIXTURE
 from pytest_robust.fixtures import ORDER_KEY
@@ -19,6 +23,12 @@ from pytest_robust.fixtures import SESSION_KEY
 from pytest_robust.options import add_options
 from pytest_robust.session import REPORT_KEY
 from pytest_robust.session import RobustSession
+
+if TYPE_CHECKING:
+    from pytest_robust.engine import RobustnessResult
+
+BASELINE_KEY = pytest.StashKey["dict[str, Any] | None"]()
+GATE_KEY = pytest.StashKey[BaselineGate]()
 
 MARKER_HELP = (
     "robust(attack, eps, min_acc=None, max_success=None, max_drop=None, norm='linf', "
@@ -47,13 +57,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     # The session's own hooks gather results and print the summary (controller only).
     config.pluginmanager.register(session, "pytest_robust.session")
+    gate = BaselineGate(config)
+    config.stash[GATE_KEY] = gate
+    config.pluginmanager.register(gate, "pytest_robust.baseline")
     if not config.pluginmanager.has_plugin("pytest_robust.fixtures"):
         config.pluginmanager.register(fixtures, "pytest_robust.fixtures")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     if config.get_verbosity() > 0:
-        return f"robust: {config.stash[SESSION_KEY].describe()}"
+        return f"robust: {config.stash[SESSION_KEY].describe()}{config.stash[GATE_KEY].describe()}"
     return None
 
 
@@ -89,13 +102,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.stash[ORDER_KEY] = index
 
 
+def _record(item: pytest.Item, result: RobustnessResult) -> dict[str, Any]:
+    """The result as JSON-safe builtins, with what the controller needs to place it."""
+    record = result.to_dict()
+    record["nodeid"] = item.nodeid
+    record["order"] = item.stash.get(ORDER_KEY, 0)
+    torch = sys.modules.get("torch")  # imported by the check that produced the result
+    record["torch_version"] = str(getattr(torch, "__version__", "")) or None
+    return record
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     outcome = yield  # the test body runs first; a failure there propagates unchanged
     result = item.stash.get(RESULT_KEY, None)
-    if result is not None and result.status == "fail":
-        pytest.fail(result.failure_message(), pytrace=False)
+    if result is None:
+        return outcome
+    comparison = item.config.stash[GATE_KEY].check(_record(item, result))
+    item.stash[BASELINE_KEY] = comparison
+    failures = [result.failure_message()] if result.status == "fail" else []
+    if comparison is not None and comparison["message"]:
+        failures.append(comparison["message"])
+    small = result.sample_size_warnings()
+    if failures:
+        # Said with the failure (a warning turned error by filterwarnings would hide it).
+        failures += [f"note: {warning}" for warning in small]
+        pytest.fail("\n".join(failures), pytrace=False)
+    for warning in small:
+        item.warn(warning)
     return outcome
+
+
+# JUnit properties: (property name, record key); None values are left out.
+JUNIT_KEYS = ("attack", "eps", "n", "clean_acc", "robust_acc", "status")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -105,15 +144,38 @@ def pytest_runtest_makereport(
     report = yield
     result = item.stash.get(RESULT_KEY, None)
     if result is not None and report.when == "call":
-        record = result.to_dict()
-        record["nodeid"] = item.nodeid
-        record["order"] = item.stash.get(ORDER_KEY, 0)
+        record = _record(item, result)
         if item.config.stash[SESSION_KEY].keep_examples and result.check is None:
             # For the HTML report's pictures: a few samples as small builtins.
             from pytest_robust.engine.examples import encode
 
             record["examples"] = encode(list(result.examples), result.bounds)
+        comparison = item.stash.get(BASELINE_KEY, None)
+        if comparison is not None:
+            record["baseline"] = comparison
         setattr(report, REPORT_KEY, record)
-        for key in ("attack", "eps", "n", "clean_acc", "robust_acc", "status"):
-            item.user_properties.append((f"robust.{key}", record[key]))
+        item.user_properties.extend(junit_properties(record))
     return report
+
+
+def junit_properties(record: dict[str, Any]) -> list[tuple[str, object]]:
+    """robust.* properties for --junitxml (they travel on the report, also under xdist)."""
+    from pytest_robust.report.terminal import THRESHOLD_SIGNS
+
+    props: list[tuple[str, object]] = [(f"robust.{k}", record[k]) for k in JUNIT_KEYS]
+    thresholds = [f"{k}{THRESHOLD_SIGNS[k]}{v:g}" for k, v in record["thresholds"].items()]
+    if thresholds:
+        props.append(("robust.threshold", " ".join(thresholds)))
+    low, high = record["ci95"]
+    props += [("robust.ci95_low", low), ("robust.ci95_high", high)]
+    if record.get("strict"):
+        props.append(("robust.strict", True))
+    flags = [flag["name"] for flag in record["details"].get("flags") or []]
+    if flags:
+        props.append(("robust.flags", " ".join(flags)))
+    comparison = record.get("baseline") or {}
+    if comparison:
+        props.append(("robust.baseline_status", comparison["status"]))
+    if comparison.get("delta") is not None:
+        props.append(("robust.baseline_delta", round(comparison["delta"], 6)))
+    return props

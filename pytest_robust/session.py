@@ -97,9 +97,16 @@ class RobustSession:
         # The HTML report shows each check's most confidently fooled samples.
         wants_html = any(r.partition(":")[0] == "html" for r in self.reports)
         self.keep_examples = EXAMPLES_PER_CHECK if wants_html else 0
+        # strict is a marker argument too, so it resolves like a run setting (marker first).
+        from pytest_robust.baseline_gate import strict_ini
+
+        self.cli["strict"] = config.getoption("robust_strict", None)
+        if strict_ini(config) is not None:
+            self.ini["strict"] = str(config.getini("robust_strict")).strip()
         self.records: list[dict[str, Any]] = []
         self.written: list[Path] = []
         self._cache: EvaluationCache | None = None
+        self._threads_set = False
 
     # --- settings -------------------------------------------------------------------
 
@@ -141,6 +148,8 @@ class RobustSession:
         provenance = dict(spec.provenance)
         if str(device) != str(self.setting("device")):
             provenance["device"] = "robust_device fixture"
+        elif hasattr(self.config, "workerinput"):  # an xdist worker (not a torchrun rank)
+            device = self._worker_device(str(device), provenance)
         spec = dataclasses.replace(
             spec,
             seed=derive_seed(spec.seed, request.node.nodeid),
@@ -168,24 +177,55 @@ class RobustSession:
             from pytest_robust.engine.distributed import join_launched_group
 
             join_launched_group()
+        from pytest_robust.engine.progress import reporting
+        from pytest_robust.progress_line import TerminalProgress
+
+        live = TerminalProgress.for_config(self.config, request.node.nodeid)
         try:
-            return run_check(
-                model,
-                data,
-                spec,
-                cache=self._cache,
-                memory=memory,
-                keep_examples=self.keep_examples,
-                **self._reuse(request),
-            )
+            with reporting(live):
+                return run_check(
+                    model,
+                    data,
+                    spec,
+                    cache=self._cache,
+                    memory=memory,
+                    keep_examples=self.keep_examples,
+                    **self._reuse(request),
+                )
         except RobustConfigError as error:
             message = str(error)
+        finally:
+            if live is not None:
+                live.close()
         # Failed outside the except block, so no chained traceback is printed.
         if message.startswith("data:"):
             message = f"fixture {spec.data!r}:{message[len('data:') :]}"
         elif message.startswith("model"):
             message = f"fixture {spec.model!r}: {message}"
         pytest.fail(message, pytrace=False)
+
+    def _worker_device(self, device: str, provenance: dict[str, str]) -> str:
+        """Under xdist: auto spreads workers over the visible GPUs; CPU workers share the
+        cores (once per worker, at its first check, unless the user set a thread count)."""
+        import os
+
+        import torch
+
+        from pytest_robust.workers import cpu_threads
+        from pytest_robust.workers import worker_device
+
+        workerinput: dict[str, Any] = getattr(self.config, "workerinput", {})
+        if device == "auto":
+            chosen = worker_device(str(workerinput.get("workerid", "")), torch.cuda.device_count())
+            if chosen is not None:
+                provenance["device"] = f"auto, xdist worker {workerinput['workerid']}"
+                device = chosen
+        if not self._threads_set and not device.startswith(("cuda", "mps")):
+            self._threads_set = True
+            if not any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+                count = int(workerinput.get("workercount", 1))
+                torch.set_num_threads(cpu_threads(os.cpu_count() or 1, count))
+        return device
 
     def _reuse(self, request: pytest.FixtureRequest) -> dict[str, Any]:
         """run_check's store and slot for --robust-cache: one slot per test in pytest's cache."""
@@ -233,6 +273,9 @@ class RobustSession:
         if record is None:
             return
         status = str(record["status"])
+        compared = (record.get("baseline") or {}).get("status")
+        if compared in ("regressed", "data changed", "spec changed", "partial"):
+            status = compared  # the baseline failed the test, whatever the threshold said
         if hasattr(report, "wasxfail"):
             status += " (xfail)"
         elif report.skipped:  # the body skipped before the gate was checked
@@ -287,4 +330,8 @@ class RobustSession:
         terminalreporter.write_line(header, bold=True)
         for line, record in zip(rows, self.records, strict=True):
             status = record["row_status"]
-            terminalreporter.write_line(line, red=status == "fail", green=status == "pass")
+            terminalreporter.write_line(
+                line,
+                red=status in ("fail", "regressed", "data changed", "spec changed"),
+                green=status == "pass",
+            )

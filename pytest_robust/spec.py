@@ -80,6 +80,12 @@ COMMON_PARAMS: dict[str, Param] = {
         choices=SANITY_LEVELS,
         doc="'cheap' flags with every check, 'full' diagnosis, or 'off'",
     ),
+    "strict": Param(
+        bool,
+        False,
+        doc="a threshold passes only when the 95% interval clears it, not just the measured "
+        "value (also --robust-strict, ini robust_strict)",
+    ),
     "batch_size": Param(int, 256, minimum=1, doc="samples per forward/backward pass"),
     "max_samples": Param(int, None, minimum=1, optional=True, doc="evaluate the first N"),
     "seed": Param(int, 0, minimum=0, doc="seed for the attack's random numbers"),
@@ -161,6 +167,7 @@ class Spec:
     model: str
     data: str
     provenance: Mapping[str, str] = field(default_factory=dict)
+    strict: bool = False  # thresholds must be cleared by the 95% interval
     decide_early: bool = False
     amp: bool = False
 
@@ -462,6 +469,7 @@ def resolve(
         device=values.pop("device"),
         model=values.pop("model"),
         data=values.pop("data"),
+        strict=values.pop("strict"),
         decide_early=values.pop("decide_early"),
         amp=values.pop("amp"),
         attack_params=values,

@@ -279,6 +279,7 @@ def run_check(
         details={**details, "flags": [flag.to_dict() for flag in flags]},
         check=spec.check if spec.check == "gradients" else None,
         allow_masking=spec.allow_masking,
+        strict=spec.strict,
         adversarial=adversarial[:n] if adversarial is not None else None,
         examples=tuple(examples),
     )

@@ -17,6 +17,7 @@ import torch
 from pytest_robust.attacks import Attack
 from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
+from pytest_robust.engine import progress
 from pytest_robust.engine.backoff import BackOff
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.distributed import gather_rows
@@ -81,6 +82,7 @@ class Passes:
             # Every sample up to the batch's last one is processed (those in between were
             # not attacked).
             done = n if start + batch_size >= len(order) else int(batch[-1]) + 1
+            progress.report("+".join(name for name, _ in members), start + len(batch), len(order))
             verdict = decide(done) if decide is not None and done < n else None
             if verdict is not None:
                 return done, verdict

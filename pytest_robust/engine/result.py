@@ -11,6 +11,7 @@ from typing import Any
 
 from pytest_robust.checks.flags import masking_flags
 from pytest_robust.checks.flags import sentence
+from pytest_robust.errors import SmallSampleWarning
 
 SCHEMA = 1
 
@@ -24,6 +25,63 @@ def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float,
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+# The largest sample count samples_needed() searches; beyond it a result is "undecidable".
+SAMPLES_CAP = 10_000_000
+
+
+def samples_needed(proportion: float, threshold: float, cap: int = SAMPLES_CAP) -> int | None:
+    """About how many samples would decide `proportion` against `threshold` at 95%.
+
+    Assumes the measured proportion stays as it is: the smallest n whose Wilson interval
+    of `proportion * n` successes lies wholly on the proportion's side of the threshold
+    (lower bound >= threshold when above it, upper bound <= threshold when below).
+    None when it cannot be decided (the proportion equals the threshold) or needs more
+    than `cap` samples. The bound moves monotonically towards the proportion as n grows,
+    so a bisection finds the smallest n.
+    """
+    if proportion == threshold:
+        return None
+
+    def decided(n: int) -> bool:
+        low, high = wilson_real(proportion * n, n)
+        return low >= threshold if proportion > threshold else high <= threshold
+
+    if not decided(cap):
+        return None
+    low, high = 1, cap
+    while low < high:
+        middle = (low + high) // 2
+        if decided(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def wilson_real(successes: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson interval without clipping to [0, 1], for a (possibly fractional) count."""
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(max(0.0, p * (1 - p)) / n + z * z / (4 * n * n)) / denom
+    return (centre - half, centre + half)
+
+
+def min_samples(threshold: float, upper: bool = False) -> int | None:
+    """The fewest samples for which a perfect result would clear `threshold` at 95%.
+
+    For a lower threshold (min_acc) a perfect result is every sample robust: the Wilson
+    lower bound of n successes in n is n / (n + z^2), so n >= t z^2 / (1 - t). For an upper
+    threshold (max_success) it is no success: upper bound z^2 / (n + z^2) <= t. None for
+    a threshold of 1 (or 0 for an upper one): an exact requirement, not a statistical one.
+    """
+    z2 = 1.959963984540054**2
+    target = 1 - threshold if upper else threshold
+    if target >= 1 or target <= 0:
+        return None
+    return math.ceil(target * z2 / (1 - target) - 1e-9)
 
 
 def _bits(flags: str) -> int:
@@ -66,6 +124,8 @@ class RobustnessResult:
     check: str | None = None
     # Masking flags are reported but do not fail a passing threshold.
     allow_masking: bool = False
+    # Thresholds must be cleared by the 95% interval (strict mode), not the measured value.
+    strict: bool = False
     # Adversarial inputs (all samples, clean ones where not attacked); only when asked for.
     adversarial: Any = field(default=None, compare=False, repr=False)
     # The most confidently fooled samples (engine.examples.Example), only when asked for
@@ -145,13 +205,25 @@ class RobustnessResult:
             failures.append(
                 f"robust_acc {self.robust_acc:.3f} < min_acc {min_acc:.3f} ({interval})"
             )
+        elif min_acc is not None and self.strict and lo < min_acc:
+            failures.append(
+                f"robust_acc {self.robust_acc:.3f} >= min_acc {min_acc:.3f} but its 95% CI "
+                f"lower bound {lo:.3f} is below it (strict; {interval}; "
+                f"{_needed(self.robust_acc, min_acc)})"
+            )
         max_success = self.thresholds.get("max_success")
+        slo, shi = self.success_ci95
+        of = f"{self.n_success} of {self.n_attacked} attacked"
         if max_success is not None and self.success_rate > max_success:
-            slo, shi = self.success_ci95
             failures.append(
                 f"success_rate {self.success_rate:.3f} > max_success {max_success:.3f} "
-                f"(95% CI [{slo:.3f}, {shi:.3f}], {self.n_success} of "
-                f"{self.n_attacked} attacked)"
+                f"(95% CI [{slo:.3f}, {shi:.3f}], {of})"
+            )
+        elif max_success is not None and self.strict and shi > max_success:
+            failures.append(
+                f"success_rate {self.success_rate:.3f} <= max_success {max_success:.3f} but "
+                f"its 95% CI upper bound {shi:.3f} is above it (strict; 95% CI [{slo:.3f}, "
+                f"{shi:.3f}], {of}; {_needed(self.success_rate, max_success)})"
             )
         max_drop = self.thresholds.get("max_drop")
         drop = self.clean_acc - self.robust_acc
@@ -159,6 +231,15 @@ class RobustnessResult:
             failures.append(
                 f"accuracy drop {drop:.3f} > max_drop {max_drop:.3f} "
                 f"(clean {self.clean_acc:.3f} -> robust {self.robust_acc:.3f}, {interval})"
+            )
+        elif max_drop is not None and self.strict and self.clean_acc - lo > max_drop + 1e-12:
+            # The clean accuracy is measured exactly on these samples; the robust one is
+            # the estimate, so the drop's bound uses the robust interval's lower end.
+            floor = self.clean_acc - max_drop
+            failures.append(
+                f"accuracy drop {drop:.3f} <= max_drop {max_drop:.3f} but with robust_acc's "
+                f"95% CI lower bound the drop could be {self.clean_acc - lo:.3f} (strict; "
+                f"clean {self.clean_acc:.3f}, {interval}; {_needed(self.robust_acc, floor)})"
             )
         max_confidence = self.thresholds.get("max_confidence")
         reached = self.max_confidence_reached
@@ -187,6 +268,29 @@ class RobustnessResult:
                 f"(of {stats['n']} samples)"
             )
         return failures
+
+    def sample_size_warnings(self) -> list[SmallSampleWarning]:
+        """A warning per proportion threshold that n is too small to establish at 95%
+        even with a perfect result (see min_samples); thresholds of 0 or 1 are exact."""
+        warnings = []
+        checks = [
+            ("min_acc", self.n, False),
+            ("max_drop", self.n, True),
+            ("max_success", self.n_attacked, True),
+        ]
+        for name, n, upper in checks:
+            threshold = self.thresholds.get(name)
+            needed = min_samples(threshold, upper) if threshold is not None else None
+            if needed is not None and n < needed:
+                warnings.append(
+                    SmallSampleWarning(
+                        f"{name}={threshold:g} on n={n} samples: even a perfect result could "
+                        f"not establish it at 95% confidence (that needs n >= {needed}); the "
+                        "check passes or fails by chance. Evaluate more samples or loosen "
+                        "the threshold"
+                    )
+                )
+        return warnings
 
     @property
     def max_confidence_reached(self) -> float:
@@ -247,6 +351,15 @@ class RobustnessResult:
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["bounds"] = tuple(kwargs["bounds"])
         return cls(**kwargs)
+
+
+def _needed(proportion: float, threshold: float) -> str:
+    needed = samples_needed(proportion, threshold)
+    if proportion == threshold:
+        return "it cannot be decided: the measured value is the threshold itself"
+    if needed is None:
+        return f"more than {SAMPLES_CAP:,} samples would be needed to decide"
+    return f"about {needed} samples would be needed to decide"
 
 
 def _fmt(value: Any) -> str:

@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from pytest_robust.engine.result import wilson
+
 SUITE = """
 import pytest
 from pytest_robust import robust
@@ -204,6 +206,7 @@ def test_junit_xml_carries_robust_properties(rtester: pytest.Pytester) -> None:
         name: {p.get("name"): p.get("value") for p in case.iter("property")}
         for name, case in cases.items()
     }
+    low, high = wilson(32, 64)
     assert props["test_pass"] == {
         "robust.attack": "fgsm",
         "robust.eps": "0.1",
@@ -211,6 +214,9 @@ def test_junit_xml_carries_robust_properties(rtester: pytest.Pytester) -> None:
         "robust.clean_acc": "1.0",
         "robust.robust_acc": "0.5",
         "robust.status": "pass",
+        "robust.threshold": "min_acc>=0.4",
+        "robust.ci95_low": str(low),
+        "robust.ci95_high": str(high),
     }
     assert props["test_fail"]["robust.status"] == "fail"
     assert props["test_measured"]["robust.robust_acc"] == "0.0"

@@ -4,6 +4,9 @@ serial run, and the controller alone prints and writes them (once)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -124,3 +127,87 @@ def test_xdist_without_robust_tests_prints_nothing_of_ours(pytester: pytest.Pyte
     result.assert_outcomes(passed=1, warnings=0)
     result.stdout.no_fnmatch_line("*robustness*")
     result.stdout.no_fnmatch_line("*report written*")
+
+
+THREADS = """
+import os
+import torch
+from pytest_robust import robust
+
+@robust(attack="fgsm", eps=0.1, min_acc=0.4)
+def test_threads():
+    with open(f"threads-{os.environ.get('PYTEST_XDIST_WORKER', 'serial')}.txt", "w") as out:
+        out.write(str(torch.get_num_threads()))
+"""
+
+
+def section(lines: list[str], title: str) -> list[str]:
+    """The lines of one `=== title ===` section of a terminal summary."""
+    start = next(i for i, line in enumerate(lines) if line.strip("= ") == title) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("===")), len(lines))
+    return lines[start:end]
+
+
+def test_xdist_baseline_compare_junit_rows_and_threads(
+    rtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catches, under -n 2: a regression that does not fail its test (workers that do not
+    load the baseline), baseline properties missing from JUnit, summary rows that differ
+    from a serial run's, and CPU workers that each start a full thread pool."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    rtester.makepyfile(test_xa=FILE_A, test_xb=FILE_B, test_xt=THREADS)
+    saved = rtester.runpytest_subprocess(
+        *("-p", "xdist", "-n", "2", "-p", "no:cacheprovider", "-k", "not threads"),
+        "--robust-baseline-save",
+        timeout=120,
+    )
+    saved.assert_outcomes(passed=4, failed=1)
+    saved.stdout.fnmatch_lines(["baseline saved: 4 entries -> *robust-baseline.json"])
+    assert sum("baseline saved" in line for line in saved.outlines) == 1
+    path = rtester.path / "robust-baseline.json"
+    data = json.loads(path.read_text())
+    assert sorted(data["entries"]) == sorted(NODEIDS)
+    # Pretend test_a_pass was fully robust when the baseline was saved.
+    data["entries"]["test_xa.py::test_a_pass"].update(robust_acc=1.0, robust="//////////8=")
+    path.write_text(json.dumps(data))
+
+    # test_threads has no entry: listed as missing, the same in both runs.
+    args = ("--robust-compare-fail=robust_acc:0.02",)
+    serial = rtester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=120)
+    serial.assert_outcomes(passed=4, failed=2)
+    parallel = rtester.runpytest_subprocess(
+        *("-p", "xdist", "-n", "2", "-p", "no:cacheprovider", *args, "--junit-xml=j.xml"),
+        timeout=120,
+    )
+    parallel.assert_outcomes(passed=4, failed=2)
+    parallel.stdout.fnmatch_lines(["missing entry: test_xt.py::test_threads *"])
+    parallel.stdout.fnmatch_lines(
+        ["*regressed vs baseline: robust_acc 0.500 vs baseline 1.000*32 sample(s) flipped*"]
+    )
+    assert section(parallel.outlines, "robustness") == section(serial.outlines, "robustness")
+    assert section(parallel.outlines, "robustness baseline") == section(
+        serial.outlines, "robustness baseline"
+    )
+    props = {
+        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in ET.parse(rtester.path / "j.xml").iter("testcase")
+    }
+    assert props["test_a_pass"]["robust.baseline_status"] == "regressed"
+    assert props["test_a_pass"]["robust.baseline_delta"] == "-0.5"
+    assert props["test_a_fail"]["robust.baseline_delta"] == "0.0"
+    assert props["test_a_fail"]["robust.threshold"] == "min_acc>=0.9"
+
+    # Threads: each CPU worker takes its share of the cores, at its first check; a serial
+    # run keeps torch's default.
+    (written,) = rtester.path.glob("threads-gw*.txt")
+    assert int(written.read_text()) == max(1, (os.cpu_count() or 1) // 2)
+    default = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert int((rtester.path / "threads-serial.txt").read_text()) == int(default)
