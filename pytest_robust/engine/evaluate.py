@@ -8,9 +8,7 @@ threat model and re-classified with a fresh forward pass, and that pass decides 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -23,15 +21,8 @@ from pytest_robust.attacks import Attack
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import get_attack
 from pytest_robust.attacks import registered_attacks
-from pytest_robust.checks import gradients
 from pytest_robust.checks.flags import Flag
-from pytest_robust.checks.sanity import GRADIENT_SAMPLES
-from pytest_robust.checks.sanity import cheap_flags
-from pytest_robust.checks.sanity import diagnose
-from pytest_robust.checks.sanity import gradient_loss
-from pytest_robust.checks.sanity import probability_flag
 from pytest_robust.checks.sanity import train_mode_flag
-from pytest_robust.engine.backoff import OUT_OF_MEMORY
 from pytest_robust.engine.backoff import BackOff
 from pytest_robust.engine.backoff import mixed_precision
 from pytest_robust.engine.cache import EvaluationCache
@@ -45,7 +36,12 @@ from pytest_robust.engine.distributed import world
 from pytest_robust.engine.early import early_verdict
 from pytest_robust.engine.examples import Example
 from pytest_robust.engine.fingerprint import model_fingerprint
+from pytest_robust.engine.forward import forward_logits
 from pytest_robust.engine.guard import borrowed
+from pytest_robust.engine.masking import diagnosed
+from pytest_robust.engine.masking import full_diagnosis
+from pytest_robust.engine.masking import gradient_check
+from pytest_robust.engine.masking import sanity_flags
 from pytest_robust.engine.memory import CounterexampleMemory
 from pytest_robust.engine.passes import Passes
 from pytest_robust.engine.passes import Setting
@@ -153,7 +149,7 @@ def run_check(
         else ThreatModel.bounds_only(spec.bounds)
     )
     members = _build_members(spec, threat)
-    forward = functools.partial(_forward, model, output=spec.output)
+    forward = functools.partial(forward_logits, model, output=spec.output)
     device = rank_device(resolve_device(spec.device))
     cache = cache if cache is not None else EvaluationCache()
     samples = cache.samples(data, spec.max_samples)
@@ -190,7 +186,7 @@ def run_check(
         clean_correct = clean.argmax(dim=1) == labels
         if spec.check == "gradients":
             details, flags = backoff.retry(
-                lambda size: _gradient_check(
+                lambda size: gradient_check(
                     forward, samples, clean, clean_correct, device, dtype, size
                 )
             )
@@ -205,11 +201,11 @@ def run_check(
             # A sample already at its target is not attacked (and can never be a success).
             attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
             if spec.sanity != "off":
-                flags = _sanity_flags(
+                flags = sanity_flags(
                     forward, samples, clean, attacked, members, device, dtype, backoff, cache, key
                 )
-            attack_forward, amp_note = mixed_precision(forward, device, spec.amp)
-            setting = Setting(attack_forward, forward, targets, device, dtype, spec.seed)
+            attackforward_logits, amp_note = mixed_precision(forward, device, spec.amp)
+            setting = Setting(attackforward_logits, forward, targets, device, dtype, spec.seed)
             names = [name for name, _ in members]
             passes = Passes(samples, setting, names, keep_adversarial, backoff, keep_examples)
 
@@ -283,94 +279,20 @@ def run_check(
         adversarial=adversarial[:n] if adversarial is not None else None,
         examples=tuple(examples),
     )
-    if _full_diagnosis(spec, members):
-        result = _diagnosed(model, data, spec, result, members, clean.shape[1], cache)
+    if full_diagnosis(spec, members):
+        result = diagnosed(
+            model,
+            data,
+            spec,
+            result,
+            members,
+            clean.shape[1],
+            cache,
+            lambda variant: run_check(model, data, variant, cache=cache),
+        )
     if store is not None and reuse_key:
         save(store, slot, reuse_key, result)
     return result
-
-
-def _full_diagnosis(spec: Spec, members: list[tuple[str, Attack]]) -> bool:
-    if spec.check == "gradients" or not (spec.sanity == "full" or spec.check == "masking"):
-        return False
-    # Fooling uses data slots, not samples; always-targeted attacks pick their own targets;
-    # attacks without an eps-ball (transform, noise) have no budget to vary.
-    return not any(
-        attack.targeted or name == "fooling" or not attack.eps_ball for name, attack in members
-    )
-
-
-def _diagnosed(
-    model: torch.nn.Module,
-    data: Any,
-    spec: Spec,
-    result: RobustnessResult,
-    members: list[tuple[str, Attack]],
-    classes: int,
-    cache: EvaluationCache,
-) -> RobustnessResult:
-    """The result with the full masking diagnosis's flags and measurements added."""
-    dims = int(torch.as_tensor(cache.samples(data, spec.max_samples).x[0]).numel())
-    started = time.perf_counter()
-    found, measured = diagnose(
-        spec,
-        result,
-        members,
-        classes,
-        dims,
-        lambda variant: run_check(model, data, variant, cache=cache),
-    )
-    details = dict(result.details)
-    details["flags"] = [*details["flags"], *(flag.to_dict() for flag in found)]
-    measured["duration_s"] = time.perf_counter() - started
-    details["diagnosis"] = measured
-    duration = result.duration_s + measured["duration_s"]
-    return dataclasses.replace(result, details=details, duration_s=duration)
-
-
-def _sanity_flags(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    samples: Samples,
-    clean: torch.Tensor,
-    attacked: torch.Tensor,
-    members: list[tuple[str, Attack]],
-    device: torch.device,
-    dtype: torch.dtype,
-    backoff: BackOff,
-    cache: EvaluationCache,
-    key: tuple[str, str, str, str],
-) -> list[Flag]:
-    """The cheap flags, computed once per model, data, loss and attacked samples."""
-    sanity_key = (*key, gradient_loss(members), _bits(attacked))
-    flags = cache.sanity_flags(sanity_key)
-    if flags is None:
-        ids = attacked.nonzero().squeeze(1)[: max(GRADIENT_SAMPLES, backoff.size)]
-        x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
-        y = samples.y.cpu()[ids].to(device)
-        flags = backoff.retry(lambda size: cheap_flags(forward, x, y, clean[ids], members, size))
-        cache.store_sanity_flags(sanity_key, flags)
-    return flags
-
-
-def _gradient_check(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    samples: Samples,
-    clean: torch.Tensor,
-    clean_correct: torch.Tensor,
-    device: torch.device,
-    dtype: torch.dtype,
-    batch_size: int,
-) -> tuple[dict[str, Any], list[Flag]]:
-    """check="gradients": input-gradient amplitudes of the clean-correct samples."""
-    ids = clean_correct.nonzero().squeeze(1)
-    x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
-    y = samples.y.cpu()[ids].to(device)
-    amps = gradients.amplitudes(forward, x, y, batch_size)
-    flags = probability_flag(clean) + gradients.flags_for(amps, "ce")
-    if amps is None:
-        empty = torch.full((len(ids),), math.nan, dtype=torch.float64)
-        amps = {"ce": empty, "margin": empty}
-    return {"gradients": gradients.summary(amps)}, flags
 
 
 def _build_members(spec: Spec, threat: ThreatModel) -> list[tuple[str, Attack]]:
@@ -437,55 +359,6 @@ def _input_dtype(model: torch.nn.Module, default: torch.dtype) -> torch.dtype:
         if tensor.is_floating_point():
             return tensor.dtype
     return default
-
-
-def _forward(model: torch.nn.Module, x: torch.Tensor, output: Any = None) -> torch.Tensor:
-    try:
-        out = model(x)
-    except OUT_OF_MEMORY:
-        raise  # handled by the batch-size back-off
-    except RuntimeError as exc:
-        raise RobustConfigError(
-            f"model failed on a batch of inputs of shape {tuple(x.shape)} ({x.dtype}, "
-            f"{x.device}): {str(exc).splitlines()[0]}. Check that the data's inputs have "
-            "the shape and type the model expects"
-        ) from exc
-    if output is not None:
-        out = _select_output(out, output)
-    elif not isinstance(out, torch.Tensor):
-        raise RobustConfigError(
-            f"model returned a {type(out).__name__}; it must return one tensor of logits, "
-            "shape (batch, classes). Say which part holds the logits with output=: a tuple "
-            "index (output=0), a dict key or attribute (output='logits') or a callable"
-        )
-    if out.dim() != 2 or out.shape[0] != x.shape[0] or out.shape[1] < 2:
-        raise RobustConfigError(
-            f"model returned shape {tuple(out.shape)} for {x.shape[0]} inputs; it must return "
-            "logits of shape (batch, classes) with at least 2 classes"
-        )
-    return out
-
-
-def _select_output(out: Any, output: Any) -> torch.Tensor:
-    """Apply the documented output= adapter; never guess."""
-    try:
-        if callable(output):
-            selected = output(out)
-        elif isinstance(output, int) or isinstance(out, Mapping):
-            selected = out[output]
-        else:
-            selected = getattr(out, output)
-    except (IndexError, KeyError, AttributeError, TypeError) as exc:
-        raise RobustConfigError(
-            f"output={describe(output)} does not fit the model's output "
-            f"({type(out).__name__}): {exc!r}"
-        ) from None
-    if not isinstance(selected, torch.Tensor):
-        raise RobustConfigError(
-            f"output={describe(output)} selected a {type(selected).__name__}, not a tensor of "
-            "logits"
-        )
-    return selected
 
 
 def _clean_logits(
