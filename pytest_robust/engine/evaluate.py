@@ -38,6 +38,7 @@ from pytest_robust.engine.examples import Example
 from pytest_robust.engine.fingerprint import model_fingerprint
 from pytest_robust.engine.forward import forward_logits
 from pytest_robust.engine.guard import borrowed
+from pytest_robust.engine.masking import bits
 from pytest_robust.engine.masking import diagnosed
 from pytest_robust.engine.masking import full_diagnosis
 from pytest_robust.engine.masking import gradient_check
@@ -261,10 +262,10 @@ def run_check(
         bounds=spec.bounds,
         params=_describe_params(members, spec),
         targeted=targets is not None,
-        clean_correct=_bits(clean_correct),
-        robust=_bits(robust),
-        success=_bits(success[:n]),
-        attacked=_bits(attacked),
+        clean_correct=bits(clean_correct),
+        robust=bits(robust),
+        success=bits(success[:n]),
+        attacked=bits(attacked),
         thresholds=dict(spec.thresholds),
         seed=spec.seed,
         device=str(device),
@@ -347,10 +348,6 @@ def _describe_params(members: list[tuple[str, Attack]], spec: Spec) -> dict[str,
     if spec.output is not None:
         params["output"] = describe(spec.output)
     return params
-
-
-def _bits(flags: torch.Tensor) -> str:
-    return "".join("1" if f else "0" for f in flags.tolist())
 
 
 def _input_dtype(model: torch.nn.Module, default: torch.dtype) -> torch.dtype:

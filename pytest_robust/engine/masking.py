@@ -27,7 +27,16 @@ from pytest_robust.spec import Spec
 
 
 def bits(flags: torch.Tensor) -> str:
+    """Per-sample flags as the result's '0'/'1' string."""
     return "".join("1" if f else "0" for f in flags.tolist())
+
+
+def _rows(
+    samples: Samples, ids: torch.Tensor, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and labels of the samples `ids`, on the evaluation device."""
+    x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
+    return x, samples.y.cpu()[ids].to(device)
 
 
 def full_diagnosis(spec: Spec, members: list[tuple[str, Attack]]) -> bool:
@@ -87,8 +96,7 @@ def sanity_flags(
     flags = cache.sanity_flags(sanity_key)
     if flags is None:
         ids = attacked.nonzero().squeeze(1)[: max(GRADIENT_SAMPLES, backoff.size)]
-        x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
-        y = samples.y.cpu()[ids].to(device)
+        x, y = _rows(samples, ids, device, dtype)
         flags = backoff.retry(lambda size: cheap_flags(forward, x, y, clean[ids], members, size))
         cache.store_sanity_flags(sanity_key, flags)
     return flags
@@ -105,8 +113,7 @@ def gradient_check(
 ) -> tuple[dict[str, Any], list[Flag]]:
     """check="gradients": input-gradient amplitudes of the clean-correct samples."""
     ids = clean_correct.nonzero().squeeze(1)
-    x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
-    y = samples.y.cpu()[ids].to(device)
+    x, y = _rows(samples, ids, device, dtype)
     amps = gradients.amplitudes(forward, x, y, batch_size)
     flags = probability_flag(clean) + gradients.flags_for(amps, "ce")
     if amps is None:
