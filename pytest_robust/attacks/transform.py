@@ -286,8 +286,10 @@ class Transform(Attack):
         for j in T.ONE_SIDED:
             signed[:, j] = u[:, j] if kind != 2 else 1.0
         params = signed * top
-        if kind == 1:  # keep one parameter in use, chosen by `pick`
-            used = (top > 0).nonzero().squeeze(1)
+        used = (top > 0).nonzero().squeeze(1)
+        # kind 1 keeps one parameter in use, chosen by `pick`. No parameter in use (ranges
+        # that underflow to 0 in the input dtype) leaves only the identity.
+        if kind == 1 and len(used):
             choice = used[(pick * len(used)).long().clamp(max=len(used) - 1)]
             mask = F.one_hot(choice, len(T.PARAMS)).to(u)
             params = params * mask

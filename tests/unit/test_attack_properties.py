@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from hypothesis import HealthCheck
+from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -50,6 +51,19 @@ shapes = st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple)
     width=st.floats(0.1, 3.0),
     seed=st.integers(0, 2**16),
     batch_size=st.integers(1, 8),
+)
+# Found by Hypothesis: ranges so small they underflow to 0 in float32 left the transform
+# search no parameter to pick (an IndexError).
+@example(
+    attack="transform",
+    shape=(1,),
+    n=1,
+    eps=2.9508633014140454e-245,
+    norm_choice=0,
+    low=0.0,
+    width=1.0,
+    seed=0,
+    batch_size=1,
 )
 def test_adversarial_inputs_stay_in_the_ball_and_bounds(
     attack: str,
