@@ -42,6 +42,9 @@ DIAGNOSIS_SAMPLES = 200
 
 
 def probability_flag(clean_logits: torch.Tensor) -> list[Flag]:
+    # all() of nothing is True: without a row there is no evidence either way.
+    if len(clean_logits) == 0:
+        return []
     rows_sum_to_one = ((clean_logits.sum(dim=1) - 1).abs() < 1e-3).all()
     if bool((clean_logits >= 0).all()) and bool(rows_sum_to_one):
         return [
@@ -74,6 +77,8 @@ def train_mode_flag(was_training: bool) -> list[Flag]:
 
 def determinism_flag(forward: Forward, x: torch.Tensor, clean_logits: torch.Tensor) -> list[Flag]:
     """Two forward passes in eval mode on the same inputs must agree."""
+    if len(x) == 0:
+        return []
     with torch.no_grad():
         again = forward(x).float().cpu()
     scale = clean_logits.abs().amax().clamp_min(1.0)
@@ -110,12 +115,14 @@ def cheap_flags(
 ) -> list[Flag]:
     """Flags from the model's outputs and input gradients on the samples `x` (already on
     the device), whose clean logits are `clean_logits`."""
+    # Every flag looks at these samples only: none attacked, nothing to find (issue 11).
+    if len(x) == 0:
+        return []
     flags = probability_flag(clean_logits)
-    if len(x):
-        first = slice(0, min(batch_size, len(x)))
-        flags += determinism_flag(forward, x[first], clean_logits[first])
+    first = slice(0, min(batch_size, len(x)))
+    flags += determinism_flag(forward, x[first], clean_logits[first])
     loss = gradient_loss(members)
-    if loss is not None and len(x):
+    if loss is not None:
         keep = slice(0, GRADIENT_SAMPLES)
         amps = gradients.amplitudes(
             forward, x[keep], labels[keep], batch_size, losses=("ce", "margin")
