@@ -21,6 +21,7 @@ import torch
 
 from pytest_robust.attacks import Attack
 from pytest_robust.attacks import registered_attacks
+from pytest_robust.attacks.base import NoGradientPath
 from pytest_robust.checks import gradients
 from pytest_robust.checks.flags import MASKING
 from pytest_robust.checks.flags import WARNING
@@ -132,6 +133,59 @@ def cheap_flags(
     return flags
 
 
+# The flags that say the gradient members' evidence is masked. A black-box member (Square)
+# never reads the model's gradients, and its margin loss works on probabilities too.
+GRADIENT_FLAGS = frozenset(
+    {
+        "no_gradient_path",
+        "zero_gradients",
+        "softmax_saturation",
+        "nonfinite_gradients",
+        "probability_outputs",
+    }
+)
+
+
+def resting_on_black_box(
+    flags: list[Flag], members: list[tuple[str, Attack]], skipped: list[str]
+) -> list[Flag]:
+    """The flags of a worst case over members, when some members are black-box.
+
+    A black-box member attacks every sample the members before it left unbroken, so the
+    worst case is at least as strong as that member alone, which is gated without any
+    gradient flag. A flag that only says the gradient members' evidence is masked then
+    becomes a warning that names them: the verdict rests on the black-box members' evidence.
+    Every other flag (a randomised model, the full diagnosis) stays as it was. A gradient
+    member skipped for want of a gradient path gets its flag here, whatever the sanity level.
+    """
+    black = [name for name, attack in members if attack.black_box]
+    masked = [name for name, attack in members if attack.gradient_loss() is not None]
+    if not black or not masked:
+        return flags
+    if skipped and not any(flag.name == "no_gradient_path" for flag in flags):
+        flags = [
+            *flags,
+            Flag(
+                "no_gradient_path",
+                MASKING,
+                "the model's output does not depend on its input through autograd, so "
+                f"{', '.join(skipped)} could not run and {'was' if len(skipped) == 1 else 'were'}"
+                " skipped",
+                "make forward() differentiable in x; for a non-differentiable step use BPDA",
+            ),
+        ]
+    rest = (
+        f"; the evidence of {', '.join(masked)} is masked, so this result rests on "
+        f"{', '.join(black)} alone"
+    )
+    return [
+        Flag(flag.name, WARNING, flag.message + rest, flag.fix)
+        if flag.name in GRADIENT_FLAGS
+        else flag
+        for flag in flags
+    ]
+
+
 # --- the full diagnosis -------------------------------------------------------------------
 
 
@@ -228,9 +282,12 @@ def diagnose(
         )
 
     if "fgsm" not in names and any(attack.gradient_loss() for _, attack in members):
-        single = run(with_attack(spec, "fgsm"))
-        measured["fgsm_robust_acc"] = single.robust_acc
-        if single.robust_acc < base.robust_acc - tol:
+        try:
+            single: RobustnessResult | None = run(with_attack(spec, "fgsm"))
+        except NoGradientPath:  # the cheap flags say so; base rests on a black-box member
+            single = None
+        measured["fgsm_robust_acc"] = single.robust_acc if single is not None else None
+        if single is not None and single.robust_acc < base.robust_acc - tol:
             flags.append(
                 Flag(
                     "single_step_stronger",

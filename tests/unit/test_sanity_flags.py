@@ -297,13 +297,20 @@ def test_the_gradient_check_flags_a_stochastic_model(digits_cnn, digits_data):
     assert healthy.flags == [] and healthy.status == "pass"
 
 
-STRONG = {"attack": "strong", "eps": 0.1, "min_acc": 0.5, "max_samples": 40, "queries": 300}
+STRONG = {
+    "attack": "strong",
+    "eps": 0.1,
+    "min_acc": 0.5,
+    "max_samples": 20,
+    "queries": 100,
+    "steps": 10,
+}
 
 
 def test_strong_on_a_quantised_model_rests_on_its_black_box_member(digits_cnn, digits_data):
     result = evaluate(Quantised(digits_cnn), digits_data, **STRONG)
     square = evaluate(
-        Quantised(digits_cnn), digits_data, attack="square", eps=0.1, queries=300, max_samples=40
+        Quantised(digits_cnn), digits_data, attack="square", eps=0.1, queries=100, max_samples=20
     )
     # The worst case over the members is at least as strong as Square alone...
     assert result.robust_acc <= square.robust_acc
@@ -316,7 +323,15 @@ def test_strong_on_a_quantised_model_rests_on_its_black_box_member(digits_cnn, d
     assert "square" in flag["message"]
     assert result.status == ("pass" if result.robust_acc >= 0.5 else "fail")
     # Without a black-box member, the same flag still fails the gate.
-    alone = evaluate(Quantised(digits_cnn), digits_data, attack="apgd-ce", eps=0.1, min_acc=0.0)
+    alone = evaluate(
+        Quantised(digits_cnn),
+        digits_data,
+        attack="apgd-ce",
+        eps=0.1,
+        steps=10,
+        min_acc=0.0,
+        max_samples=20,
+    )
     assert [(f["name"], f["severity"]) for f in alone.flags] == [("zero_gradients", "masking")]
     assert alone.status == "fail"
 
@@ -325,7 +340,7 @@ def test_strong_on_a_quantised_model_rests_on_its_black_box_member(digits_cnn, d
 def test_strong_skips_gradient_members_without_a_gradient_path(digits_cnn, digits_data, sanity):
     result = evaluate(Detached(digits_cnn), digits_data, sanity=sanity, **STRONG)
     square = evaluate(
-        digits_cnn, digits_data, attack="square", eps=0.1, queries=300, max_samples=40
+        digits_cnn, digits_data, attack="square", eps=0.1, queries=100, max_samples=20
     )
     # Square on a detached model sees the same outputs as on the model itself.
     assert result.robust == square.robust
@@ -337,7 +352,10 @@ def test_strong_skips_gradient_members_without_a_gradient_path(digits_cnn, digit
 
 def test_check_masking_runs_on_a_model_without_a_gradient_path(digits_cnn, digits_data):
     result = evaluate(
-        Detached(digits_cnn), digits_data, check="masking", **{**STRONG, "max_samples": 20}
+        Detached(digits_cnn),
+        digits_data,
+        check="masking",
+        **{**STRONG, "max_samples": 8, "steps": 3, "queries": 20},
     )
     assert "no_gradient_path" in names(result)
     assert result.details["diagnosis"]["fgsm_robust_acc"] is None
