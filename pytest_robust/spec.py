@@ -232,6 +232,7 @@ def validate(
             lengths[name] = len(value)
         else:
             out[name] = param.parse(name, value)
+    _default_norm(members, attacks, kwargs, out)
     _check_members(members, attacks, out)
     if len(set(lengths.values())) > 1:
         described = ", ".join(f"{n} has {k}" for n, k in lengths.items())
@@ -360,6 +361,27 @@ def _delegate(
             f"{suggest(str(inner), usable)}; one of {', '.join(usable)}"
         )
     return inner
+
+
+def _default_norm(
+    members: tuple[str, ...],
+    attacks: Mapping[str, AttackSchema],
+    kwargs: Mapping[str, Any],
+    out: dict[str, Any],
+) -> None:
+    """With no norm= given, an attack (or combination) that supports one norm only, not
+    the default, runs in that norm: attack='cw' means L2 (issue 11). A norm the user gave
+    is never replaced; an impossible one stays an error (_check_members)."""
+    if "norm" in kwargs or not all(attacks[m].eps_ball for m in members):
+        return
+    common: set[str] | None = None
+    for member in members:
+        delegate = _delegate(attacks[member], out, attacks)
+        norms = set(attacks[delegate if delegate is not None else member].norms)
+        common = norms if common is None else common & norms
+    default = COMMON_PARAMS["norm"].default
+    if common is not None and default not in common and len(common) == 1:
+        (out["norm"],) = common
 
 
 def _check_members(

@@ -122,6 +122,10 @@ class Attack(ABC):
     # given sigma): eps= and norm= are then rejected, the engine gives the attack
     # ThreatModel.bounds_only(bounds), and the result's eps is None.
     eps_ball: ClassVar[bool] = True
+    # True for a score-based search built to work where gradients are masked (Square): it
+    # never looks at the model's gradients, so in attack=[...] its result stands when the
+    # gradient members' evidence is masked (docs/masking.md, "Black-box members").
+    black_box: ClassVar[bool] = False
 
     # A success also needs this probability for the predicted class (checked by the engine).
     min_confidence: float = 0.0
@@ -322,13 +326,23 @@ def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
+class NoGradientPath(RobustConfigError):
+    """The model's output does not depend on its input through autograd, so a gradient
+    attack cannot run. In attack=[...] with a black-box member the engine skips the
+    gradient member (with a flag) instead of raising."""
+
+
+NO_GRADIENT_PATH = (
+    "model output does not depend on its input through autograd (does forward() detach "
+    "the input, run under torch.no_grad(), or round-trip through numpy?); {who} needs input "
+    "gradients. Make forward() differentiable in x, or use a black-box attack "
+    "(attack='square', or attack='strong', which includes it)"
+)
+
+
 def input_gradient(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if not loss.requires_grad:
-        raise RobustConfigError(
-            "model output does not depend on its input through autograd (does forward() "
-            "detach the input, run under torch.no_grad(), or round-trip through numpy?); "
-            "gradient attacks need input gradients. Make forward() differentiable in x"
-        )
+        raise NoGradientPath(NO_GRADIENT_PATH.format(who="a gradient attack"))
     (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
     return grad if grad is not None else torch.zeros_like(x)
 

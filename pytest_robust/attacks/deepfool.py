@@ -16,12 +16,13 @@ from typing import Any
 
 import torch
 
+from pytest_robust.attacks.base import NO_GRADIENT_PATH
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
+from pytest_robust.attacks.base import NoGradientPath
 from pytest_robust.attacks.base import ThreatModel
 from pytest_robust.attacks.base import register_attack
 from pytest_robust.attacks.optimization import summarize_norms
-from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import Param
 
 # Added to |f_k| (as in the reference code) so a step lands past the boundary, not on it.
@@ -120,10 +121,7 @@ def _class_gradients(
     picked = logits.gather(1, classes)
     gaps = picked[:, 1:] - picked[:, :1]
     if not gaps.requires_grad:
-        raise RobustConfigError(
-            "model output does not depend on its input through autograd; DeepFool needs "
-            "input gradients. Make forward() differentiable in x"
-        )
+        raise NoGradientPath(NO_GRADIENT_PATH.format(who="DeepFool"))
     grads = []
     for k in range(gaps.shape[1]):
         (grad,) = torch.autograd.grad(

@@ -20,8 +20,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from pytest_robust.attacks.base import NO_GRADIENT_PATH
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
+from pytest_robust.attacks.base import NoGradientPath
 from pytest_robust.attacks.base import ThreatModel
 from pytest_robust.attacks.base import register_attack
 from pytest_robust.attacks.base import steps_param
@@ -184,11 +186,7 @@ class PenaltyAttack(Attack):
 def _check_differentiable(ce: torch.Tensor) -> None:
     # Checked on the CE term alone: the L2 penalty is always differentiable in x.
     if not ce.requires_grad:
-        raise RobustConfigError(
-            "model output does not depend on its input through autograd (does forward() "
-            "detach the input, run under torch.no_grad(), or round-trip through numpy?); "
-            "the penalty attack needs input gradients. Make forward() differentiable in x"
-        )
+        raise NoGradientPath(NO_GRADIENT_PATH.format(who="the penalty attack"))
 
 
 def _gradient_of(objective: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,7 @@ class Square(Attack):
         ),
     }
     targetable = True
+    black_box = True
     reference = (
         "Andriushchenko et al. 2020, Square Attack: a query-efficient black-box adversarial "
         "attack via random search"

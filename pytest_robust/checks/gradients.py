@@ -71,7 +71,10 @@ def amplitudes(
     One forward and one backward per loss and batch. None when the output does not depend
     on the input through autograd (a detached or non-differentiable forward).
     """
-    chunks: dict[str, list[torch.Tensor]] = {}
+    # No sample: empty amplitudes for every loss (no evidence of a path or of its absence).
+    chunks: dict[str, list[torch.Tensor]] = {
+        name: [torch.zeros(0, dtype=torch.float64)] for name in losses if name != "dlr"
+    }
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].detach().requires_grad_(True)
         with torch.enable_grad():

@@ -21,6 +21,7 @@ import torch
 
 from pytest_robust.attacks import Attack
 from pytest_robust.attacks import registered_attacks
+from pytest_robust.attacks.base import NoGradientPath
 from pytest_robust.checks import gradients
 from pytest_robust.checks.flags import MASKING
 from pytest_robust.checks.flags import WARNING
@@ -42,6 +43,9 @@ DIAGNOSIS_SAMPLES = 200
 
 
 def probability_flag(clean_logits: torch.Tensor) -> list[Flag]:
+    # all() of nothing is True: without a row there is no evidence either way.
+    if len(clean_logits) == 0:
+        return []
     rows_sum_to_one = ((clean_logits.sum(dim=1) - 1).abs() < 1e-3).all()
     if bool((clean_logits >= 0).all()) and bool(rows_sum_to_one):
         return [
@@ -74,6 +78,8 @@ def train_mode_flag(was_training: bool) -> list[Flag]:
 
 def determinism_flag(forward: Forward, x: torch.Tensor, clean_logits: torch.Tensor) -> list[Flag]:
     """Two forward passes in eval mode on the same inputs must agree."""
+    if len(x) == 0:
+        return []
     with torch.no_grad():
         again = forward(x).float().cpu()
     scale = clean_logits.abs().amax().clamp_min(1.0)
@@ -110,12 +116,14 @@ def cheap_flags(
 ) -> list[Flag]:
     """Flags from the model's outputs and input gradients on the samples `x` (already on
     the device), whose clean logits are `clean_logits`."""
+    # Every flag looks at these samples only: none attacked, nothing to find (issue 11).
+    if len(x) == 0:
+        return []
     flags = probability_flag(clean_logits)
-    if len(x):
-        first = slice(0, min(batch_size, len(x)))
-        flags += determinism_flag(forward, x[first], clean_logits[first])
+    first = slice(0, min(batch_size, len(x)))
+    flags += determinism_flag(forward, x[first], clean_logits[first])
     loss = gradient_loss(members)
-    if loss is not None and len(x):
+    if loss is not None:
         keep = slice(0, GRADIENT_SAMPLES)
         amps = gradients.amplitudes(
             forward, x[keep], labels[keep], batch_size, losses=("ce", "margin")
@@ -123,6 +131,59 @@ def cheap_flags(
         if amps is not None or loss == "ce":
             flags += gradients.flags_for(amps, loss)
     return flags
+
+
+# The flags that say the gradient members' evidence is masked. A black-box member (Square)
+# never reads the model's gradients, and its margin loss works on probabilities too.
+GRADIENT_FLAGS = frozenset(
+    {
+        "no_gradient_path",
+        "zero_gradients",
+        "softmax_saturation",
+        "nonfinite_gradients",
+        "probability_outputs",
+    }
+)
+
+
+def resting_on_black_box(
+    flags: list[Flag], members: list[tuple[str, Attack]], skipped: list[str]
+) -> list[Flag]:
+    """The flags of a worst case over members, when some members are black-box.
+
+    A black-box member attacks every sample the members before it left unbroken, so the
+    worst case is at least as strong as that member alone, which is gated without any
+    gradient flag. A flag that only says the gradient members' evidence is masked then
+    becomes a warning that names them: the verdict rests on the black-box members' evidence.
+    Every other flag (a randomised model, the full diagnosis) stays as it was. A gradient
+    member skipped for want of a gradient path gets its flag here, whatever the sanity level.
+    """
+    black = [name for name, attack in members if attack.black_box]
+    masked = [name for name, attack in members if attack.gradient_loss() is not None]
+    if not black or not masked:
+        return flags
+    if skipped and not any(flag.name == "no_gradient_path" for flag in flags):
+        flags = [
+            *flags,
+            Flag(
+                "no_gradient_path",
+                MASKING,
+                "the model's output does not depend on its input through autograd, so "
+                f"{', '.join(skipped)} could not run and {'was' if len(skipped) == 1 else 'were'}"
+                " skipped",
+                "make forward() differentiable in x; for a non-differentiable step use BPDA",
+            ),
+        ]
+    rest = (
+        f"; the evidence of {', '.join(masked)} is masked, so this result rests on "
+        f"{', '.join(black)} alone"
+    )
+    return [
+        Flag(flag.name, WARNING, flag.message + rest, flag.fix)
+        if flag.name in GRADIENT_FLAGS
+        else flag
+        for flag in flags
+    ]
 
 
 # --- the full diagnosis -------------------------------------------------------------------
@@ -221,9 +282,12 @@ def diagnose(
         )
 
     if "fgsm" not in names and any(attack.gradient_loss() for _, attack in members):
-        single = run(with_attack(spec, "fgsm"))
-        measured["fgsm_robust_acc"] = single.robust_acc
-        if single.robust_acc < base.robust_acc - tol:
+        try:
+            single: RobustnessResult | None = run(with_attack(spec, "fgsm"))
+        except NoGradientPath:  # the cheap flags say so; base rests on a black-box member
+            single = None
+        measured["fgsm_robust_acc"] = single.robust_acc if single is not None else None
+        if single is not None and single.robust_acc < base.robust_acc - tol:
             flags.append(
                 Flag(
                     "single_step_stronger",

@@ -22,6 +22,7 @@ from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import get_attack
 from pytest_robust.attacks import registered_attacks
 from pytest_robust.checks.flags import Flag
+from pytest_robust.checks.sanity import resting_on_black_box
 from pytest_robust.checks.sanity import train_mode_flag
 from pytest_robust.engine.backoff import BackOff
 from pytest_robust.engine.backoff import mixed_precision
@@ -235,6 +236,7 @@ def run_check(
                 remembered = attack.remember()
                 if memory is not None and remembered is not None:
                     memory.save(name, samples.fingerprint, remembered)
+            flags = resting_on_black_box(flags, members, passes.skipped)
             success = passes.success
             robust = clean_correct & ~passes.misclassified
             adversarial = passes.adversarial

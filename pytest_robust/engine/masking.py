@@ -16,6 +16,7 @@ from pytest_robust.checks import gradients
 from pytest_robust.checks.flags import Flag
 from pytest_robust.checks.sanity import GRADIENT_SAMPLES
 from pytest_robust.checks.sanity import cheap_flags
+from pytest_robust.checks.sanity import determinism_flag
 from pytest_robust.checks.sanity import diagnose
 from pytest_robust.checks.sanity import gradient_loss
 from pytest_robust.checks.sanity import probability_flag
@@ -111,11 +112,15 @@ def gradient_check(
     dtype: torch.dtype,
     batch_size: int,
 ) -> tuple[dict[str, Any], list[Flag]]:
-    """check="gradients": input-gradient amplitudes of the clean-correct samples."""
+    """check="gradients": input-gradient amplitudes of the clean-correct samples, and the
+    output flags the attack checks raise on them (a randomised model's single gradient
+    sample misleads as much as a masked one)."""
     ids = clean_correct.nonzero().squeeze(1)
     x, y = _rows(samples, ids, device, dtype)
+    first = slice(0, batch_size)
+    flags = probability_flag(clean[ids]) + determinism_flag(forward, x[first], clean[ids][first])
     amps = gradients.amplitudes(forward, x, y, batch_size)
-    flags = probability_flag(clean) + gradients.flags_for(amps, "ce")
+    flags += gradients.flags_for(amps, "ce")
     if amps is None:
         empty = torch.full((len(ids),), math.nan, dtype=torch.float64)
         amps = {"ce": empty, "margin": empty}

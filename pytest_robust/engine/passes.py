@@ -17,6 +17,7 @@ import torch
 from pytest_robust.attacks import Attack
 from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
+from pytest_robust.attacks.base import NoGradientPath
 from pytest_robust.engine import progress
 from pytest_robust.engine.backoff import BackOff
 from pytest_robust.engine.data import Samples
@@ -56,6 +57,9 @@ class Passes:
         self.success = torch.zeros(n, dtype=torch.bool)
         self.misclassified = torch.zeros(n, dtype=torch.bool)
         self.broken_by = dict.fromkeys(names, 0)
+        # Gradient members skipped because the model has no gradient path (only when a
+        # black-box member runs on every sample they would have had).
+        self.skipped: list[str] = []
         # Per sample, NaN unless an attack succeeded: its perturbation size and confidence.
         self.sizes = torch.full((n,), float("nan"), dtype=torch.float64)
         self.confidences = torch.full((n,), float("nan"))
@@ -78,7 +82,8 @@ class Passes:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             for name, attack in members:
-                self.run(name, attack, batch[~self.success[batch]])
+                if name not in self.skipped:
+                    self.attempt(name, attack, batch[~self.success[batch]], members)
             # Every sample up to the batch's last one is processed (those in between were
             # not attacked).
             done = n if start + batch_size >= len(order) else int(batch[-1]) + 1
@@ -87,6 +92,19 @@ class Passes:
             if verdict is not None:
                 return done, verdict
         return None
+
+    def attempt(
+        self, name: str, attack: Attack, ids: torch.Tensor, members: list[tuple[str, Attack]]
+    ) -> None:
+        """run(), except that a gradient member finding no gradient path is skipped from
+        now on when a black-box member is in the combination: that member still attacks
+        every sample, so the worst case stays a valid upper bound (docs/masking.md)."""
+        try:
+            self.run(name, attack, ids)
+        except NoGradientPath:
+            if not any(other.black_box for _, other in members):
+                raise
+            self.skipped.append(name)
 
     def run(self, name: str, attack: Attack, ids: torch.Tensor) -> None:
         """Attack the samples `ids` (one batch, indices into the data) and record what the
@@ -154,6 +172,8 @@ class Passes:
         else:
             details["broken_by"] = dict(self.broken_by)
             details["attacks"] = {name: attack.details() for name, attack in members}
+        if self.skipped:
+            details["skipped"] = list(self.skipped)
         return details
 
 

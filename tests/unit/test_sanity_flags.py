@@ -178,3 +178,184 @@ def test_flags_are_computed_once_per_model_and_data(digits_cnn, digits_data):
     second = Counting.calls - without - first
     assert second == without - 1  # the clean pass is cached already; the flags too
     assert first > second
+
+
+# --- issue 11: every flag on evidence only; stochastic gradient check; black-box members ---
+
+
+class Shifted(Wrapped):
+    """Predicts the CNN's class plus one: wrong on every sample the CNN gets right."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x).roll(1, dims=1)
+
+
+class Noisy(Wrapped):
+    """Gaussian noise added in forward(), also in eval mode."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x + 0.05 * torch.randn_like(x))
+
+
+def _wrong_everywhere(digits_cnn, digits_data):
+    """The shifted CNN and the samples the CNN classifies correctly: no sample is
+    clean-correct for the shifted model."""
+    x, y = digits_data
+    keep = digits_cnn(x).argmax(dim=1) == y
+    return Shifted(digits_cnn), (x[keep][:100], y[keep][:100])
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        {"attack": "pgd", "eps": 0.05, "steps": 3, "min_acc": 0.0},
+        {"attack": "strong", "eps": 0.05, "min_acc": 0.0, "max_samples": 20},
+        {"attack": "cw", "eps": 0.5, "steps": 3, "search_steps": 1, "max_drop": 0.0},
+        {"attack": "square", "eps": 0.05, "queries": 5, "max_success": 0.0},
+        {"check": "gradients"},
+        {"attack": "pgd", "eps": 0.05, "steps": 2, "min_acc": 0.0, "check": "masking"},
+    ],
+    ids=["pgd", "strong", "cw", "square", "gradients", "masking"],
+)
+def test_no_flag_is_raised_when_no_sample_is_clean_correct(digits_cnn, digits_data, check):
+    model, data = _wrong_everywhere(digits_cnn, digits_data)
+    result = evaluate(model, data, **check)
+    assert result.clean_acc == 0.0
+    assert result.flags == []  # there is nothing to find anything on
+    assert result.status == "pass"
+
+
+def test_a_randomly_initialised_cnn_raises_no_flag_and_fails_honestly(digits_data):
+    from digits import DigitsCNN
+
+    torch.manual_seed(0)
+    model = DigitsCNN().eval()
+    result = evaluate(model, digits_data, **GATE)
+    assert result.flags == []
+    # Chance-level clean accuracy: the threshold fails it, on what was measured.
+    x, y = digits_data
+    clean = float((model(x[:120]).argmax(dim=1) == y[:120]).float().mean())
+    assert result.clean_acc == pytest.approx(clean)
+    # On the samples it gets wrong alone: nothing is attacked, no flag, no crash.
+    wrong = model(x).argmax(dim=1) != y
+    alone = evaluate(model, (x[wrong][:50], y[wrong][:50]), **GATE)
+    assert alone.flags == [] and alone.clean_acc == 0.0
+
+
+def _one_sample_logits(kind: str) -> torch.Tensor:
+    return {
+        "empty": torch.zeros(0, 10),
+        "probabilities": torch.full((1, 10), 0.1),
+        "logits": torch.linspace(-1, 1, 10)[None],
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["empty", "probabilities", "logits"])
+def test_output_flags_need_evidence(kind):
+    from pytest_robust.checks.sanity import determinism_flag
+    from pytest_robust.checks.sanity import probability_flag
+
+    logits = _one_sample_logits(kind)
+    assert [f.name for f in probability_flag(logits)] == (
+        ["probability_outputs"] if kind == "probabilities" else []
+    )
+    x = torch.zeros(len(logits), 3)
+    assert determinism_flag(lambda _: torch.randn(len(logits), 10), x, logits) == (
+        [] if kind == "empty" else determinism_flag(lambda _: torch.randn(1, 10), x, logits)
+    )
+    if kind != "empty":
+        assert [f.name for f in determinism_flag(lambda _: torch.randn(1, 10), x, logits)] == [
+            "nondeterministic"
+        ]
+
+
+@pytest.mark.parametrize("n", [0, 1])
+@pytest.mark.parametrize("loss", ["ce", "logits"])
+def test_gradient_flags_need_evidence(n, loss):
+    from pytest_robust.checks import gradients
+
+    linear = torch.nn.Linear(4, 3)
+    x, y = torch.rand(n, 4), torch.zeros(n, dtype=torch.long)
+    amps = gradients.amplitudes(linear, x, y, 8)
+    assert amps is not None
+    assert gradients.flags_for(amps, loss) == []
+    summary = gradients.summary(amps)
+    assert summary["n"] == n
+    # An exactly zero gradient on one sample is evidence; on none it is not.
+    zero = gradients.amplitudes(lambda t: (t * 0).sum(dim=1, keepdim=True).expand(-1, 3), x, y, 8)
+    assert zero is not None
+    found = [f.name for f in gradients.flags_for(zero, loss)]
+    assert found == (["zero_gradients"] if n else [])
+
+
+def test_the_gradient_check_flags_a_stochastic_model(digits_cnn, digits_data):
+    for model in (Noisy(digits_cnn), Stochastic(digits_cnn)):
+        result = evaluate(model, digits_data, check="gradients", max_samples=60)
+        assert "nondeterministic" in names(result)
+        assert result.status == "fail"
+    healthy = evaluate(digits_cnn, digits_data, check="gradients", max_samples=60)
+    assert healthy.flags == [] and healthy.status == "pass"
+
+
+STRONG = {
+    "attack": "strong",
+    "eps": 0.1,
+    "min_acc": 0.5,
+    "max_samples": 20,
+    "queries": 100,
+    "steps": 10,
+}
+
+
+def test_strong_on_a_quantised_model_rests_on_its_black_box_member(digits_cnn, digits_data):
+    result = evaluate(Quantised(digits_cnn), digits_data, **STRONG)
+    square = evaluate(
+        Quantised(digits_cnn), digits_data, attack="square", eps=0.1, queries=100, max_samples=20
+    )
+    # The worst case over the members is at least as strong as Square alone...
+    assert result.robust_acc <= square.robust_acc
+    # ...so it is gated on the same evidence: the gradient members' flag is reported, with
+    # their names, but it is Square's evidence the verdict rests on.
+    (flag,) = result.flags
+    assert flag["name"] == "zero_gradients"
+    assert flag["severity"] == "warning"
+    assert "apgd-ce" in flag["message"] and "apgd-dlr" in flag["message"]
+    assert "square" in flag["message"]
+    assert result.status == ("pass" if result.robust_acc >= 0.5 else "fail")
+    # Without a black-box member, the same flag still fails the gate.
+    alone = evaluate(
+        Quantised(digits_cnn),
+        digits_data,
+        attack="apgd-ce",
+        eps=0.1,
+        steps=10,
+        min_acc=0.0,
+        max_samples=20,
+    )
+    assert [(f["name"], f["severity"]) for f in alone.flags] == [("zero_gradients", "masking")]
+    assert alone.status == "fail"
+
+
+@pytest.mark.parametrize("sanity", ["cheap", "off"])
+def test_strong_skips_gradient_members_without_a_gradient_path(digits_cnn, digits_data, sanity):
+    result = evaluate(Detached(digits_cnn), digits_data, sanity=sanity, **STRONG)
+    square = evaluate(
+        digits_cnn, digits_data, attack="square", eps=0.1, queries=100, max_samples=20
+    )
+    # Square on a detached model sees the same outputs as on the model itself.
+    assert result.robust == square.robust
+    flags = [f for f in result.flags if f["name"] == "no_gradient_path"]
+    assert len(flags) == 1 and flags[0]["severity"] == "warning"
+    assert "apgd-ce" in flags[0]["message"] and "square" in flags[0]["message"]
+    assert result.details["skipped"] == ["apgd-ce", "apgd-dlr"]
+
+
+def test_check_masking_runs_on_a_model_without_a_gradient_path(digits_cnn, digits_data):
+    result = evaluate(
+        Detached(digits_cnn),
+        digits_data,
+        check="masking",
+        **{**STRONG, "max_samples": 8, "steps": 3, "queries": 20},
+    )
+    assert "no_gradient_path" in names(result)
+    assert result.details["diagnosis"]["fgsm_robust_acc"] is None

@@ -139,3 +139,59 @@ def test_to_dict_round_trip():
     data = r.to_dict()
     assert data["schema"] == 1 and data["robust_acc"] == 0.5 and data["ci95"] == list(r.ci95)
     assert RobustnessResult.from_dict(data) == r
+
+
+# --- issue 11 item 7: an attack that supports one norm only needs no norm= ---
+
+
+def _resolved_norm(**kwargs):
+    from pytest_robust.attacks import registered_attacks
+    from pytest_robust.spec import attack_params
+    from pytest_robust.spec import resolve
+    from pytest_robust.spec import validate
+
+    attacks = registered_attacks()
+    checked = validate(kwargs, attacks)
+    return resolve(checked, attack_params(checked["attack"], attacks, checked)).norm
+
+
+def test_every_eps_ball_attack_runs_without_norm():
+    from pytest_robust.attacks import registered_attacks
+
+    for name, cls in registered_attacks().items():
+        if not cls.eps_ball:
+            continue
+        norm = _resolved_norm(attack=name, eps=0.1)
+        # The default (linf) where the attack supports it, else its only norm.
+        assert norm == ("linf" if "linf" in cls.norms else cls.norms[0]), name
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "norm"),
+    [
+        ({"attack": "cw"}, "l2"),
+        ({"attack": "cw", "norm": "l2"}, "l2"),
+        ({"attack": "fooling"}, "linf"),
+        ({"attack": "transfer", "via": "cw", "surrogate": "model"}, "l2"),
+        ({"attack": ["cw", "pgd"]}, "l2"),
+        ({"attack": "deepfool"}, "linf"),
+        ({"attack": "penalty"}, "linf"),
+        ({"attack": "square"}, "linf"),
+    ],
+)
+def test_a_single_norm_attack_uses_its_norm_when_none_is_given(kwargs, norm):
+    assert _resolved_norm(eps=0.5, **kwargs) == norm
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"attack": "cw", "norm": "linf"},
+        {"attack": "fooling", "norm": "l2"},
+        {"attack": ["cw", "fooling"]},
+        {"attack": ["cw", "pgd"], "norm": "linf"},
+    ],
+)
+def test_an_impossible_norm_stays_an_error(kwargs):
+    with pytest.raises(RobustConfigError, match="norm"):
+        _resolved_norm(eps=0.5, **kwargs)
