@@ -138,7 +138,14 @@ def test_transfer_is_validated(digits_cnn, digits_data):
             restarts=2,
         )
     with pytest.raises(RobustConfigError, match="cannot craft transfer examples"):
-        evaluate(digits_cnn, digits_data, attack="transfer", surrogate=digits_cnn, via="cw")
+        evaluate(
+            digits_cnn,
+            digits_data,
+            attack="transfer",
+            surrogate=digits_cnn,
+            via="deepfool",
+            eps=0.1,
+        )
 
 
 def _robust_on(model: torch.nn.Module, adv: torch.Tensor, y: torch.Tensor) -> float:
