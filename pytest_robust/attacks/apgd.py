@@ -106,6 +106,7 @@ class APGD(Attack):
     }
     norms = ("linf", "l2")
     targetable = True
+    supports_judge = True  # with a judge: every step runs, the highest-loss point is kept
     reference = (
         "Croce, Hein 2020, Reliable Evaluation of Adversarial Robustness with an Ensemble of "
         "Diverse Parameter-Free Attacks"
@@ -215,6 +216,12 @@ class APGD(Attack):
                     run.x_max = torch.where(_rows(better, x), x, run.x_max)
                     run.grad_max = torch.where(_rows(better, x), grad, run.grad_max)
                     run.loss_max = torch.where(better, loss, run.loss_max)
+                if self.judge is not None:
+                    # Nothing stops on the model attacked: every step is taken.
+                    if i in marks and i < steps:
+                        self._checkpoint(run, i - last_check)
+                        last_check = i
+                    continue
                 # Keep a sample's first adversarial point and stop working on it.
                 kept = torch.where(_rows(broken, run.x), run.x, out[run.active])
                 out.index_copy_(0, run.active, kept)
@@ -234,6 +241,9 @@ class APGD(Attack):
             out.index_copy_(0, run.active, kept)
             kept_loss = torch.where(better, run.loss_max, best_loss[run.active])
             best_loss.index_copy_(0, run.active, kept_loss)
+            if self.judge is not None and restart < restarts - 1:
+                # The judge spares the next restart the samples it sees broken.
+                done.index_copy_(0, run.active, self.judge(out[run.active], run.active))
         return out
 
     def _checkpoint(self, run: _Run, interval: int) -> None:

@@ -2,10 +2,13 @@
 
 Attacks propose; this module projects and judges. `Attack.run` projects whatever an
 attack proposes onto the eps-ball and the bounds, and `GradientAttack` (the loop shared by
-FGSM, BIM, PGD and ILLC) projects after every step, judges success from the logits the
-step already computed, keeps each sample's first adversarial point and stops working on a
-sample once it is broken. The engine re-verifies every final point with a fresh forward
-pass, so no attack can overshoot eps or mis-report a success.
+FGSM, BIM, PGD, ILLC and MI-FGSM) projects after every step, judges success from the logits
+the step already computed, keeps each sample's first adversarial point and stops working on
+a sample once it is broken. With a `judge` (set by the transfer attack: the judge is the
+target model) it instead spends every step on the model it attacks, keeps the final point,
+and asks the judge once per restart which samples need no more work. The engine re-verifies
+every final point with a fresh forward pass, so no attack can overshoot eps or mis-report a
+success.
 """
 
 from __future__ import annotations
@@ -89,6 +92,10 @@ class ThreatModel:
         return (x + delta).clamp(*self.bounds)
 
 
+Judge = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""judge(x, rows) -> per-row success of the points x (rows: their indices in the batch)."""
+
+
 @dataclass(frozen=True)
 class AttackBatch:
     """One batch handed to an attack: clean inputs (all clean-correct), their labels,
@@ -129,6 +136,15 @@ class Attack(ABC):
 
     # A success also needs this probability for the predicted class (checked by the engine).
     min_confidence: float = 0.0
+
+    # Who decides that a sample needs no more work. None: the model attacked (batch.model),
+    # at every step, and the first point that fools it is kept. A judge instead: every step
+    # of every run is spent on batch.model, the run's own point is kept (the final iterate,
+    # or the highest-loss point for APGD), and only the judge stops a sample, once per
+    # restart. Transfer sets it, so that nothing stops on the surrogate. Attacks that honour
+    # it say so with supports_judge (transfer accepts only those as via=).
+    supports_judge: ClassVar[bool] = False
+    judge: Judge | None = None
 
     def __init__(self, threat: ThreatModel, **config: Any) -> None:
         self.threat = threat
@@ -199,6 +215,7 @@ class GradientAttack(Attack):
     default_steps: ClassVar[int] = 20
     default_random_start: ClassVar[bool] = False
     targetable = True
+    supports_judge = True
 
     @classmethod
     def finalize(cls, config: dict[str, Any], threat: ThreatModel) -> dict[str, Any]:
@@ -256,6 +273,7 @@ class GradientAttack(Attack):
     def propose(self, batch: AttackBatch) -> torch.Tensor:
         steps, alpha, restarts, random_start = self.schedule()
         threat = self.threat
+        judge = self.judge
 
         best = batch.x.clone()
         done = torch.zeros(len(batch.x), dtype=torch.bool, device=batch.x.device)
@@ -272,10 +290,13 @@ class GradientAttack(Attack):
             x = threat.random_point(x0, batch.seed, ids, restart) if random_start else x0
             state = self.initial_state(x0)
             for step in range(steps + 1):
-                if step == steps and final:
+                if step == steps and (final or judge is not None):
                     # The engine's re-verification forward judges the last point: no
-                    # forward here (it would be the same pass twice).
+                    # forward here (it would be the same pass twice). A judge sees each
+                    # earlier restart's final point, to spare the samples it broke.
                     best.index_copy_(0, active, x)
+                    if judge is not None and not final:
+                        done.index_copy_(0, active, judge(x, active))
                     break
                 x = x.detach().requires_grad_(True)
                 with torch.enable_grad():
@@ -284,6 +305,11 @@ class GradientAttack(Attack):
                     if step < steps:
                         grad = input_gradient(self.loss(logits, labels, targets), x)
                 x = x.detach()
+                if judge is not None:
+                    # Nothing stops on the model attacked: every step is taken.
+                    unit, state = self.step_direction(grad, state)
+                    x = self._advance(x, alpha, unit, x0)
+                    continue
                 # First adversarial point found is kept; the rest keep their latest point.
                 keep = broken if step < steps else torch.ones_like(broken)
                 best.index_copy_(0, active, torch.where(_rows(keep, x), x, best[active]))

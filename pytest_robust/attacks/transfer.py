@@ -1,9 +1,17 @@
 """Transfer (black-box) attacks: craft on surrogate models, score on the model under test.
 
-Any registered white-box attack (`via`, default pgd) runs against the surrogate, or
-against the mean logits of an ensemble of surrogates (Liu et al. 2017); the engine then
-judges the crafted inputs on the target model alone. The surrogates' own success rate is
-reported beside the transfer success rate, which is the result's success_rate.
+A white-box attack (`via`, default pgd) runs against the surrogate, or against the mean
+logits of an ensemble of surrogates (Liu et al. 2017); the engine then judges the crafted
+inputs on the target model alone. The surrogates' own success rate is reported beside the
+transfer success rate, which is the result's success_rate.
+
+Nothing stops on the surrogate: a white-box attack left to stop at the first point that
+fools the surrogate returns points just across the surrogate's boundary, which rarely
+transfer (and more steps made it weaker). The inner attack runs with the target as its
+judge: every step is spent on the surrogate, the final iterate is kept (APGD: its
+highest-loss point), and the target is asked only between restarts which samples are
+already broken (one target forward per restart but the last; with one run, none beyond
+the engine's own check of the result).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from pytest_robust.attacks.base import AttackBatch
 from pytest_robust.attacks.base import ThreatModel
 from pytest_robust.attacks.base import get_attack
 from pytest_robust.attacks.base import register_attack
+from pytest_robust.attacks.base import registered_attacks
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import Param
 
@@ -55,6 +64,13 @@ class Transfer(Attack):
                     f"surrogate: {surrogate!r} is not a torch.nn.Module returning logits"
                 )
         inner = get_attack(config["via"])
+        if not inner.supports_judge:
+            usable = sorted(n for n, a in registered_attacks().items() if a.supports_judge)
+            raise RobustConfigError(
+                f"via={config['via']!r} cannot craft transfer examples: it stops at the first "
+                "point that fools the surrogate (or seeks the smallest perturbation), and such "
+                f"points rarely transfer; use one of {', '.join(usable)}"
+            )
         inner_config = {k: v for k, v in config.items() if k in inner.params}
         return {
             "surrogate": tuple(surrogates),
@@ -86,6 +102,19 @@ class Transfer(Attack):
         return self.inner.choose_targets(clean_logits, labels)
 
     def propose(self, batch: AttackBatch) -> torch.Tensor:
+        target = batch.model
+
+        def on_target(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            """Broken on the target, by the engine's rule (non-finite logits count)."""
+            with torch.no_grad():
+                logits = target(x)
+            targets = batch.targets[rows] if batch.targets is not None else None
+            finite = torch.isfinite(logits).all(dim=1)
+            hit = self.is_success(logits.nan_to_num(), batch.labels[rows], targets) | ~finite
+            confidence = logits.float().softmax(dim=1).amax(dim=1).nan_to_num(1.0)
+            return hit & (confidence >= self.min_confidence)
+
+        self.inner.judge = on_target
         crafted = self.inner.run(
             AttackBatch(
                 self._ensemble, batch.x, batch.labels, batch.targets, batch.sample_ids, batch.seed

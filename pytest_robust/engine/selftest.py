@@ -145,7 +145,8 @@ def _targetable(cls: Any) -> bool:
 def _params(name: str, answers: KnownAnswers) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if get_attack(name).delegate == "via":
-        # A surrogate identical to the target: transfer is then exactly white-box.
+        # A surrogate identical to the target: transfer is then the white-box attack run to
+        # the end (it never stops on the surrogate).
         params["surrogate"] = [copy.deepcopy(answers.model)]
     return params
 
