@@ -5,11 +5,9 @@ and a genuine hit still saves the forward passes."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import pytest
 import torch
+from model_wrappers import counting_linear
 from torch import nn
 
 from pytest_robust import EvaluationCache
@@ -36,25 +34,6 @@ class Temperature(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x) / self.t
-
-
-@contextlib.contextmanager
-def counting_linear(weight: torch.Tensor) -> Iterator[list[int]]:
-    """Counts the samples that go through the linear layer with `weight`, from outside the
-    model (a counter inside the model would change the model, and rightly miss the cache)."""
-    seen = [0]
-    original = torch.nn.functional.linear
-
-    def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-        if w is weight:
-            seen[0] += int(x.shape[0]) if x.dim() > 1 else 1
-        return original(x, w, b)
-
-    torch.nn.functional.linear = linear
-    try:
-        yield seen
-    finally:
-        torch.nn.functional.linear = original
 
 
 def test_round4_twin_does_not_inherit_the_identity_twins_flags(digits_cnn, digits_data):
