@@ -146,8 +146,9 @@ def add_options(parser: pytest.Parser) -> None:
         dest="robust_cache",
         action="store_true",
         default=False,
-        help="reuse a check's result from pytest's cache when the model weights, data, "
-        "attack parameters, seed, device and versions are unchanged (the report says so)",
+        help="reuse a check's result from pytest's cache only when everything it depends on "
+        "is unchanged: the model's code, structure, attributes, hooks and weights, the data, "
+        "attack code and parameters, sanity level, seed, device, versions (docs/scaling.md)",
     )
     parser.addini("robust_device", "device for attacks (see --robust-device)", default="")
     parser.addini("robust_seed", "base seed (see --robust-seed)", default="")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 
 class CountingModel(torch.nn.Module):
-    """Counts forward calls and the samples that go through them, to prove work is skipped."""
+    """Counts forward calls and the samples that go through them, to prove work is skipped.
+
+    The counters are attributes, so the model's identity changes with every call and the
+    session cache never serves it: to show a cache hit, count with counting_linear."""
 
     def __init__(self, inner: torch.nn.Module) -> None:
         super().__init__()
@@ -36,3 +42,22 @@ class OutOfMemoryAbove(CountingModel):
                 f"CUDA out of memory. Tried to allocate a batch of {len(x)}"
             )
         return super().forward(x)
+
+
+@contextlib.contextmanager
+def counting_linear(weight: torch.Tensor) -> Iterator[list[int]]:
+    """Counts the samples that go through the linear layer with `weight`, from outside the
+    model (a counter inside the model would change the model, and rightly miss the cache)."""
+    seen = [0]
+    original = torch.nn.functional.linear
+
+    def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        if w is weight:
+            seen[0] += int(x.shape[0]) if x.dim() > 1 else 1
+        return original(x, w, b)
+
+    torch.nn.functional.linear = linear
+    try:
+        yield seen
+    finally:
+        torch.nn.functional.linear = original

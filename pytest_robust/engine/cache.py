@@ -1,7 +1,10 @@
 """Work shared by the checks of a session: data read once, clean predictions made once.
 
-Clean logits are keyed by the model's content fingerprint (so a model changed between
-tests is re-evaluated), the data's fingerprint, the device and the output= adapter.
+Clean logits and the cheap sanity flags are keyed by the model's identity (its code,
+module tree, attributes, hooks, weights and buffers: engine/fingerprint.py), the data's
+fingerprint, the device and the output= adapter's content: a model changed in any of
+these between tests is evaluated again. A model whose identity cannot be established is
+never served from the cache (run_check passes no key).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pytest_robust.engine.data import load_samples
 class EvaluationCache:
     def __init__(self) -> None:
         # id(data) is only stable while the object lives, so the object is kept with it.
-        self._samples: dict[tuple[int, int | None], tuple[Any, Samples]] = {}
+        # The tensors' version counters too: data changed in place is read again.
+        self._samples: dict[tuple[int, int | None], tuple[Any, Samples, tuple[int, ...]]] = {}
         self._clean: dict[tuple[str, str, str, str], torch.Tensor] = {}
         # Cheap sanity flags depend on the same things plus the attack's loss and which
         # samples are attacked: another check of the same model gets them for free.
@@ -26,10 +30,10 @@ class EvaluationCache:
     def samples(self, data: Any, max_samples: int | None) -> Samples:
         key = (id(data), max_samples)
         hit = self._samples.get(key)
-        if hit is not None and hit[0] is data:
+        if hit is not None and hit[0] is data and hit[2] == _versions(hit[1]):
             return hit[1]
         samples = load_samples(data, max_samples)
-        self._samples[key] = (data, samples)
+        self._samples[key] = (data, samples, _versions(samples))
         return samples
 
     def clean_logits(self, key: tuple[str, str, str, str]) -> torch.Tensor | None:
@@ -43,3 +47,9 @@ class EvaluationCache:
 
     def store_sanity_flags(self, key: tuple[Any, ...], flags: list[Any]) -> None:
         self._flags[key] = list(flags)
+
+
+def _versions(samples: Samples) -> tuple[int, ...]:
+    """Version counters of the samples' tensors (shared with the user's tensors they view):
+    an in-place change of the data bumps them."""
+    return (samples.x._version, samples.y._version)

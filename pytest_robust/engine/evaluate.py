@@ -8,6 +8,7 @@ threat model and re-classified with a fresh forward pass, and that pass decides 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import time
 import warnings
@@ -36,7 +37,8 @@ from pytest_robust.engine.distributed import shard
 from pytest_robust.engine.distributed import world
 from pytest_robust.engine.early import early_verdict
 from pytest_robust.engine.examples import Example
-from pytest_robust.engine.fingerprint import model_fingerprint
+from pytest_robust.engine.fingerprint import identify
+from pytest_robust.engine.fingerprint import value_identity
 from pytest_robust.engine.forward import forward_logits
 from pytest_robust.engine.guard import borrowed
 from pytest_robust.engine.masking import bits
@@ -160,22 +162,27 @@ def run_check(
     first, stop = shard(len(samples), rank, world_size)
 
     started = time.perf_counter()
-    fingerprint = model_fingerprint(model)
+    # The caches reuse a value only for the same model identity (code, structure,
+    # attributes, hooks, weights: engine/fingerprint.py); None when it cannot be established.
+    fingerprint, identity = identify(model)
+    output = value_identity(spec.output)
+    key = None
+    if identity is not None and output is not None:
+        key = (identity, samples.fingerprint, str(device), output)
     was_training = model.training
     flags: list[Flag] = []  # copied below, never the cache's own list
     reuse_key = None
     if store is not None and world_size == 1 and not keep_adversarial:
-        reuse_key = result_key(spec, fingerprint, samples.fingerprint, device)
+        reuse_key = result_key(spec, identity, samples.fingerprint, device)
         stored = load(store, slot, reuse_key, spec) if reuse_key else None
         if stored is not None:
-            return stored
+            return _with_train_mode_flag(stored, was_training)
     with contextlib.ExitStack() as borrowing:
         borrowing.enter_context(borrowed(model, device))
         for other in _models_in(members):  # e.g. transfer surrogates
             borrowing.enter_context(borrowed(other, device))
         dtype = _input_dtype(model, samples.x.dtype)
-        key = (fingerprint, samples.fingerprint, str(device), describe(spec.output))
-        clean = cache.clean_logits(key)
+        clean = cache.clean_logits(key) if key is not None else None
         backoff = BackOff(spec.batch_size)
         if clean is None:
             ids = torch.arange(first, stop)
@@ -183,7 +190,8 @@ def run_check(
             if world_size > 1:
                 clean = gather_rows(clean)
             _check_logits(clean, samples.y)
-            cache.store_clean_logits(key, clean)
+            if key is not None:
+                cache.store_clean_logits(key, clean)
         labels = samples.y.cpu()
         clean_correct = clean.argmax(dim=1) == labels
         if spec.check == "gradients":
@@ -296,6 +304,14 @@ def run_check(
     if store is not None and reuse_key:
         save(store, slot, reuse_key, result)
     return result
+
+
+def _with_train_mode_flag(result: RobustnessResult, was_training: bool) -> RobustnessResult:
+    """A stored result with the train-mode warning of the model handed over now (the
+    mode is not part of the model's identity: every evaluation runs in eval mode)."""
+    kept = [flag for flag in result.flags if flag.get("name") != "train_mode"]
+    now = [flag.to_dict() for flag in train_mode_flag(was_training)]
+    return dataclasses.replace(result, details={**result.details, "flags": [*kept, *now]})
 
 
 def _build_members(spec: Spec, threat: ThreatModel) -> list[tuple[str, Attack]]:

@@ -90,16 +90,20 @@ def sanity_flags(
     dtype: torch.dtype,
     backoff: BackOff,
     cache: EvaluationCache,
-    key: tuple[str, str, str, str],
+    key: tuple[str, str, str, str] | None,
 ) -> list[Flag]:
-    """The cheap flags, computed once per model, data, loss and attacked samples."""
-    sanity_key = (*key, gradient_loss(members), bits(attacked))
-    flags = cache.sanity_flags(sanity_key)
+    """The cheap flags, computed once per model identity, data, loss and attacked samples
+    (every time when the model's identity cannot be established: key None)."""
+    sanity_key = None
+    if key is not None:
+        sanity_key = (*key, gradient_loss(members), bits(attacked), backoff.size)
+    flags = cache.sanity_flags(sanity_key) if sanity_key is not None else None
     if flags is None:
         ids = attacked.nonzero().squeeze(1)[: max(GRADIENT_SAMPLES, backoff.size)]
         x, y = _rows(samples, ids, device, dtype)
         flags = backoff.retry(lambda size: cheap_flags(forward, x, y, clean[ids], members, size))
-        cache.store_sanity_flags(sanity_key, flags)
+        if sanity_key is not None:
+            cache.store_sanity_flags(sanity_key, flags)
     return flags
 
 

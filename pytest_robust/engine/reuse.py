@@ -1,18 +1,24 @@
-"""Reusing a result across runs (--robust-cache): same inputs, same result.
+"""Reusing a result across runs (--robust-cache): reused only when everything it depends on
+is provably unchanged; where that cannot be established, it runs again.
 
-A result is stored as plain JSON under a key that digests everything it depends on: the
-model's weights and buffers (content fingerprint), the data's fingerprint, every attack
-parameter, the seed, the device, the output adapter, decide_early/amp, and the plugin's
-and torch's versions. Thresholds are not part of the key: the verdict is recomputed from
-the stored per-sample outcomes (except with decide_early, where they decide where the
-evaluation stopped). A check whose arguments cannot be fingerprinted (a callable target
-or output adapter) is never reused.
+A result is stored as plain JSON under a key that digests: the model's identity (its code,
+module tree, attributes, hooks, weights and buffers: engine/fingerprint.py), the data's
+fingerprint, every attack parameter by content (a surrogate model by its identity, a
+callable by its code), the target and output= adapter by content, the code of every
+attack class it runs (custom attacks included), the plugin's own source, the seed, device,
+batch size, max_samples, sanity level, check=, decide_early/amp, and the plugin's, torch's
+and Python's versions. Thresholds, strict and allow_masking are not part of the key: the
+verdict is recomputed from the stored per-sample outcomes and flags (except with
+decide_early, where the thresholds decided where the evaluation stopped). A check with
+anything that cannot be established (identity None) is never reused. docs/scaling.md says
+exactly what is compared and what is not.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError
@@ -22,7 +28,11 @@ from typing import Protocol
 
 import torch
 
-from pytest_robust.engine.fingerprint import model_fingerprint
+from pytest_robust.attacks import get_attack
+from pytest_robust.engine.fingerprint import Unidentifiable
+from pytest_robust.engine.fingerprint import class_identity
+from pytest_robust.engine.fingerprint import code_version
+from pytest_robust.engine.fingerprint import value_identity
 from pytest_robust.engine.result import RobustnessResult
 from pytest_robust.spec import Spec
 
@@ -35,50 +45,53 @@ class ResultStore(Protocol):
     def set(self, key: str, value: Any) -> None: ...
 
 
-class _NoFingerprint(Exception):
-    """An argument (a callable, say) whose content cannot be digested."""
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe, content-based description of an argument."""
+def _content(value: Any) -> Any:
+    """A JSON-safe, content-based description of an argument; None cannot be a content
+    (an identity that cannot be established raises Unidentifiable)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, torch.nn.Module):
-        return {"model": model_fingerprint(value)}
-    if isinstance(value, torch.Tensor):
-        t = value.detach().cpu().contiguous()
-        digest = hashlib.blake2b(t.numpy().tobytes(), digest_size=16).hexdigest()
-        return {"tensor": [list(t.shape), str(t.dtype), digest]}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    raise _NoFingerprint(type(value).__name__)
+        return [_content(v) for v in value]
+    identity = value_identity(value)
+    if identity is None:
+        raise Unidentifiable(type(value).__name__)
+    return {type(value).__name__: identity}
 
 
-def result_key(spec: Spec, model_fp: str, data_fp: str, device: torch.device) -> str | None:
+def result_key(
+    spec: Spec, model_identity: str | None, data_fp: str, device: torch.device
+) -> str | None:
     """The digest a stored result must match, or None when the check cannot be reused."""
+    if model_identity is None:
+        return None
     try:
         plugin = version("pytest-robust")
     except PackageNotFoundError:
         plugin = "unknown"
+    names = spec.attack if isinstance(spec.attack, tuple) else (spec.attack,)
     try:
         described = {
-            "model": model_fp,
+            "model": model_identity,
             "data": data_fp,
             "device": str(device),
             "seed": spec.seed,
-            "attack": _plain(spec.attack),
+            "attack": _content(spec.attack),
+            "attack_code": [class_identity(get_attack(name)) for name in names],
             "eps": spec.eps,
             "norm": spec.norm,
-            "bounds": _plain(spec.bounds),
-            "params": {k: _plain(v) for k, v in sorted(spec.attack_params.items())},
-            "target": _plain(spec.target),
-            "output": _plain(spec.output),
+            "bounds": _content(spec.bounds),
+            "params": {k: _content(v) for k, v in sorted(spec.attack_params.items())},
+            "target": _content(spec.target),
+            "output": _content(spec.output),
             "max_samples": spec.max_samples,
+            "batch_size": spec.batch_size,
+            "sanity": spec.sanity,
+            "check": spec.check,
             "amp": spec.amp,
             "decide_early": dict(spec.thresholds) if spec.decide_early else False,
-            "versions": [plugin, torch.__version__],
+            "versions": [plugin, code_version(), torch.__version__, sys.version],
         }
-    except _NoFingerprint:
+    except (Unidentifiable, RecursionError):
         return None
     text = json.dumps(described, sort_keys=True)
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
@@ -99,6 +112,9 @@ def load(store: ResultStore, slot: str, key: str, spec: Spec) -> RobustnessResul
         result,
         thresholds=dict(spec.thresholds),
         provenance=dict(spec.provenance),
+        # Verdict settings, not measurements: today's apply (the flags are stored).
+        allow_masking=spec.allow_masking,
+        strict=spec.strict,
         details=details,
         duration_s=time.perf_counter() - started,
     )

@@ -158,26 +158,22 @@ def test_black_box_members_need_no_gradient_flags(digits_cnn, digits_data):
 
 
 def test_flags_are_computed_once_per_model_and_data(digits_cnn, digits_data):
+    from model_wrappers import counting_linear
+
     from pytest_robust import EvaluationCache
 
-    class Counting(Wrapped):
-        calls = 0
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            Counting.calls += 1
-            return self.inner(x)
-
-    cache = EvaluationCache()
-    model = Counting(digits_cnn)
+    # Counted from outside the model (a counter attribute would change its identity).
+    cache, model = EvaluationCache(), Wrapped(digits_cnn)
+    weight = digits_cnn.classifier[-1].weight
     gate = {**GATE, "eps": 0.0, "steps": 1}
-    evaluate(model, digits_data, cache=cache, sanity="off", **gate)
-    without = Counting.calls
-    evaluate(model, digits_data, cache=cache, **gate)
-    first = Counting.calls - without
-    evaluate(model, digits_data, cache=cache, **gate)
-    second = Counting.calls - without - first
-    assert second == without - 1  # the clean pass is cached already; the flags too
-    assert first > second
+    with counting_linear(weight) as without:
+        result = evaluate(model, digits_data, cache=cache, sanity="off", **gate)
+    with counting_linear(weight) as first:
+        evaluate(model, digits_data, cache=cache, **gate)
+    with counting_linear(weight) as second:
+        evaluate(model, digits_data, cache=cache, **gate)
+    assert second[0] == without[0] - result.n  # the clean pass is cached already; the flags too
+    assert first[0] > second[0]
 
 
 # --- issue 11: every flag on evidence only; stochastic gradient check; black-box members ---
