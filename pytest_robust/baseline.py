@@ -15,14 +15,16 @@ import argparse
 import base64
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
+
+from pytest_robust.files import write_atomic
 
 SCHEMA = 1
 KIND = "pytest-robust baseline"
@@ -30,6 +32,8 @@ FIELDS = ("robust_acc", "clean_acc", "success_rate")
 # Drops in these fields are regressions; success_rate regresses when it rises.
 HIGHER_IS_WORSE = {"success_rate"}
 _TOLERANCE = re.compile(r"^(?P<field>[a-z_]+):(?P<amount>[0-9]*\.?[0-9]+)(?P<percent>%?)$")
+# How long a save waits for another run's save of the same file (a save takes milliseconds).
+LOCK_TIMEOUT_S = 60.0
 # Entry fields and their JSON types, checked on load so a hand edit gives a clear error.
 _ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
     "n": int,
@@ -173,28 +177,27 @@ def _fix(path: Path) -> str:
 def save(path: Path, records: Iterable[Mapping[str, Any]]) -> int:
     """Write (or update) the entries of `records` into `path`, keeping the other entries.
 
-    Atomic: a temporary file in the same directory, then os.replace, so a crash leaves
-    the old file whole. Returns the number of entries written.
+    Atomic (see files.write_atomic): a crash leaves the old file whole. Under a lock
+    (`.NAME.lock` next to the file), so that runs saving to the same baseline at once
+    merge their entries instead of the last one dropping the others'. Returns the number
+    of entries written; OSError when the file cannot be written or locked.
     """
-    entries = dict(load(path))
-    count = 0
-    for record in records:
-        if (record.get("details") or {}).get("decided_early"):
-            continue  # a prefix of the data is no baseline (see compare)
-        entries[record["nodeid"]] = make_entry(record)
-        count += 1
-    document = {"kind": KIND, "schema": SCHEMA, "entries": dict(sorted(entries.items()))}
-    text = json.dumps(document, indent=1, sort_keys=False) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    with FileLock(lock_path(path), timeout=LOCK_TIMEOUT_S):
+        entries = dict(load(path))  # read under the lock: another run may have just saved
+        count = 0
+        for record in records:
+            if (record.get("details") or {}).get("decided_early"):
+                continue  # a prefix of the data is no baseline (see compare)
+            entries[record["nodeid"]] = make_entry(record)
+            count += 1
+        document = {"kind": KIND, "schema": SCHEMA, "entries": dict(sorted(entries.items()))}
+        write_atomic(path, json.dumps(document, indent=1, sort_keys=False) + "\n")
     return count
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
 
 
 def compare(

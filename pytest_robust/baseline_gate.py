@@ -49,6 +49,16 @@ class BaselineGate:
         self.compare = bool(config.getoption("robust_compare", False)) or bool(self.tolerances)
         cli_strict = config.getoption("robust_strict", None)
         self.strict = bool(cli_strict if cli_strict is not None else strict_ini(config))
+        if self.save:
+            from pytest_robust.files import unwritable
+            from pytest_robust.session import starting_up
+
+            problem = unwritable(self.path) if starting_up(config) else ""
+            if problem:
+                raise pytest.UsageError(
+                    f"pytest-robust: --robust-baseline-save: {problem}; pass a path that can "
+                    "be written with --robust-baseline PATH"
+                )
         self.entries: dict[str, dict[str, Any]] = {}
         if self.compare or self.save:
             try:
@@ -114,11 +124,17 @@ class BaselineGate:
         return result
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from pytest_robust.session import lose_file
+
         if self.save and not self.is_worker() and self.records:
             try:
                 self.saved = baseline.save(self.path, sorted(self.records, key=_order))
-            except (OSError, baseline.BaselineError) as error:
+            except OSError as error:
+                self.save_error = f"{self.path}: {error.strerror or error}"
+                lose_file(session)
+            except baseline.BaselineError as error:
                 self.save_error = str(error)
+                lose_file(session)
 
     @pytest.hookimpl(trylast=True)  # after the robustness table
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:

@@ -189,7 +189,7 @@ def add_baseline_options(group: pytest.OptionGroup, parser: pytest.Parser) -> No
         type=parse_tolerance,
         default=None,
         help="fail a test whose FIELD (robust_acc, clean_acc, success_rate) regressed vs the "
-        "baseline by more than TOL (absolute, e.g. robust_acc:0.02) or TOL% (relative, "
+        "baseline by more than TOL (absolute, e.g. robust_acc:0.02) or TOL%% (relative, "
         "robust_acc:3%%); implies --robust-compare. Repeatable",
     )
     group.addoption(

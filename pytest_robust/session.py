@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import os
 import sys
+import warnings
 from argparse import ArgumentTypeError
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_robust.errors import RobustConfigError
+from pytest_robust.files import JsonStore
 from pytest_robust.options import parse_device
 from pytest_robust.options import parse_report
 from pytest_robust.spec import COMMON_PARAMS
@@ -53,18 +55,38 @@ DATA_HOWTO = (
 )
 
 
-class _PytestCache:
-    """config.cache (plain JSON files under .pytest_cache) as run_check's result store."""
+# Where --robust-cache results and remembered counterexamples live: .pytest_cache/d/NAME.
+CACHE_DIR = "pytest-robust"
+# A report or the baseline that could not be written fails the run (see docs/reports.md).
+LOST_FILE_EXIT = pytest.ExitCode.TESTS_FAILED
 
-    def __init__(self, config: pytest.Config) -> None:
-        assert config.cache is not None
-        self.cache = config.cache
 
-    def get(self, key: str) -> Any:
-        return self.cache.get(key, None)
+def cache_store(config: pytest.Config) -> JsonStore | None:
+    """The plugin's store in pytest's cache directory (None under -p no:cacheprovider):
+    written atomically, which pytest's config.cache.set is not."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return None
 
-    def set(self, key: str, value: Any) -> None:
-        self.cache.set(key, value)
+    def warn(message: str) -> None:
+        warnings.warn(pytest.PytestCacheWarning(message), stacklevel=2)
+
+    return JsonStore(lambda: cache.mkdir(CACHE_DIR), warn)
+
+
+def lose_file(session: pytest.Session) -> None:
+    """Make the exit status say that a file was lost: 1 where every test passed (a run
+    that already failed keeps its status)."""
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = LOST_FILE_EXIT
+
+
+def starting_up(config: pytest.Config) -> bool:
+    """A real run in this process: not --help/--version, not an xdist worker or a
+    non-zero torchrun rank (the controller alone writes files)."""
+    shown = config.getoption("help", False) or config.getoption("version", False)
+    worker = hasattr(config, "workerinput") or os.environ.get("RANK", "0") != "0"
+    return not shown and not worker
 
 
 class RobustSession:
@@ -94,6 +116,15 @@ class RobustSession:
             self.reports = [parse_report(value) for value in raw_reports]
         except ArgumentTypeError as error:
             raise pytest.UsageError(f"pytest-robust: robust_report {error}") from None
+        if starting_up(config):
+            from pytest_robust.report.writers import unwritable_reports
+
+            problems = unwritable_reports(self.reports, config.invocation_params.dir)
+            if problems:
+                raise pytest.UsageError(
+                    "pytest-robust: " + "; ".join(problems) + "; pass a path that can be "
+                    "written (--robust-report TYPE:PATH or ini robust_report)"
+                )
         # The HTML report shows each check's most confidently fooled samples.
         wants_html = any(r.partition(":")[0] == "html" for r in self.reports)
         self.keep_examples = EXAMPLES_PER_CHECK if wants_html else 0
@@ -105,6 +136,7 @@ class RobustSession:
             self.ini["strict"] = str(config.getini("robust_strict")).strip()
         self.records: list[dict[str, Any]] = []
         self.written: list[Path] = []
+        self.lost: list[str] = []
         self._cache: EvaluationCache | None = None
         self._threads_set = False
 
@@ -171,7 +203,7 @@ class RobustSession:
             self._cache = EvaluationCache()
         # Counterexamples found by this test's last run are tried first (-p no:cacheprovider
         # leaves no cache, and nothing is remembered).
-        store = getattr(self.config, "cache", None)
+        store = cache_store(self.config)
         memory = CounterexampleMemory(store, request.node.nodeid) if store is not None else None
         if self.launched_ranks() > 1:  # under torchrun: shard each check over the ranks
             from pytest_robust.engine.distributed import join_launched_group
@@ -232,7 +264,8 @@ class RobustSession:
         if not self.config.getoption("robust_cache"):
             return {}
         digest = hashlib.blake2b(request.node.nodeid.encode(), digest_size=12).hexdigest()
-        return {"store": _PytestCache(self.config), "slot": f"robust/results/{digest}"}
+        store = cache_store(self.config)  # not None: checked at start-up
+        return {"store": store, "slot": f"robust/results/{digest}"} if store else {}
 
     @staticmethod
     def _fixture(request: pytest.FixtureRequest, name: str, role: str) -> Any:
@@ -295,10 +328,14 @@ class RobustSession:
                 "args": [str(a) for a in self.config.invocation_params.args],
             }
             root = self.config.invocation_params.dir
-            self.written += write_reports(self.reports, self.records, run, root)
+            written, lost = write_reports(self.reports, self.records, run, root)
+            self.written += written
+            self.lost += lost
+            if lost:
+                lose_file(session)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.is_worker() or not (self.records or self.written):
+        if self.is_worker() or not (self.records or self.written or self.lost):
             return
         terminalreporter.ensure_newline()  # end the progress line, so no blank line follows
         terminalreporter.section("robustness")
@@ -308,6 +345,8 @@ class RobustSession:
             self._write_table(terminalreporter)
         for path in self.written:
             terminalreporter.write_line(f"report written: {path}")
+        for line in self.lost:
+            terminalreporter.write_line(line, red=True)
 
     def _write_table(self, terminalreporter: pytest.TerminalReporter) -> None:
         from pytest_robust.report.terminal import format_table

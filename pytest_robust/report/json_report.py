@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pytest_robust.report.files import write_atomic
+from pytest_robust.files import write_atomic
 
 SCHEMA = 1
 # Kept off the JSON report: the HTML report's pictures (base64 pixels).

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_robust.files import append
+from pytest_robust.files import unwritable
+from pytest_robust.files import write_atomic
 from pytest_robust.report import json_report
-from pytest_robust.report.files import append
-from pytest_robust.report.files import write_atomic
 
 DEFAULT_PATHS = {
     "json": "robust-report.json",
@@ -27,36 +28,53 @@ def destination(kind: str, dest: str, root: Path) -> tuple[Path, bool]:
     return root / (dest or DEFAULT_PATHS[kind]), False
 
 
+def unwritable_reports(targets: Sequence[str], root: Path) -> list[str]:
+    """Why each file report cannot be written (checked at start-up); [] when all can."""
+    problems = []
+    for kind, _, dest in (t.partition(":") for t in targets):
+        if kind != "term":
+            path, appending = destination(kind, dest, root)
+            problem = unwritable(path, appending)
+            if problem:
+                problems.append(f"report {kind}:{dest or path.name}: {problem}")
+    return problems
+
+
 def write_reports(
     targets: Sequence[str],
     records: Sequence[Mapping[str, Any]],
     run: Mapping[str, Any],
     root: Path,
-) -> list[Path]:
-    """Write each 'TYPE[:DEST]' target (term is printed, not written); the paths written."""
+) -> tuple[list[Path], list[str]]:
+    """Write each 'TYPE[:DEST]' target (term is printed, not written): the paths written and
+    a line for each report lost (one that fails does not stop the others)."""
     files = [t.partition(":") for t in targets if t.partition(":")[0] != "term"]
     if not files:
-        return []
+        return [], []
     commit = json_report.git_commit(root)
     report = json_report.build_report(records, run, commit)
-    written = []
+    written, lost = [], []
     for kind, _, dest in files:
         path, appending = destination(kind, dest, root)
-        if kind == "json":
-            json_report.write_json(path, report)
-        elif kind == "md":
-            from pytest_robust.report.markdown import build_markdown
+        try:
+            if kind == "json":
+                json_report.write_json(path, report)
+            elif kind == "md":
+                from pytest_robust.report.markdown import build_markdown
 
-            text = build_markdown(
-                records, report["environment"], run, commit, report["plugin_version"]
-            )
-            (append if appending else write_atomic)(path, text)
-        else:
-            from pytest_robust.report.html import build_html
+                text = build_markdown(
+                    records, report["environment"], run, commit, report["plugin_version"]
+                )
+                (append if appending else write_atomic)(path, text)
+            else:
+                from pytest_robust.report.html import build_html
 
-            write_atomic(path, build_html(records, _facts(report), report["plugin_version"]))
+                write_atomic(path, build_html(records, _facts(report), report["plugin_version"]))
+        except OSError as error:
+            lost.append(f"{kind} report NOT written to {path}: {error.strerror or error}")
+            continue
         written.append(path)
-    return written
+    return written, lost
 
 
 def _facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:

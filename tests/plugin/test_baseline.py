@@ -246,11 +246,14 @@ def test_save_is_atomic_and_merges(
     def interrupted(src: str, dst: str) -> None:
         raise KeyboardInterrupt  # e.g. Ctrl-C between writing and renaming
 
-    monkeypatch.setattr(baseline.os, "replace", interrupted)
+    from pytest_robust import files
+
+    monkeypatch.setattr(files.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         baseline.save(path, [{**record, "nodeid": "t.py::c"}])
     assert path.read_text() == before
-    assert list(Path(tmp_path).iterdir()) == [path]  # no temporary file left behind
+    # No temporary file left behind (the lock file of concurrent saves stays).
+    assert sorted(Path(tmp_path).iterdir()) == sorted([path, baseline.lock_path(path)])
 
 
 @pytest.mark.parametrize("flags", ["", "1", "0", "10110", "1" * 64, "01" * 37 + "1"])
