@@ -15,6 +15,7 @@ import argparse
 import base64
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -131,7 +132,9 @@ def load(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     where = f"baseline {path}"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # NaN and Infinity are not JSON, though Python's json reads them: keep them as a
+        # token that no type check accepts, so the entry holding one is named below.
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_NotANumber)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BaselineError(f"{where} is not readable JSON ({error}); {_fix(path)}") from None
     if not isinstance(data, dict) or data.get("kind") != KIND:
@@ -151,15 +154,39 @@ def load(path: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
+class _NotANumber(str):
+    """NaN, Infinity or -Infinity as read from the file (not JSON; Python's json reads them)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def _entry_problem(entry: Any) -> str:
     if not isinstance(entry, dict):
         return "must be an object"
     for name, kind in _ENTRY_TYPES.items():
         value = entry.get(name)
+        if isinstance(value, _NotANumber):
+            return f"{name!r} is {value}, expected a finite number"
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"{name!r} is {value!r}, expected {getattr(kind, '__name__', 'a number')}"
     if entry["n"] < 0:
-        return "'n' must be >= 0"
+        return f"'n' is {entry['n']!r}, expected an integer >= 0 (the number of samples)"
+    # Each rate is a count over n (or over the clean-correct samples): a finite fraction.
+    for name in FIELDS:
+        if not 0 <= entry[name] <= 1:  # also False for NaN, and infinities fail here
+            return f"{name!r} is {entry[name]!r}, expected a fraction in [0, 1]"
+    if entry["robust_acc"] > entry["clean_acc"] + 1e-9:
+        return (
+            f"'robust_acc' {entry['robust_acc']!r} exceeds 'clean_acc' {entry['clean_acc']!r}; "
+            "a robust sample is clean-correct, so robust_acc <= clean_acc"
+        )
+    eps = entry.get("eps")
+    if isinstance(eps, _NotANumber) or not (
+        eps is None
+        or (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 <= eps < math.inf)
+    ):
+        return f"'eps' is {eps!r}, expected a finite number >= 0 (or null)"
     try:
         unpack_flags(entry["robust"], entry["n"])
     except ValueError:

@@ -27,7 +27,7 @@ def strict_ini(config: pytest.Config) -> bool | None:
     if not raw:
         return None
     try:
-        return bool(STRICT.parse("robust_strict", raw, "ini robust_strict"))
+        return bool(STRICT.parse("robust_strict", raw, "ini robust_strict", text=True))
     except ValueError as error:
         raise pytest.UsageError(f"pytest-robust: {error}") from None
 

@@ -37,16 +37,19 @@ class Param:
     doc: str = ""
     choices: tuple[str, ...] = ()  # for str parameters: the allowed values
 
-    def parse(self, name: str, value: Any, where: str = "") -> Any:
+    def parse(self, name: str, value: Any, where: str = "", text: bool = False) -> Any:
         """Return `value` converted to this parameter's kind, or raise a clear error.
 
-        Strings are converted (ini files and the command line give strings).
+        With `text=True` (ini files and the command line, which give strings) strings are
+        converted; a marker or evaluate() argument must have the parameter's own type.
         """
         src = f" ({where})" if where else ""
         if value is None:
             if self.optional:
                 return None
             raise RobustConfigError(f"{name}=None{src}: {name} needs a value")
+        if not text and isinstance(value, (str, bytes)) and self.kind in _TYPED_KINDS:
+            raise RobustConfigError(self._string_problem(name, value, src))
         try:
             converted = self._convert(value)
         except (TypeError, ValueError) as exc:
@@ -67,6 +70,18 @@ class Param:
         if self.maximum is not None and converted > self.maximum:
             raise RobustConfigError(f"{name}={value!r}{src}: must be <= {self.maximum:g}")
         return converted
+
+    def _string_problem(self, name: str, value: str | bytes, src: str) -> str:
+        """'eps='0.1' is a str; pass a number: eps=0.1' (the fix, where the text parses)."""
+        what = _TYPED_KINDS[self.kind]
+        try:
+            fixed = self._convert(value.decode() if isinstance(value, bytes) else value)
+        except (TypeError, ValueError, UnicodeDecodeError):
+            return f"{name}={value!r}{src} is a {type(value).__name__}; pass {what}"
+        shown = f"{fixed:g}" if isinstance(fixed, float) else repr(fixed)
+        if isinstance(fixed, tuple):
+            shown = f"({fixed[0]:g}, {fixed[1]:g})"
+        return f"{name}={value!r}{src} is a {type(value).__name__}; pass {what}: {name}={shown}"
 
     def _expected(self) -> str:
         names = {int: "an integer", float: "a number", bool: "True or False", str: "a string"}
@@ -148,6 +163,16 @@ class Param:
         raise TypeError(f"unknown parameter kind {self.kind!r}")
 
 
+# Kinds whose values are numbers (or a pair of numbers): a string is never one of them
+# except in ini files and on the command line.
+_TYPED_KINDS: dict[type | str, str] = {
+    int: "an integer",
+    float: "a number",
+    bool: "True or False",
+    "bounds": "a (low, high) pair of numbers",
+}
+
+
 def suggest(name: str, known: Iterable[str]) -> str:
     """' (did you mean 'min_acc'?)' for a near miss, else ''."""
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
@@ -160,5 +185,10 @@ def is_list_value(name: str, value: Any, param: Param) -> bool:
         return False  # a list of models is an ensemble, not one test per model
     if param.kind == "bounds":
         # bounds=(0, 1) is one value; bounds=[(0, 1), (-1, 1)] would be a list of values.
-        return isinstance(value, Sequence) and bool(value) and isinstance(value[0], Sequence)
+        return (
+            isinstance(value, (list, tuple))
+            and bool(value)
+            and isinstance(value[0], Sequence)
+            and not isinstance(value[0], str)
+        )
     return isinstance(value, (list, tuple))

@@ -103,7 +103,7 @@ class RobustSession:
             raw = str(config.getini(f"robust_{name}")).strip()
             if raw:
                 try:
-                    COMMON_PARAMS[name].parse(name, raw, f"ini robust_{name}")
+                    COMMON_PARAMS[name].parse(name, raw, f"ini robust_{name}", text=True)
                     if name == "device":
                         parse_device(raw)
                 except (RobustConfigError, ArgumentTypeError) as error:
@@ -147,7 +147,7 @@ class RobustSession:
         if self.cli.get(name) is not None:
             return self.cli[name]
         if name in self.ini:
-            return COMMON_PARAMS[name].parse(name, self.ini[name])
+            return COMMON_PARAMS[name].parse(name, self.ini[name], text=True)
         return COMMON_PARAMS[name].default
 
     def describe(self) -> str:

@@ -456,16 +456,18 @@ def resolve(
             values[name], provenance[name] = param.parse(name, case[name]), case_where
         elif name in cli:
             where = f"--robust-{name.replace('_', '-')}"
-            values[name], provenance[name] = param.parse(name, cli[name], where), where
+            values[name], provenance[name] = param.parse(name, cli[name], where, text=True), where
         elif name in ini:
             where = f"ini robust_{name}"
-            values[name], provenance[name] = param.parse(name, ini[name], where), where
+            values[name], provenance[name] = param.parse(name, ini[name], where, text=True), where
         else:
             values[name], provenance[name] = param.default, "default"
     # A run-wide sample cap can lower a marker's max_samples, never raise it.
     for source, where in ((cli, "--robust-max-samples"), (ini, "ini robust_max_samples")):
         if "max_samples" in source and provenance["max_samples"] == case_where:
-            cap = COMMON_PARAMS["max_samples"].parse("max_samples", source["max_samples"], where)
+            cap = COMMON_PARAMS["max_samples"].parse(
+                "max_samples", source["max_samples"], where, text=True
+            )
             if cap is not None and cap < values["max_samples"]:
                 values["max_samples"], provenance["max_samples"] = cap, where
             break

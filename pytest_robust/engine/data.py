@@ -8,6 +8,7 @@ in every test of a session.
 
 from __future__ import annotations
 
+import decimal
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -122,10 +123,7 @@ def load_samples(data: Any, max_samples: int | None = None) -> Samples:
     if max_samples is not None:
         x, y = x[:max_samples], y[:max_samples]
     if not x.is_floating_point():
-        raise RobustConfigError(
-            f"data: inputs have dtype {x.dtype}; they must be floating point in the bounds "
-            "(for 8-bit images: x.float() / 255 with the default bounds=(0, 1))"
-        )
+        raise RobustConfigError(_not_float(x))
     if x.dim() < 2:
         raise RobustConfigError(
             f"data: inputs have shape {tuple(x.shape)}; they need a batch dimension first, "
@@ -151,17 +149,73 @@ def load_samples(data: Any, max_samples: int | None = None) -> Samples:
     return Samples(x, y, tensors_fingerprint(x, y))
 
 
+def _not_float(x: torch.Tensor) -> str:
+    """What to do with inputs that are not floating point: 8-bit images scale, token ids
+    (integers indexing a vocabulary) have no continuous neighbourhood to attack."""
+    need = (
+        f"data: inputs have dtype {x.dtype}; the attacks move inputs continuously inside "
+        "the bounds, so they need floating-point inputs in a continuous input space"
+    )
+    images = "for 8-bit images, x.float() / 255 with the default bounds=(0, 1)"
+    tokens = (
+        "for token ids (a text model), attack its embeddings instead: give the check a model "
+        "that takes embeddings and the embedded inputs, as in 'Text models: attack the "
+        "embedding space' in docs/attacks.md"
+    )
+    if x.dtype == torch.uint8:
+        return f"{need}: {images} ({tokens})"
+    return f"{need}: {tokens}; {images}"
+
+
 def check_bounds(samples: Samples, bounds: tuple[float, float]) -> None:
     """Inputs outside the bounds mean eps is in the wrong units: say so and how to fix it."""
     low, high = bounds
     tol = 1e-6 * max(1.0, abs(low), abs(high))
-    lo, hi = float(samples.x.min()), float(samples.x.max())
-    if lo < low - tol or hi > high + tol:
-        raise RobustConfigError(
-            f"data: inputs range over [{lo:.4g}, {hi:.4g}] but bounds={bounds}; "
-            f"attacks keep inputs inside the bounds and eps is in input units. "
-            f"If your inputs really live in that range, pass bounds=({lo:.4g}, {hi:.4g}); "
-            "if they are normalised (e.g. mean/std), feed raw inputs and put the "
-            "normalisation inside the model: nn.Sequential(pytest_robust.Normalize(mean, std), "
-            "model)"
-        )
+    x = samples.x
+    lo, hi = float(x.min()), float(x.max())
+    if lo >= low - tol and hi <= high + tol:
+        return
+    below, above = int((x < low - tol).sum()), int((x > high + tol).sum())
+    sides = []
+    if below:
+        sides.append(f"{below} below {low:g} (by up to {_shown(low - lo, 0.0)})")
+    if above:
+        sides.append(f"{above} above {high:g} (by up to {_shown(hi - high, 0.0)})")
+    # Digits enough that the printed extremes differ from the bounds they break.
+    shown_lo, shown_hi = _shown(lo, low), _shown(hi, high)
+    # Suggested bounds are rounded outwards, so they do contain every input.
+    wide_lo, wide_hi = _outward(min(lo, low), up=False), _outward(max(hi, high), up=True)
+    slight = max(low - lo, hi - high) <= 1e-3 * (high - low)
+    fixes = (
+        f"if that is rounding (e.g. from a resize or a normalisation undone), clip the data: "
+        f"x.clamp({low:g}, {high:g}); if the inputs really live in that range, pass "
+        f"bounds=({wide_lo}, {wide_hi})"
+        if slight
+        else f"if your inputs really live in that range, pass bounds=({wide_lo}, {wide_hi}); "
+        "if they are normalised (e.g. mean/std), feed raw inputs and put the normalisation "
+        "inside the model: nn.Sequential(pytest_robust.Normalize(mean, std), model)"
+    )
+    raise RobustConfigError(
+        f"data: inputs range over [{shown_lo}, {shown_hi}] but bounds=({low:g}, {high:g}): "
+        f"{below + above} of {x.numel()} input values lie outside, {' and '.join(sides)}. "
+        f"Attacks keep inputs inside the bounds and eps is in input units; {fixes}"
+    )
+
+
+def _shown(value: float, differ_from: float) -> str:
+    """`value` with at least 4 significant digits and enough that it reads differently
+    from `differ_from` (1.0001 is not shown as 1 next to a bound of 1)."""
+    if value == differ_from:
+        return f"{value:g}"
+    for digits in range(4, 18):
+        text = f"{value:.{digits}g}"
+        if float(text) != differ_from:
+            return text
+    return repr(value)
+
+
+def _outward(value: float, up: bool) -> str:
+    """`value` rounded away from the data to 5 significant digits (a bound that holds it)."""
+    rounding = decimal.ROUND_CEILING if up else decimal.ROUND_FLOOR
+    rounded = decimal.Context(prec=5, rounding=rounding).create_decimal(value)
+    return f"{float(rounded):g}"

@@ -136,6 +136,7 @@ def run_check(
         raise RobustConfigError(
             f"model is a {type(model).__name__}; it must be a torch.nn.Module returning logits"
         )
+    _check_weights(model, "model")
     if spec.decide_early and not spec.thresholds:
         raise RobustConfigError(
             "decide_early=True needs a threshold to decide (min_acc, max_success, max_drop or "
@@ -153,6 +154,8 @@ def run_check(
         else ThreatModel.bounds_only(spec.bounds)
     )
     members = _build_members(spec, threat)
+    for surrogate in _models_in(members):
+        _check_weights(surrogate, "the attack's surrogate model")
     forward = functools.partial(forward_logits, model, output=spec.output)
     device = rank_device(resolve_device(spec.device))
     cache = cache if cache is not None else EvaluationCache()
@@ -192,6 +195,9 @@ def run_check(
             _check_logits(clean, samples.y)
             if key is not None:
                 cache.store_clean_logits(key, clean)
+        # The model gave logits for every clean input: a failure from here on is not
+        # about input shapes or types (see forward_logits).
+        forward = functools.partial(forward_logits, model, output=spec.output, after_clean=True)
         labels = samples.y.cpu()
         clean_correct = clean.argmax(dim=1) == labels
         if spec.check == "gradients":
@@ -366,6 +372,19 @@ def _describe_params(members: list[tuple[str, Attack]], spec: Spec) -> dict[str,
     if spec.output is not None:
         params["output"] = describe(spec.output)
     return params
+
+
+def _check_weights(model: torch.nn.Module, role: str) -> None:
+    """A model on the meta device has shapes but no values: nothing to evaluate."""
+    meta = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if meta:
+        raise RobustConfigError(
+            f"{role} has {len(meta)} parameter(s) or buffer(s) on the meta device (first: "
+            f"{meta[0]!r}): they have shapes but no values, e.g. a model built under "
+            "torch.device('meta') or with empty weights. Load its weights before the check: "
+            "model.load_state_dict(state, assign=True), or model.to_empty(device='cpu') "
+            "followed by load_state_dict(state)"
+        )
 
 
 def _input_dtype(model: torch.nn.Module, default: torch.dtype) -> torch.dtype:

@@ -12,15 +12,32 @@ from pytest_robust.engine.targets import describe
 from pytest_robust.errors import RobustConfigError
 
 
-def forward_logits(model: torch.nn.Module, x: torch.Tensor, output: Any = None) -> torch.Tensor:
+def forward_logits(
+    model: torch.nn.Module, x: torch.Tensor, output: Any = None, after_clean: bool = False
+) -> torch.Tensor:
+    """The model's logits for `x`. `after_clean`: the model already gave logits for the
+    clean inputs (same shapes, same dtype), so a failure now is not about input shapes."""
     try:
         out = model(x)
     except OUT_OF_MEMORY:
         raise  # handled by the batch-size back-off
-    except RuntimeError as exc:
+    except RobustConfigError:
+        raise
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raised = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        if after_clean:
+            raise RobustConfigError(
+                f"model raised {raised}, part-way through the check, on a batch of inputs of "
+                f"shape {tuple(x.shape)} ({x.dtype}, {x.device}). It gave logits for every "
+                "clean input, in batches of the same shape and type, so the cause is in the "
+                "model: it fails on some inputs inside the bounds the attack may try, on "
+                "inputs that require gradients, or on a later call (state kept between "
+                "calls). Make the model accept every input inside the bounds"
+            ) from exc
         raise RobustConfigError(
             f"model failed on a batch of inputs of shape {tuple(x.shape)} ({x.dtype}, "
-            f"{x.device}): {str(exc).splitlines()[0]}. Check that the data's inputs have "
+            f"{x.device}): {raised}. Check that the data's inputs have "
             "the shape and type the model expects"
         ) from exc
     if output is not None:
@@ -30,6 +47,12 @@ def forward_logits(model: torch.nn.Module, x: torch.Tensor, output: Any = None) 
             f"model returned a {type(out).__name__}; it must return one tensor of logits, "
             "shape (batch, classes). Say which part holds the logits with output=: a tuple "
             "index (output=0), a dict key or attribute (output='logits') or a callable"
+        )
+    if not out.is_floating_point():
+        raise RobustConfigError(
+            f"model returned logits of dtype {out.dtype}; attacks follow the gradient of a "
+            "loss on the logits, which needs floating-point logits. Return the raw scores "
+            "(drop a final .argmax(), .round() or integer cast)"
         )
     if out.dim() != 2 or out.shape[0] != x.shape[0] or out.shape[1] < 2:
         raise RobustConfigError(

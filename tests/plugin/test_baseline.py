@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -188,6 +189,10 @@ def test_missing_and_stale_entries_warn_and_fail_under_strict(bl: pytest.Pyteste
             '{"kind": "pytest-robust baseline", "schema": 1, "entries": {"t": {"n": "64"}}}',
             "*entry 't': 'n' is '64', expected int*",
         ),
+        (
+            '{"kind": "pytest-robust baseline", "schema": 1, "entries": {"t": {"n": NaN}}}',
+            "*entry 't': 'n' is NaN, expected a finite number*",
+        ),
     ],
 )
 def test_corrupted_baseline_is_a_clear_usage_error(
@@ -281,3 +286,52 @@ def test_early():
     result.stdout.fnmatch_lines(
         ["decided early after 8 of 64 samples: a partial result is not compared*"]
     )
+
+
+def _entry_text(field: str, raw: str) -> str:
+    """A valid one-entry baseline document with `field` set to the raw JSON text `raw`."""
+    from pytest_robust import baseline
+
+    entry = {
+        "attack": "pgd",
+        "eps": 0.1,
+        "n": 4,
+        "clean_acc": 0.75,
+        "robust_acc": 0.5,
+        "success_rate": 1 / 3,
+        "robust": baseline.pack_flags("1100"),
+        "spec_fingerprint": "s",
+        "data_fingerprint": "d",
+        "model_fingerprint": "m",
+        "environment": {"torch": "2", "device": "cpu"},
+        field: "@@",
+    }
+    document = {"kind": baseline.KIND, "schema": baseline.SCHEMA, "entries": {"t::a": entry}}
+    return json.dumps(document).replace('"@@"', raw)
+
+
+NUMBERS = {  # each numeric field of an entry, and values that are not what it means
+    "robust_acc": ["NaN", "Infinity", "-Infinity", "1e999", "-0.1", "1.5", "0.9"],
+    "clean_acc": ["NaN", "Infinity", "-0.25", "1.0001", "0.25"],
+    "success_rate": ["NaN", "-Infinity", "-1e-9", "2"],
+    "n": ["NaN", "Infinity", "-1", "4.0", "true"],
+    "eps": ["NaN", "Infinity", "1e999", "-0.1", '"0.1"', "true"],
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "raw"), [(f, r) for f, values in NUMBERS.items() for r in values]
+)
+def test_every_number_of_an_entry_is_checked_by_its_meaning(
+    tmp_path: Path, field: str, raw: str
+) -> None:
+    """Catches a hand-edited NaN, infinity or out-of-range rate that loads and then compares
+    as 'ok' (NaN fails every comparison, so no regression is ever found)."""
+    from pytest_robust import baseline
+
+    path = tmp_path / "b.json"
+    path.write_text(_entry_text("eps", "0.1"))
+    assert baseline.load(path)["t::a"]["robust_acc"] == 0.5  # the unedited entry is fine
+    path.write_text(_entry_text(field, raw))
+    with pytest.raises(baseline.BaselineError, match=rf"entry 't::a': .*'{field}'.*; fix it"):
+        baseline.load(path)

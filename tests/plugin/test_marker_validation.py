@@ -29,6 +29,16 @@ CASES = [
     ('attack="fgsm", eps=0.1, steps=5', "*steps= is not an argument of attack 'fgsm'*"),
     ('attack="fgsm", eps=0.1, norm="l3"', "*norm='l3'*'linf' or 'l2'*"),
     ("eps=0.1", "*attack is missing*"),
+    # Strings are not numbers on the marker (ini files and the command line are text).
+    ('attack="fgsm", eps="0.1"', "*eps='0.1' is a str; pass a number: eps=0.1*"),
+    (
+        'attack="fgsm", eps=0.1, min_acc="0.8"',
+        "*min_acc='0.8' is a str; pass a number: min_acc=0.8*",
+    ),
+    ('attack="pgd", eps=0.1, steps="10"', "*steps='10' is a str; pass an integer: steps=10*"),
+    ('attack="pgd", eps=0.1, steps=True', "*steps=True*must be an integer*"),
+    ('attack="fgsm", eps=True', "*eps=True*must be a number*"),
+    ('attack="fgsm", eps=0.1, bounds="(0, 1)"', "*bounds='(0, 1)' is a str*bounds=(0, 1)*"),
     ('attack="fgsm"', "*eps is missing*"),
 ]
 
@@ -109,3 +119,61 @@ def test_validation_runs_at_collection_before_any_fixture(pytester: pytest.Pytes
     result = pytester.runpytest("--collect-only")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*test_bad*eps=-1*must be >= 0*"])
+
+
+def _numeric_params() -> list[tuple[str, str, object]]:
+    """(attack, parameter, its kind) for every typed parameter of every registered attack
+    and every common (marker-wide) parameter."""
+    from pytest_robust.attacks import registered_attacks
+    from pytest_robust.spec import COMMON_PARAMS
+
+    rows: list[tuple[str, str, object]] = []
+    for attack, schema in sorted(registered_attacks().items()):
+        rows += [(attack, n, p.kind) for n, p in sorted(schema.params.items())]
+    rows += [("pgd", n, p.kind) for n, p in sorted(COMMON_PARAMS.items())]
+    return [(a, n, k) for a, n, k in rows if k in (int, float, bool, "bounds")]
+
+
+def _marker(attack: str, name: str, value: object) -> dict[str, object]:
+    from pytest_robust.attacks import registered_attacks
+    from pytest_robust.spec import GRADIENT_THRESHOLDS
+
+    if name in GRADIENT_THRESHOLDS:  # thresholds of check="gradients", which runs no attack
+        return {"check": "gradients", name: value}
+    kwargs: dict[str, object] = {"attack": attack}
+    if registered_attacks()[attack].eps_ball and name != "eps":
+        kwargs["eps"] = 0.1
+    return {**kwargs, name: value}
+
+
+@pytest.mark.parametrize(("attack", "name", "kind"), _numeric_params())
+def test_every_numeric_parameter_refuses_strings_and_bools(
+    attack: str, name: str, kind: object
+) -> None:
+    """Catches a parameter that converts a string (or takes True as 1) on the marker: the
+    typo'd or quoted value would run a check the user did not write."""
+    from pytest_robust.attacks import registered_attacks
+    from pytest_robust.errors import RobustConfigError
+    from pytest_robust.spec import validate
+
+    attacks = registered_attacks()
+    text = {int: "3", float: "0.5", bool: "true", "bounds": "0, 1"}[kind]  # type: ignore[index]
+    with pytest.raises(RobustConfigError, match=rf"^{name}='{text}' is a str; pass "):
+        validate(_marker(attack, name, text), attacks)
+    if kind in (int, float):
+        with pytest.raises(RobustConfigError, match=rf"^{name}=True: must be "):
+            validate(_marker(attack, name, True), attacks)
+
+
+def test_ini_and_command_line_values_still_parse_from_text() -> None:
+    """Catches the strict marker types leaking into ini/CLI values, which are always text."""
+    from pytest_robust.attacks.iterative import PGD
+    from pytest_robust.spec import resolve
+
+    spec = resolve(
+        {"attack": "pgd", "eps": 0.1},
+        PGD.params,
+        cli={"seed": "7", "batch_size": "16"},
+        ini={"max_samples": "40", "strict": "true"},
+    )
+    assert (spec.seed, spec.batch_size, spec.max_samples, spec.strict) == (7, 16, 40, True)

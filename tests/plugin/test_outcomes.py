@@ -391,6 +391,70 @@ def test_model_that_does_not_fit_the_data_is_a_setup_error(rtester: pytest.Pytes
     result.stdout.no_fnmatch_line(NO_TORCH_TRACEBACK)
 
 
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (
+            "FailsLater()",
+            "*fixture 'robust_model': model raised ValueError: weird input, part-way through "
+            "the check*It gave logits for every clean input*",
+        ),
+        (
+            "torch.nn.Linear(10, 2, device='meta')",
+            "*fixture 'robust_model': model has 2 parameter(s) or buffer(s) on the meta device*",
+        ),
+        (
+            "Rounded()",
+            "*fixture 'robust_model': model returned logits of dtype torch.int64*",
+        ),
+    ],
+    ids=["fails-part-way", "meta-device", "integer-logits"],
+)
+def test_model_faults_name_the_fixture_cause_and_fix(
+    rtester: pytest.Pytester, model: str, expected: str
+) -> None:
+    """Catches a raw torch error (meta tensors, log_softmax on Long) or a hint about input
+    shapes for a model that already worked on inputs of that shape."""
+    rtester.makepyfile(
+        f"""
+        import pytest
+        import torch
+        from pytest_robust import robust
+
+        class FailsLater(torch.nn.Linear):
+            def __init__(self):
+                super().__init__(10, 2)
+                self.calls = 0
+
+            def forward(self, x):
+                self.calls += 1
+                if self.calls > 1:
+                    raise ValueError("weird input")
+                return super().forward(x)
+
+        class Rounded(torch.nn.Linear):
+            def __init__(self):
+                super().__init__(10, 2)
+
+            def forward(self, x):
+                return super().forward(x).long()
+
+        @pytest.fixture(scope="session")
+        def robust_model():
+            return {model}
+
+        @robust(attack="pgd", eps=0.1, steps=2, sanity="off")
+        def test_gate():
+            pass
+        """
+    )
+    result = rtester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([expected])
+    result.stdout.no_fnmatch_line(NO_TORCH_TRACEBACK)
+    result.stdout.no_fnmatch_line("*Check that the data's inputs have the shape*")
+
+
 def test_probability_outputs_warn_and_make_a_pass_untrustworthy(rtester: pytest.Pytester) -> None:
     """Catches the probability-output warning being lost (not shown in pytest's warnings
     summary), its masking flag not failing a passing gate, or allow_masking=True not

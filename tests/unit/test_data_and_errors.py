@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -173,3 +175,123 @@ def test_a_model_without_input_gradients_is_explained(small):
 def test_restarts_without_random_start_are_refused(digits_cnn, small):
     with pytest.raises(RobustConfigError, match="repeats the same deterministic run"):
         evaluate(digits_cnn, small, attack="pgd", eps=0.1, random_start=False, restarts=3)
+
+
+def _one_value_at(x: torch.Tensor, value: float) -> torch.Tensor:
+    x = x.clone()
+    x[0, 0] = value
+    return x
+
+
+def _suggested_bounds(message: str) -> tuple[float, float]:
+    low, high = re.search(r"pass bounds=\(([^,]+), ([^)]+)\)", message).groups()  # type: ignore[union-attr]
+    return float(low), float(high)
+
+
+@pytest.mark.parametrize(
+    ("shift", "shown", "outside"),
+    [
+        (
+            lambda x: _one_value_at(x, 1.0001),
+            "1.0001",
+            "1 above 1 \\(by up to 0.0001\\)",
+        ),
+        (lambda x: x - 2e-5, "-2e-05", "below 0 \\(by up to 2e-05\\)"),
+        (lambda x: x * 16, "16", "above 1 \\(by up to 15\\)"),
+    ],
+    ids=["one-value-at-1.0001", "all-shifted-by-2e-5", "0-to-16"],
+)
+def test_inputs_outside_bounds_say_where_and_by_how_much(small, shift, shown, outside):
+    """Catches an extreme rounded onto the bound it breaks ('range over [0, 1] but
+    bounds=(0, 1)') and suggested bounds that do not hold the data."""
+    x, y = small
+    x = shift(x.flatten(1)).reshape(x.shape)
+    with pytest.raises(RobustConfigError) as error:
+        evaluate(
+            torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)),
+            (x, y),
+            attack="fgsm",
+            eps=0.1,
+        )
+    message = str(error.value)
+    assert re.search(
+        rf"range over \[[^]]*{re.escape(shown)}[^]]*\] but bounds=\(0, 1\)", message
+    ), message
+    assert re.search(rf"(\d+) of {x.numel()} input values lie outside, .*{outside}", message), (
+        message
+    )
+    low, high = _suggested_bounds(message)
+    assert low <= float(x.min()) and high >= float(x.max())
+    count = int(((x < 0) | (x > 1)).sum())
+    assert f"{count} of {x.numel()} input values" in message
+
+
+def test_integer_logits_are_explained(small):
+    """Catches torch's raw NotImplementedError ('log_softmax ... not implemented for Long')."""
+
+    class Rounded(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (self.linear(x.flatten(1)) * 10).long()
+
+    with pytest.raises(
+        RobustConfigError,
+        match=r"^model returned logits of dtype torch\.int64.*floating-point logits",
+    ):
+        evaluate(Rounded(), small, attack="pgd", eps=0.1, steps=2)
+
+
+def test_a_model_on_the_meta_device_is_explained(small):
+    """Catches torch's raw 'Cannot copy out of meta tensor; no data!'."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10, device="meta"))
+    with pytest.raises(
+        RobustConfigError, match=r"^model has 2 parameter.*meta device.*load_state_dict"
+    ):
+        evaluate(model, small, attack="pgd", eps=0.1, steps=2)
+
+
+class FailsLater(torch.nn.Module):
+    """Works for its first `calls` forward passes, then raises (a model bug that only an
+    attack's inputs, or a later call, reach)."""
+
+    def __init__(self, calls: int, error: Exception) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 10)
+        self.calls, self.error = calls, error
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls -= 1
+        if self.calls < 0:
+            raise self.error
+        return self.linear(x.flatten(1))
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), ValueError("bad value"), KeyError("k")])
+def test_a_model_failing_part_way_is_not_blamed_on_input_shapes(small, error):
+    """Catches 'check that the data's inputs have the shape the model expects' for a model
+    that already gave logits for every clean input of that shape, and an exception other
+    than RuntimeError escaping raw."""
+    model = FailsLater(calls=1, error=error)
+    with pytest.raises(RobustConfigError) as raised:
+        evaluate(model, small, attack="pgd", eps=0.1, steps=2, sanity="off")
+    message = str(raised.value)
+    assert message.startswith(f"model raised {type(error).__name__}: ")
+    assert (
+        "part-way through the check" in message and "gave logits for every clean input" in message
+    )
+    assert "Check that the data's inputs have the shape" not in message
+    assert raised.value.__cause__ is error  # the user's own traceback stays reachable
+    assert model.training  # borrowed and given back, also on error
+
+
+def test_a_model_failing_on_its_first_batch_still_points_to_shapes(small):
+    model = FailsLater(calls=0, error=ValueError("expected 3 channels"))
+    with pytest.raises(
+        RobustConfigError,
+        match=r"ValueError: expected 3 channels\. Check that the data's inputs have the shape",
+    ) as raised:
+        evaluate(model, small, attack="pgd", eps=0.1, steps=2)
+    assert isinstance(raised.value.__cause__, ValueError)
