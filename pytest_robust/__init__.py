@@ -20,7 +20,7 @@ from pytest_robust.errors import RobustConfigError
 from pytest_robust.errors import RobustWarning
 from pytest_robust.errors import ShuffledDataWarning
 from pytest_robust.errors import SmallSampleWarning
-from pytest_robust.marker import robust
+from pytest_robust.plugin.marker import robust
 
 if TYPE_CHECKING:
     from pytest_robust.attacks import Attack
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from pytest_robust.engine import EvaluationCache
     from pytest_robust.engine import RobustnessResult
     from pytest_robust.engine.evaluate import evaluate
-    from pytest_robust.engine.selftest import selftest
-    from pytest_robust.normalize import Normalize
+    from pytest_robust.known_answers.run import selftest
+    from pytest_robust.modules import Normalize
 
 _LAZY = {
     "Attack": "pytest_robust.attacks",
@@ -45,8 +45,8 @@ _LAZY = {
     "EvaluationCache": "pytest_robust.engine",
     "RobustnessResult": "pytest_robust.engine",
     "evaluate": "pytest_robust.engine",
-    "Normalize": "pytest_robust.normalize",
-    "selftest": "pytest_robust.engine.selftest",
+    "Normalize": "pytest_robust.modules",
+    "selftest": "pytest_robust.known_answers.run",
 }
 
 __all__ = [

@@ -21,9 +21,9 @@ from pytest_robust.checks.sanity import diagnose
 from pytest_robust.checks.sanity import gradient_loss
 from pytest_robust.checks.sanity import probability_flag
 from pytest_robust.engine.backoff import BackOff
-from pytest_robust.engine.cache import EvaluationCache
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.result import RobustnessResult
+from pytest_robust.engine.stores.session_cache import EvaluationCache
 from pytest_robust.spec import Spec
 
 

@@ -24,8 +24,8 @@ from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import base
 from pytest_robust.attacks import register_attack
-from pytest_robust.engine import known_answers
-from pytest_robust.engine.selftest import SelfTestOutcome
+from pytest_robust.known_answers import cases as known_answers
+from pytest_robust.known_answers.run import SelfTestOutcome
 
 
 def test_known_answers_are_right_by_direct_computation() -> None:

@@ -11,9 +11,9 @@ from pytest_robust.engine.result import samples_needed
 from pytest_robust.engine.result import wilson
 from pytest_robust.engine.result import wilson_real
 from pytest_robust.errors import SmallSampleWarning
-from pytest_robust.workers import cpu_threads
-from pytest_robust.workers import worker_device
-from pytest_robust.workers import worker_index
+from pytest_robust.plugin.workers import cpu_threads
+from pytest_robust.plugin.workers import worker_device
+from pytest_robust.plugin.workers import worker_index
 
 
 def result(robust: str, thresholds: dict[str, float], strict: bool = True) -> RobustnessResult:

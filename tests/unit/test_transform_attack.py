@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import pytest_robust.transforms as T
+import pytest_robust.attacks.transform_ops as T
 from pytest_robust import Attack
 from pytest_robust import AttackBatch
 from pytest_robust import RobustConfigError

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from pytest_robust.baseline import parse_tolerance
+from pytest_robust.report.baseline import parse_tolerance
 
 DEVICE_OPTION = "--robust-device"
 SEED_OPTION = "--robust-seed"

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from pytest_robust.session import DATA_HOWTO
-from pytest_robust.session import MODEL_HOWTO
-from pytest_robust.session import RobustSession
+from pytest_robust.plugin.session import DATA_HOWTO
+from pytest_robust.plugin.session import MODEL_HOWTO
+from pytest_robust.plugin.session import RobustSession
 
 if TYPE_CHECKING:
     from pytest_robust.engine import RobustnessResult

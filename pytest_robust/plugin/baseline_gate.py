@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pytest_robust import baseline
 from pytest_robust.params import Param
+from pytest_robust.report import baseline
 
 STRICT = Param(bool, False)
 
@@ -51,7 +51,7 @@ class BaselineGate:
         self.strict = bool(cli_strict if cli_strict is not None else strict_ini(config))
         if self.save:
             from pytest_robust.files import unwritable
-            from pytest_robust.session import starting_up
+            from pytest_robust.plugin.session import starting_up
 
             problem = unwritable(self.path) if starting_up(config) else ""
             if problem:
@@ -124,7 +124,7 @@ class BaselineGate:
         return result
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from pytest_robust.session import lose_file
+        from pytest_robust.plugin.session import lose_file
 
         if self.save and not self.is_worker() and self.records:
             try:

@@ -20,8 +20,8 @@ import pytest
 
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.files import JsonStore
-from pytest_robust.options import parse_device
-from pytest_robust.options import parse_report
+from pytest_robust.plugin.options import parse_device
+from pytest_robust.plugin.options import parse_report
 from pytest_robust.spec import COMMON_PARAMS
 from pytest_robust.spec import RUN_SETTINGS
 from pytest_robust.spec import Case
@@ -129,7 +129,7 @@ class RobustSession:
         wants_html = any(r.partition(":")[0] == "html" for r in self.reports)
         self.keep_examples = EXAMPLES_PER_CHECK if wants_html else 0
         # strict is a marker argument too, so it resolves like a run setting (marker first).
-        from pytest_robust.baseline_gate import strict_ini
+        from pytest_robust.plugin.baseline_gate import strict_ini
 
         self.cli["strict"] = config.getoption("robust_strict", None)
         if strict_ini(config) is not None:
@@ -157,7 +157,7 @@ class RobustSession:
 
     def cases(self, marker: pytest.Mark) -> list[Case]:
         """Validated, expanded cases of a marker; RobustConfigError when it is bad."""
-        from pytest_robust.marker import validate_marker
+        from pytest_robust.plugin.marker import validate_marker
 
         if marker.args:
             raise RobustConfigError(
@@ -172,7 +172,7 @@ class RobustSession:
         from pytest_robust.attacks import registered_attacks
         from pytest_robust.engine import EvaluationCache
         from pytest_robust.engine import run_check
-        from pytest_robust.engine.memory import CounterexampleMemory
+        from pytest_robust.engine.stores.counterexamples import CounterexampleMemory
 
         params = attack_params(case.kwargs["attack"], registered_attacks(), case.kwargs)
         spec = resolve(case.kwargs, params, self.cli, self.ini)
@@ -210,7 +210,7 @@ class RobustSession:
 
             join_launched_group()
         from pytest_robust.engine.progress import reporting
-        from pytest_robust.progress_line import TerminalProgress
+        from pytest_robust.plugin.progress_display import TerminalProgress
 
         live = TerminalProgress.for_config(self.config, request.node.nodeid)
         try:
@@ -243,8 +243,8 @@ class RobustSession:
 
         import torch
 
-        from pytest_robust.workers import cpu_threads
-        from pytest_robust.workers import worker_device
+        from pytest_robust.plugin.workers import cpu_threads
+        from pytest_robust.plugin.workers import worker_device
 
         workerinput: dict[str, Any] = getattr(self.config, "workerinput", {})
         if device == "auto":

@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from pytest_robust import fixtures
-from pytest_robust.baseline_gate import BaselineGate
 from pytest_robust.errors import RobustConfigError
-from pytest_robust.fixtures import CASE_FIXTURE
-from pytest_robust.fixtures import ORDER_KEY
-from pytest_robust.fixtures import RESULT_KEY
-from pytest_robust.fixtures import SESSION_KEY
-from pytest_robust.options import add_options
-from pytest_robust.session import REPORT_KEY
-from pytest_robust.session import RobustSession
+from pytest_robust.plugin import fixtures
+from pytest_robust.plugin.baseline_gate import BaselineGate
+from pytest_robust.plugin.fixtures import CASE_FIXTURE
+from pytest_robust.plugin.fixtures import ORDER_KEY
+from pytest_robust.plugin.fixtures import RESULT_KEY
+from pytest_robust.plugin.fixtures import SESSION_KEY
+from pytest_robust.plugin.options import add_options
+from pytest_robust.plugin.session import REPORT_KEY
+from pytest_robust.plugin.session import RobustSession
 
 if TYPE_CHECKING:
     from pytest_robust.engine import RobustnessResult
@@ -46,9 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("robust_selftest", None) is None:
         return None
-    from pytest_robust import selftest_cli
+    from pytest_robust.plugin import selftest_option
 
-    return selftest_cli.run(config)
+    return selftest_option.run(config)
 
 
 def pytest_configure(config: pytest.Config) -> None:
