@@ -51,7 +51,7 @@ class Param:
         if not text and isinstance(value, (str, bytes)) and self.kind in _TYPED_KINDS:
             raise RobustConfigError(self._string_problem(name, value, src))
         try:
-            converted = self._convert(value)
+            converted = self.convert(value)
         except (TypeError, ValueError) as exc:
             raise RobustConfigError(
                 f"{name}={value!r}{src}: {self._expected()} ({exc})"
@@ -75,7 +75,7 @@ class Param:
         """'eps='0.1' is a str; pass a number: eps=0.1' (the fix, where the text parses)."""
         what = _TYPED_KINDS[self.kind]
         try:
-            fixed = self._convert(value.decode() if isinstance(value, bytes) else value)
+            fixed = self.convert(value.decode() if isinstance(value, bytes) else value)
         except (TypeError, ValueError, UnicodeDecodeError):
             return f"{name}={value!r}{src} is a {type(value).__name__}; pass {what}"
         shown = f"{fixed:g}" if isinstance(fixed, float) else repr(fixed)
@@ -106,7 +106,9 @@ class Param:
             )
         return f"must be {names[self.kind]}" if isinstance(self.kind, type) else str(self.kind)
 
-    def _convert(self, value: Any) -> Any:
+    def convert(self, value: Any) -> Any:
+        """`value` as this parameter's kind; TypeError/ValueError when it is not one
+        (no range or choice check: parse() does those)."""
         if self.kind is bool:
             if isinstance(value, bool):
                 return value

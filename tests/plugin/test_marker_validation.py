@@ -168,12 +168,14 @@ def test_every_numeric_parameter_refuses_strings_and_bools(
 def test_ini_and_command_line_values_still_parse_from_text() -> None:
     """Catches the strict marker types leaking into ini/CLI values, which are always text."""
     from pytest_robust.attacks.iterative import PGD
-    from pytest_robust.spec import resolve
+    from pytest_robust.plugin.options import SETTING_LABELS
+    from pytest_robust.spec.resolve import resolve
 
     spec = resolve(
         {"attack": "pgd", "eps": 0.1},
         PGD.params,
         cli={"seed": "7", "batch_size": "16"},
         ini={"max_samples": "40", "strict": "true"},
+        labels=SETTING_LABELS,
     )
     assert (spec.seed, spec.batch_size, spec.max_samples, spec.strict) == (7, 16, 40, True)
