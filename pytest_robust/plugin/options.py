@@ -102,6 +102,7 @@ def parse_report(value: str) -> str:
 
 
 def add_options(parser: pytest.Parser) -> None:
+    # Over 60 lines: declarations only, one addoption per option in --help order.
     group = parser.getgroup("robust", "adversarial robustness testing (pytest-robust)")
     group.addoption(
         DEVICE_OPTION,
