@@ -326,9 +326,7 @@ def _build_members(spec: Spec, threat: ThreatModel) -> list[tuple[str, Attack]]:
     registry = registered_attacks()
     members = []
     for name in names:
-        cls = get_attack(name)
-        if spec.target is not None and not cls.targetable and cls.delegate is None:
-            raise RobustConfigError(f"target=: attack {name!r} cannot be targeted")
+        cls = get_attack(name)  # target= was checked against the attack by validate()
         if cls.targeted and len(names) > 1:
             raise RobustConfigError(
                 f"attack {name!r} always picks its own targets, so it cannot be combined with "

@@ -20,15 +20,16 @@ import pytest
 
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.files import JsonStore
+from pytest_robust.plugin.options import SETTING_LABELS
 from pytest_robust.plugin.options import parse_device
 from pytest_robust.plugin.options import parse_report
-from pytest_robust.spec import COMMON_PARAMS
-from pytest_robust.spec import RUN_SETTINGS
-from pytest_robust.spec import Case
-from pytest_robust.spec import attack_params
-from pytest_robust.spec import derive_seed
-from pytest_robust.spec import expand
-from pytest_robust.spec import resolve
+from pytest_robust.spec.resolve import derive_seed
+from pytest_robust.spec.resolve import resolve
+from pytest_robust.spec.schema import COMMON_PARAMS
+from pytest_robust.spec.schema import RUN_SETTINGS
+from pytest_robust.spec.validate import Case
+from pytest_robust.spec.validate import attack_params
+from pytest_robust.spec.validate import expand
 
 if TYPE_CHECKING:
     from pytest_robust.engine import EvaluationCache
@@ -156,15 +157,16 @@ class RobustSession:
     # --- collection -----------------------------------------------------------------
 
     def cases(self, marker: pytest.Mark) -> list[Case]:
-        """Validated, expanded cases of a marker; RobustConfigError when it is bad."""
-        from pytest_robust.plugin.marker import validate_marker
+        """Validated, expanded cases of a marker (validated once per mark, see
+        marker.validated_arguments); RobustConfigError when it is bad."""
+        from pytest_robust.plugin.marker import validated_arguments
 
         if marker.args:
             raise RobustConfigError(
                 f"robust takes keyword arguments only, got positional {marker.args!r}; "
                 "write robust(attack='pgd', eps=0.1, ...)"
             )
-        return expand(validate_marker(dict(marker.kwargs)))
+        return expand(validated_arguments(marker))
 
     # --- running --------------------------------------------------------------------
 
@@ -175,7 +177,7 @@ class RobustSession:
         from pytest_robust.engine.stores.counterexamples import CounterexampleMemory
 
         params = attack_params(case.kwargs["attack"], registered_attacks(), case.kwargs)
-        spec = resolve(case.kwargs, params, self.cli, self.ini)
+        spec = resolve(case.kwargs, params, self.cli, self.ini, labels=SETTING_LABELS)
         device = request.getfixturevalue("robust_device")
         provenance = dict(spec.provenance)
         if str(device) != str(self.setting("device")):
