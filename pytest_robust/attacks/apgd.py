@@ -180,61 +180,65 @@ class APGD(Attack):
             active = (~done).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
-            x0, labels = batch.x[active], batch.labels[active]
-            targets = batch.targets[active] if batch.targets is not None else None
-            stream = STREAM_BASE + 2 * restart + LOSSES.index(self.loss_name)
-            x = self.threat.random_point(x0, batch.seed, batch.sample_ids[active], stream)
-            broken, loss, grad = self._evaluate(batch.model, x, labels, targets, True)
-            eta = torch.full_like(loss, 2 * self.threat.eps)
-            run = _Run(
-                active=active, x0=x0, labels=labels, targets=targets, x=x, x_prev=x,
-                grad=grad, loss=loss, x_max=x, grad_max=grad, loss_max=loss, eta=eta,
-                rises=torch.zeros_like(loss), loss_max_at_check=loss,
-                halved_at_check=torch.zeros_like(broken),
-            )  # fmt: skip
+            run, broken = self._start(batch, active, restart)
             last_check = 0
             for i in range(steps + 1):
                 if i > 0:
-                    # The first step has no previous step to carry momentum from.
-                    x = self._step(run, 1.0 if i == 1 else MOMENTUM)
-                    broken, loss, grad = self._evaluate(
-                        batch.model, x, run.labels, run.targets, i < steps
-                    )
-                    run.rises = run.rises + (loss > run.loss)
-                    run.x_prev, run.x, run.loss, run.grad = run.x, x, loss, grad
-                    better = loss > run.loss_max
-                    run.x_max = torch.where(per_sample(better, x), x, run.x_max)
-                    run.grad_max = torch.where(per_sample(better, x), grad, run.grad_max)
-                    run.loss_max = torch.where(better, loss, run.loss_max)
-                if self.judge is not None:
-                    # Nothing stops on the model attacked: every step is taken.
-                    if i in marks and i < steps:
-                        self._checkpoint(run, i - last_check)
-                        last_check = i
-                    continue
-                # Keep a sample's first adversarial point and stop working on it.
-                kept = torch.where(per_sample(broken, run.x), run.x, out[run.active])
-                out.index_copy_(0, run.active, kept)
-                done.index_copy_(0, run.active, done[run.active] | broken)
+                    broken = self._move(batch, run, i, steps)
+                if self.judge is None:
+                    # Keep a sample's first adversarial point and stop working on it.
+                    kept = torch.where(per_sample(broken, run.x), run.x, out[run.active])
+                    out.index_copy_(0, run.active, kept)
+                    done.index_copy_(0, run.active, done[run.active] | broken)
                 if i in marks and i < steps:
                     self._checkpoint(run, i - last_check)
                     last_check = i
+                if self.judge is not None:
+                    continue  # nothing stops on the model attacked: every step is taken
                 # One host sync per step: how many samples are still unbroken.
                 alive = (~broken).nonzero().squeeze(1)
                 if alive.numel() < len(broken):
                     run = keep_rows(run, alive)
                 if alive.numel() == 0:
                     break
-            # Unbroken samples keep their highest-loss point over all restarts.
-            better = run.loss_max > best_loss[run.active]
-            kept = torch.where(per_sample(better, run.x_max), run.x_max, out[run.active])
-            out.index_copy_(0, run.active, kept)
-            kept_loss = torch.where(better, run.loss_max, best_loss[run.active])
-            best_loss.index_copy_(0, run.active, kept_loss)
+            _keep_highest_loss(out, best_loss, run)
             if self.judge is not None and restart < restarts - 1:
                 # The judge spares the next restart the samples it sees broken.
                 done.index_copy_(0, run.active, self.judge(out[run.active], run.active))
         return out
+
+    def _start(
+        self, batch: AttackBatch, active: torch.Tensor, restart: int
+    ) -> tuple[_Run, torch.Tensor]:
+        """The run of the samples `active` from a random point of the ball (a stream of its
+        own per restart and loss), and which samples that point already breaks."""
+        x0, labels = batch.x[active], batch.labels[active]
+        targets = batch.targets[active] if batch.targets is not None else None
+        stream = STREAM_BASE + 2 * restart + LOSSES.index(self.loss_name)
+        x = self.threat.random_point(x0, batch.seed, batch.sample_ids[active], stream)
+        broken, loss, grad = self._evaluate(batch.model, x, labels, targets, True)
+        eta = torch.full_like(loss, 2 * self.threat.eps)
+        run = _Run(
+            active=active, x0=x0, labels=labels, targets=targets, x=x, x_prev=x,
+            grad=grad, loss=loss, x_max=x, grad_max=grad, loss_max=loss, eta=eta,
+            rises=torch.zeros_like(loss), loss_max_at_check=loss,
+            halved_at_check=torch.zeros_like(broken),
+        )  # fmt: skip
+        return run, broken
+
+    def _move(self, batch: AttackBatch, run: _Run, i: int, steps: int) -> torch.Tensor:
+        """Step i of the run (no gradient after the last), tracking each sample's
+        highest-loss point; returns which samples the new point breaks."""
+        # The first step has no previous step to carry momentum from.
+        x = self._step(run, 1.0 if i == 1 else MOMENTUM)
+        broken, loss, grad = self._evaluate(batch.model, x, run.labels, run.targets, i < steps)
+        run.rises = run.rises + (loss > run.loss)
+        run.x_prev, run.x, run.loss, run.grad = run.x, x, loss, grad
+        better = loss > run.loss_max
+        run.x_max = torch.where(per_sample(better, x), x, run.x_max)
+        run.grad_max = torch.where(per_sample(better, x), grad, run.grad_max)
+        run.loss_max = torch.where(better, loss, run.loss_max)
+        return broken
 
     def _checkpoint(self, run: _Run, interval: int) -> None:
         """Halve the step size and go back to the best point where progress stalled."""
@@ -250,6 +254,15 @@ class APGD(Attack):
         run.loss = torch.where(halve, run.loss_max, run.loss)
         run.rises = torch.zeros_like(run.rises)
         run.halved_at_check, run.loss_max_at_check = halve, run.loss_max
+
+
+def _keep_highest_loss(out: torch.Tensor, best_loss: torch.Tensor, run: _Run) -> None:
+    """Unbroken samples keep their highest-loss point over all restarts."""
+    better = run.loss_max > best_loss[run.active]
+    kept = torch.where(per_sample(better, run.x_max), run.x_max, out[run.active])
+    out.index_copy_(0, run.active, kept)
+    kept_loss = torch.where(better, run.loss_max, best_loss[run.active])
+    best_loss.index_copy_(0, run.active, kept_loss)
 
 
 @register_attack
