@@ -129,7 +129,11 @@ class GradientAttack(Attack):
         self, grad: torch.Tensor, state: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The unit step for this gradient (and the updated state)."""
-        return self.threat.unit_step(grad), state
+        return self.direction(grad), state
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """The unit step along `grad` (documented as overridable in docs/reference.md)."""
+        return self.threat.unit_step(grad)
 
     def schedule(self) -> tuple[int, float, int, bool]:
         """(steps, alpha, restarts, random_start) for this run."""

@@ -52,4 +52,4 @@ class MIFGSM(GradientAttack):
         # one step's large gradient cannot dominate the history.
         l1 = grad.flatten(1).abs().sum(dim=1).clamp_min(1e-12)
         velocity = float(self.config.get("decay", 1.0)) * state + grad / per_sample(l1, grad)
-        return self.threat.unit_step(velocity), velocity
+        return self.direction(velocity), velocity
