@@ -248,10 +248,10 @@ def test_the_guard_checks_the_bounds_of_attacks_without_an_eps_ball() -> None:
         assert torch.all(result.adversarial == 1.0)  # clipped to the upper bound, no ball
         assert result.robust_acc == 0.5
     finally:
-        from pytest_robust.attacks import base
+        from pytest_robust.attacks import registry
 
         for cls in (Escapes, FarButInside):
-            base._REGISTRY.pop(cls.name, None)
+            registry._REGISTRY.pop(cls.name, None)
 
 
 def test_a_damaged_memory_is_ignored() -> None:
