@@ -157,7 +157,7 @@ def test_every_numeric_parameter_refuses_strings_and_bools(
     from pytest_robust.spec import validate
 
     attacks = registered_attacks()
-    text = {int: "3", float: "0.5", bool: "true", "bounds": "0, 1"}[kind]  # type: ignore[index]
+    text = {int: "3", float: "0.5", bool: "true", "bounds": "0, 1"}[kind]
     with pytest.raises(RobustConfigError, match=rf"^{name}='{text}' is a str; pass "):
         validate(_marker(attack, name, text), attacks)
     if kind in (int, float):

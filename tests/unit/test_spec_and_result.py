@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pytest_robust import RobustConfigError
@@ -91,7 +93,7 @@ def test_wilson_interval_matches_reference_values(k, n, low, high):
 
 
 def make_result(**overrides):
-    base = dict(
+    base: dict[str, Any] = dict(
         attack="pgd",
         eps=0.1,
         norm="linf",

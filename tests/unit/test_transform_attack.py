@@ -77,7 +77,7 @@ def test_global_pooling_over_shift_equivariant_features_survives_the_shift_grid(
     model = PooledPointwise()
     x = centred_blobs(60, seed=1)
     with torch.no_grad():  # centre the logits on this data, so that every class occurs
-        model.head.bias -= model(x).mean(dim=0)
+        model.head.bias -= model(x).mean(dim=0)  # type: ignore[misc]  # bias=True: a tensor
     x, y = labelled(model, x)
     assert len(set(y.tolist())) > 1
     result = evaluate(model, (x, y), attack="transform", translate=2)
