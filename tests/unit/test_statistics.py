@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from pytest_robust.engine.result import RobustnessResult
-from pytest_robust.engine.result import min_samples
-from pytest_robust.engine.result import samples_needed
-from pytest_robust.engine.result import wilson
-from pytest_robust.engine.result import wilson_real
+from pytest_robust.engine.stats import min_samples
+from pytest_robust.engine.stats import samples_needed
+from pytest_robust.engine.stats import wilson
+from pytest_robust.engine.stats import wilson_real
 from pytest_robust.errors import SmallSampleWarning
 from pytest_robust.plugin.workers import cpu_threads
 from pytest_robust.plugin.workers import worker_device
