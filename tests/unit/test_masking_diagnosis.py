@@ -15,7 +15,7 @@ from pytest_robust import evaluate
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import registered_attacks
 from pytest_robust.checks.sanity import diagnose
-from pytest_robust.engine.evaluate import _build_members
+from pytest_robust.engine.members import build_members
 from pytest_robust.spec import Spec
 from pytest_robust.spec import attack_params
 from pytest_robust.spec import resolve
@@ -72,7 +72,7 @@ def scripted(outcomes: dict[str, int]):
 )
 def test_each_rule_fires_on_exactly_its_contradiction(change, flag):
     spec = pgd_spec()
-    members = _build_members(spec, ThreatModel(cast(float, spec.eps), spec.norm, spec.bounds))
+    members = build_members(spec, ThreatModel(cast(float, spec.eps), spec.norm, spec.bounds))
     flags, measured = diagnose(
         spec, outcome(50), members, classes=10, dims=64, run=scripted({**HEALTHY, **change})
     )
@@ -83,7 +83,7 @@ def test_each_rule_fires_on_exactly_its_contradiction(change, flag):
 
 def test_differences_within_the_tolerance_are_not_flagged():
     spec = pgd_spec()
-    members = _build_members(spec, ThreatModel(cast(float, spec.eps), spec.norm, spec.bounds))
+    members = build_members(spec, ThreatModel(cast(float, spec.eps), spec.norm, spec.bounds))
     noisy = {**HEALTHY, "stronger": 48, "fgsm": 48, "half": 48, "square": 48}  # 2 of 100
     flags, _ = diagnose(spec, outcome(50), members, classes=10, dims=64, run=scripted(noisy))
     assert flags == []

@@ -9,7 +9,7 @@ import pytest
 from pytest_robust import RobustConfigError
 from pytest_robust import RobustnessResult
 from pytest_robust.attacks import registered_attacks
-from pytest_robust.engine.result import wilson
+from pytest_robust.engine.stats import wilson
 from pytest_robust.plugin.options import SETTING_LABELS
 from pytest_robust.spec.resolve import derive_seed
 from pytest_robust.spec.resolve import resolve

@@ -7,10 +7,10 @@ import pytest
 from hand_made import result_from_bits
 
 from pytest_robust.engine.result import RobustnessResult
-from pytest_robust.engine.result import min_samples
-from pytest_robust.engine.result import samples_needed
-from pytest_robust.engine.result import wilson
-from pytest_robust.engine.result import wilson_real
+from pytest_robust.engine.stats import min_samples
+from pytest_robust.engine.stats import samples_needed
+from pytest_robust.engine.stats import wilson
+from pytest_robust.engine.stats import wilson_real
 from pytest_robust.errors import SmallSampleWarning
 from pytest_robust.plugin.workers import cpu_threads
 from pytest_robust.plugin.workers import worker_device
