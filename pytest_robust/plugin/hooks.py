@@ -22,8 +22,8 @@ from pytest_robust.plugin.keys import RESULT_KEY
 from pytest_robust.plugin.keys import SESSION_KEY
 from pytest_robust.plugin.options import add_options
 from pytest_robust.plugin.results import check_record
+from pytest_robust.plugin.results import fail_or_warn
 from pytest_robust.plugin.results import report_record
-from pytest_robust.plugin.results import settle
 from pytest_robust.plugin.session import RobustSession
 from pytest_robust.report.junit import junit_properties
 
@@ -107,7 +107,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         return outcome
     comparison = item.config.stash[GATE_KEY].check(check_record(item, result))
     item.stash[BASELINE_KEY] = comparison
-    settle(item, result, comparison)
+    fail_or_warn(item, result, comparison)
     return outcome
 
 

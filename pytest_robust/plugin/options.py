@@ -77,6 +77,7 @@ def parse_report(value: str) -> str:
     return value
 
 
+# Declarations only, one addoption per option: long, but a list to read, not logic.
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("robust", "adversarial robustness testing (pytest-robust)")
     group.addoption(

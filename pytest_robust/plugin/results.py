@@ -45,7 +45,9 @@ def report_record(
     return record
 
 
-def settle(item: pytest.Item, result: RobustnessResult, comparison: dict[str, Any] | None) -> None:
+def fail_or_warn(
+    item: pytest.Item, result: RobustnessResult, comparison: dict[str, Any] | None
+) -> None:
     """Fail the test for a missed threshold or a baseline failure, with the small-sample
     notes; otherwise let the small-sample notes be warnings."""
     failures = [result.failure_message()] if result.status == "fail" else []
