@@ -101,6 +101,7 @@ def parse_report(value: str) -> str:
     return value
 
 
+# Declarations only, one addoption per option: long, but a list to read, not logic.
 def add_options(parser: pytest.Parser) -> None:
     # Over 60 lines: declarations only, one addoption per option in --help order.
     group = parser.getgroup("robust", "adversarial robustness testing (pytest-robust)")
