@@ -5,8 +5,10 @@
     @robust(attack="pgd", eps=0.1, steps=20, min_acc=0.8)
     def test_pgd(robustness): ...
 
-Importing this package does not import torch; the torch-bound names (evaluate,
-RobustnessResult, the attack classes, Normalize) load on first use.
+Every public name loads on first use (module __getattr__): importing this package, or
+any core module below it (`pytest_robust.engine`, `pytest_robust.spec`, ...), imports
+neither torch nor pytest nor hypothesis until a name that needs them is used; `robust`
+brings in pytest, the attack classes and `evaluate` bring in torch.
 """
 
 from __future__ import annotations
@@ -14,13 +16,6 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 from typing import Any
-
-from pytest_robust.errors import ProbabilityOutputWarning
-from pytest_robust.errors import RobustConfigError
-from pytest_robust.errors import RobustWarning
-from pytest_robust.errors import ShuffledDataWarning
-from pytest_robust.errors import SmallSampleWarning
-from pytest_robust.marker import robust
 
 if TYPE_CHECKING:
     from pytest_robust.attacks import Attack
@@ -32,8 +27,14 @@ if TYPE_CHECKING:
     from pytest_robust.engine import EvaluationCache
     from pytest_robust.engine import RobustnessResult
     from pytest_robust.engine.evaluate import evaluate
-    from pytest_robust.engine.selftest import selftest
-    from pytest_robust.normalize import Normalize
+    from pytest_robust.errors import ProbabilityOutputWarning
+    from pytest_robust.errors import RobustConfigError
+    from pytest_robust.errors import RobustWarning
+    from pytest_robust.errors import ShuffledDataWarning
+    from pytest_robust.errors import SmallSampleWarning
+    from pytest_robust.known_answers.run import selftest
+    from pytest_robust.modules import Normalize
+    from pytest_robust.plugin.marker import robust
 
 _LAZY = {
     "Attack": "pytest_robust.attacks",
@@ -45,8 +46,14 @@ _LAZY = {
     "EvaluationCache": "pytest_robust.engine",
     "RobustnessResult": "pytest_robust.engine",
     "evaluate": "pytest_robust.engine",
-    "Normalize": "pytest_robust.normalize",
-    "selftest": "pytest_robust.engine.selftest",
+    "Normalize": "pytest_robust.modules",
+    "selftest": "pytest_robust.known_answers.run",
+    "ProbabilityOutputWarning": "pytest_robust.errors",
+    "RobustConfigError": "pytest_robust.errors",
+    "RobustWarning": "pytest_robust.errors",
+    "ShuffledDataWarning": "pytest_robust.errors",
+    "SmallSampleWarning": "pytest_robust.errors",
+    "robust": "pytest_robust.plugin.marker",
 }
 
 __all__ = [

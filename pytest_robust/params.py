@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ class Param:
         if not text and isinstance(value, (str, bytes)) and self.kind in _TYPED_KINDS:
             raise RobustConfigError(self._string_problem(name, value, src))
         try:
-            converted = self._convert(value)
+            converted = self.convert(value)
         except (TypeError, ValueError) as exc:
             raise RobustConfigError(
                 f"{name}={value!r}{src}: {self._expected()} ({exc})"
@@ -75,7 +76,7 @@ class Param:
         """'eps='0.1' is a str; pass a number: eps=0.1' (the fix, where the text parses)."""
         what = _TYPED_KINDS[self.kind]
         try:
-            fixed = self._convert(value.decode() if isinstance(value, bytes) else value)
+            fixed = self.convert(value.decode() if isinstance(value, bytes) else value)
         except (TypeError, ValueError, UnicodeDecodeError):
             return f"{name}={value!r}{src} is a {type(value).__name__}; pass {what}"
         shown = f"{fixed:g}" if isinstance(fixed, float) else repr(fixed)
@@ -84,83 +85,114 @@ class Param:
         return f"{name}={value!r}{src} is a {type(value).__name__}; pass {what}: {name}={shown}"
 
     def _expected(self) -> str:
-        names = {int: "an integer", float: "a number", bool: "True or False", str: "a string"}
-        if self.kind == "norm":
-            return "must be 'linf' or 'l2'"
-        if self.kind == "bounds":
-            return "must be a pair (low, high) with low < high, for example bounds=(0, 1)"
-        if self.kind == "target":
-            return (
-                "must be a class index, 'least_likely', 'random', a per-sample tensor of "
-                "class indices, or a callable (logits, labels) -> targets"
-            )
-        if self.kind == "models":
-            return (
-                "must name a fixture (or a list of fixtures, for an ensemble) that gives a "
-                "model; in evaluate(), pass the model(s) themselves"
-            )
-        if self.kind == "output":
-            return (
-                "must be a tuple index (output=0), a dict key or attribute name "
-                "(output='logits'), or a callable taking the model's output and returning logits"
-            )
-        return f"must be {names[self.kind]}" if isinstance(self.kind, type) else str(self.kind)
+        return _EXPECTED.get(self.kind, str(self.kind))
 
-    def _convert(self, value: Any) -> Any:
-        if self.kind is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-                return value.lower() in ("true", "1")
-            raise TypeError("")
-        if self.kind is int:
-            if isinstance(value, (bool, float)):
-                raise TypeError("")
-            return int(value)
-        if self.kind is float:
-            if isinstance(value, bool):
-                raise TypeError("")
-            return float(value)
-        if self.kind is str:
-            if not isinstance(value, str) or not value:
-                raise TypeError("")
-            return value
-        if self.kind == "norm":
-            key = str(value).lower().replace("-", "_")
-            if value == math.inf or key in ("inf", "infinity"):
-                return "linf"
-            if key not in NORM_ALIASES:
-                raise ValueError("")
-            return NORM_ALIASES[key]
-        if self.kind == "target":
-            if isinstance(value, str):
-                if value not in ("least_likely", "random"):
-                    raise ValueError("")
-                return value
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                return value
-            if callable(value) or hasattr(value, "dim"):  # a function or a tensor
-                return value
+    def convert(self, value: Any) -> Any:
+        """`value` as this parameter's kind; TypeError/ValueError when it is not one
+        (no range or choice check: parse() does those)."""
+        converter = _CONVERTERS.get(self.kind)
+        if converter is None:
+            raise TypeError(f"unknown parameter kind {self.kind!r}")
+        return converter(value)
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    raise TypeError("")
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, (bool, float)):
+        raise TypeError("")
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError("")
+    return float(value)
+
+
+def _to_str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError("")
+    return value
+
+
+def _to_norm(value: Any) -> str:
+    key = str(value).lower().replace("-", "_")
+    if value == math.inf or key in ("inf", "infinity"):
+        return "linf"
+    if key not in NORM_ALIASES:
+        raise ValueError("")
+    return NORM_ALIASES[key]
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _to_target(value: Any) -> Any:
+    if isinstance(value, str):
+        if value not in ("least_likely", "random"):
             raise ValueError("")
-        if self.kind == "models":
-            items = list(value) if isinstance(value, (list, tuple)) else [value]
-            if not items or not all((isinstance(v, str) and v) or callable(v) for v in items):
-                raise ValueError("")
-            return tuple(items)
-        if self.kind == "output":
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                return value
-            if (isinstance(value, str) and value) or callable(value):
-                return value
-            raise ValueError("")
-        if self.kind == "bounds":
-            if isinstance(value, str):
-                value = value.replace("(", "").replace(")", "").split(",")
-            low, high = (float(v) for v in value)
-            if not (math.isfinite(low) and math.isfinite(high) and low < high):
-                raise ValueError("")
-            return (low, high)
-        raise TypeError(f"unknown parameter kind {self.kind!r}")
+        return value
+    if _is_index(value) or callable(value) or hasattr(value, "dim"):  # a function or a tensor
+        return value
+    raise ValueError("")
+
+
+def _to_models(value: Any) -> tuple[Any, ...]:
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items or not all((isinstance(v, str) and v) or callable(v) for v in items):
+        raise ValueError("")
+    return tuple(items)
+
+
+def _to_output(value: Any) -> Any:
+    if _is_index(value) or (isinstance(value, str) and value) or callable(value):
+        return value
+    raise ValueError("")
+
+
+def _to_bounds(value: Any) -> tuple[float, float]:
+    if isinstance(value, str):
+        value = value.replace("(", "").replace(")", "").split(",")
+    low, high = (float(v) for v in value)
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError("")
+    return (low, high)
+
+
+# Each kind's conversion, and what its error says a value must be.
+_CONVERTERS: dict[type | str, Callable[[Any], Any]] = {
+    bool: _to_bool,
+    int: _to_int,
+    float: _to_float,
+    str: _to_str,
+    "norm": _to_norm,
+    "target": _to_target,
+    "models": _to_models,
+    "output": _to_output,
+    "bounds": _to_bounds,
+}
+_EXPECTED: dict[type | str, str] = {
+    int: "must be an integer",
+    float: "must be a number",
+    bool: "must be True or False",
+    str: "must be a string",
+    "norm": "must be 'linf' or 'l2'",
+    "bounds": "must be a pair (low, high) with low < high, for example bounds=(0, 1)",
+    "target": "must be a class index, 'least_likely', 'random', a per-sample tensor of "
+    "class indices, or a callable (logits, labels) -> targets",
+    "models": "must name a fixture (or a list of fixtures, for an ensemble) that gives a "
+    "model; in evaluate(), pass the model(s) themselves",
+    "output": "must be a tuple index (output=0), a dict key or attribute name "
+    "(output='logits'), or a callable taking the model's output and returning logits",
+}
 
 
 # Kinds whose values are numbers (or a pair of numbers): a string is never one of them

@@ -16,7 +16,7 @@ and replays it from its example database on the next run.
   not know the clean input). Apply one with `perturb(x, delta, bounds)`, which clips to
   the bounds and so stays inside the ball, or draw the perturbed inputs directly with
   `perturbed(x, eps, norm, bounds)`.
-- `transforms(...)`: `Transformation`s, whose `apply(x)` runs pytest_robust.transforms.
+- `transforms(...)`: `Transformation`s, whose `apply(x)` runs pytest_robust.attacks.transform_ops.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import fields
 import torch
 from hypothesis import strategies as st
 
-import pytest_robust.transforms as T
+import pytest_robust.attacks.transform_ops as T
 from pytest_robust.params import NORM_ALIASES
 
 # Hypothesis shrinks sampled_from towards the first kind: the identity.
@@ -109,8 +109,8 @@ def perturbed(
 
 @dataclass(frozen=True)
 class Transformation:
-    """One natural transformation (see pytest_robust.transforms for what each field does);
-    all zeros is the identity."""
+    """One natural transformation (pytest_robust.attacks.transform_ops says what each field
+    does); all zeros is the identity."""
 
     rotate: float = 0.0
     translate_x: float = 0.0
@@ -123,7 +123,7 @@ class Transformation:
 
     @property
     def params(self) -> torch.Tensor:
-        """The parameter row, in pytest_robust.transforms.PARAMS order."""
+        """The parameter row, in pytest_robust.attacks.transform_ops.PARAMS order."""
         return torch.tensor(astuple(self), dtype=torch.float64)
 
     @property

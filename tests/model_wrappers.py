@@ -50,11 +50,15 @@ def counting_linear(weight: torch.Tensor) -> Iterator[list[int]]:
     model (a counter inside the model would change the model, and rightly miss the cache)."""
     seen = [0]
     original = torch.nn.functional.linear
+    counted = weight
 
-    def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-        if w is weight:
-            seen[0] += int(x.shape[0]) if x.dim() > 1 else 1
-        return original(x, w, b)
+    # torch's own parameter names, so that a call by keyword reaches the same arguments.
+    def linear(
+        input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if weight is counted:
+            seen[0] += int(input.shape[0]) if input.dim() > 1 else 1
+        return original(input, weight, bias)
 
     torch.nn.functional.linear = linear
     try:

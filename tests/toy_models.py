@@ -32,3 +32,16 @@ class Scaled(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x) * self.factor
+
+
+def linear_problem(
+    seed: int, n: int, d: int = 20
+) -> tuple[LogisticRegression, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random logistic regression and `n` points in the middle of [0, 1]^d, labelled by
+    its own decision: (model, x, y, w, score), with score = w.x + b the closed form."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, generator=g)
+    b = float(torch.randn(1, generator=g))
+    x = torch.rand(n, d, generator=g) * 0.6 + 0.2
+    score = x @ w + b
+    return LogisticRegression(w, b), x, (score > 0).long(), w, score

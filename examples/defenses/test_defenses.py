@@ -10,6 +10,8 @@ real and raises no flag. Measured numbers: README.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pytest_robust import RobustnessResult
@@ -62,7 +64,7 @@ def test_cw_breaks_the_standard_model_equally(robustness: RobustnessResult) -> N
 
 # --- adversarial training is real robustness -----------------------------------------------
 
-PGD = {"attack": "pgd", "eps": 0.1, "steps": 20}
+PGD: dict[str, Any] = {"attack": "pgd", "eps": 0.1, "steps": 20}
 
 
 @robust(**PGD, model="adversarially_trained", min_acc=0.7)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from dataclasses import fields
 from typing import Any
 from typing import ClassVar
 
@@ -25,10 +24,12 @@ import torch.nn.functional as F
 
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
-from pytest_robust.attacks.base import ThreatModel
-from pytest_robust.attacks.base import input_gradient
-from pytest_robust.attacks.base import register_attack
-from pytest_robust.attacks.base import steps_param
+from pytest_robust.attacks.gradient import input_gradient
+from pytest_robust.attacks.gradient import keep_rows
+from pytest_robust.attacks.gradient import steps_param
+from pytest_robust.attacks.registry import register_attack
+from pytest_robust.attacks.threat import ThreatModel
+from pytest_robust.attacks.threat import per_sample
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import Param
 
@@ -82,13 +83,6 @@ class _Run:
     rises: torch.Tensor  # steps since the last checkpoint where the loss rose
     loss_max_at_check: torch.Tensor
     halved_at_check: torch.Tensor
-
-    def keep(self, rows: torch.Tensor) -> _Run:
-        kept: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            kept[f.name] = value[rows] if value is not None else None
-        return _Run(**kept)
 
 
 @register_attack
@@ -171,12 +165,8 @@ class APGD(Attack):
         return broken, loss.detach(), grad
 
     def _step(self, run: _Run, momentum: float) -> torch.Tensor:
-        shape = (-1, *([1] * (run.x.dim() - 1)))
-        if self.threat.norm == "linf":
-            unit = run.grad.sign()
-        else:
-            unit = run.grad / run.grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
-        z = self.threat.project(run.x + run.eta.view(shape) * unit, run.x0)
+        unit = self.threat.unit_step(run.grad)
+        z = self.threat.project(run.x + per_sample(run.eta, run.x) * unit, run.x0)
         moved = run.x + momentum * (z - run.x) + (1 - momentum) * (run.x - run.x_prev)
         return self.threat.project(moved, run.x0)
 
@@ -190,61 +180,65 @@ class APGD(Attack):
             active = (~done).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
-            x0, labels = batch.x[active], batch.labels[active]
-            targets = batch.targets[active] if batch.targets is not None else None
-            stream = STREAM_BASE + 2 * restart + LOSSES.index(self.loss_name)
-            x = self.threat.random_point(x0, batch.seed, batch.sample_ids[active], stream)
-            broken, loss, grad = self._evaluate(batch.model, x, labels, targets, True)
-            eta = torch.full_like(loss, 2 * self.threat.eps)
-            run = _Run(
-                active=active, x0=x0, labels=labels, targets=targets, x=x, x_prev=x,
-                grad=grad, loss=loss, x_max=x, grad_max=grad, loss_max=loss, eta=eta,
-                rises=torch.zeros_like(loss), loss_max_at_check=loss,
-                halved_at_check=torch.zeros_like(broken),
-            )  # fmt: skip
+            run, broken = self._start(batch, active, restart)
             last_check = 0
             for i in range(steps + 1):
                 if i > 0:
-                    # The first step has no previous step to carry momentum from.
-                    x = self._step(run, 1.0 if i == 1 else MOMENTUM)
-                    broken, loss, grad = self._evaluate(
-                        batch.model, x, run.labels, run.targets, i < steps
-                    )
-                    run.rises = run.rises + (loss > run.loss)
-                    run.x_prev, run.x, run.loss, run.grad = run.x, x, loss, grad
-                    better = loss > run.loss_max
-                    run.x_max = torch.where(_rows(better, x), x, run.x_max)
-                    run.grad_max = torch.where(_rows(better, x), grad, run.grad_max)
-                    run.loss_max = torch.where(better, loss, run.loss_max)
-                if self.judge is not None:
-                    # Nothing stops on the model attacked: every step is taken.
-                    if i in marks and i < steps:
-                        self._checkpoint(run, i - last_check)
-                        last_check = i
-                    continue
-                # Keep a sample's first adversarial point and stop working on it.
-                kept = torch.where(_rows(broken, run.x), run.x, out[run.active])
-                out.index_copy_(0, run.active, kept)
-                done.index_copy_(0, run.active, done[run.active] | broken)
+                    broken = self._move(batch, run, i, steps)
+                if self.judge is None:
+                    # Keep a sample's first adversarial point and stop working on it.
+                    kept = torch.where(per_sample(broken, run.x), run.x, out[run.active])
+                    out.index_copy_(0, run.active, kept)
+                    done.index_copy_(0, run.active, done[run.active] | broken)
                 if i in marks and i < steps:
                     self._checkpoint(run, i - last_check)
                     last_check = i
+                if self.judge is not None:
+                    continue  # nothing stops on the model attacked: every step is taken
                 # One host sync per step: how many samples are still unbroken.
                 alive = (~broken).nonzero().squeeze(1)
                 if alive.numel() < len(broken):
-                    run = run.keep(alive)
+                    run = keep_rows(run, alive)
                 if alive.numel() == 0:
                     break
-            # Unbroken samples keep their highest-loss point over all restarts.
-            better = run.loss_max > best_loss[run.active]
-            kept = torch.where(_rows(better, run.x_max), run.x_max, out[run.active])
-            out.index_copy_(0, run.active, kept)
-            kept_loss = torch.where(better, run.loss_max, best_loss[run.active])
-            best_loss.index_copy_(0, run.active, kept_loss)
+            _keep_highest_loss(out, best_loss, run)
             if self.judge is not None and restart < restarts - 1:
                 # The judge spares the next restart the samples it sees broken.
                 done.index_copy_(0, run.active, self.judge(out[run.active], run.active))
         return out
+
+    def _start(
+        self, batch: AttackBatch, active: torch.Tensor, restart: int
+    ) -> tuple[_Run, torch.Tensor]:
+        """The run of the samples `active` from a random point of the ball (a stream of its
+        own per restart and loss), and which samples that point already breaks."""
+        x0, labels = batch.x[active], batch.labels[active]
+        targets = batch.targets[active] if batch.targets is not None else None
+        stream = STREAM_BASE + 2 * restart + LOSSES.index(self.loss_name)
+        x = self.threat.random_point(x0, batch.seed, batch.sample_ids[active], stream)
+        broken, loss, grad = self._evaluate(batch.model, x, labels, targets, True)
+        eta = torch.full_like(loss, 2 * self.threat.eps)
+        run = _Run(
+            active=active, x0=x0, labels=labels, targets=targets, x=x, x_prev=x,
+            grad=grad, loss=loss, x_max=x, grad_max=grad, loss_max=loss, eta=eta,
+            rises=torch.zeros_like(loss), loss_max_at_check=loss,
+            halved_at_check=torch.zeros_like(broken),
+        )  # fmt: skip
+        return run, broken
+
+    def _move(self, batch: AttackBatch, run: _Run, i: int, steps: int) -> torch.Tensor:
+        """Step i of the run (no gradient after the last), tracking each sample's
+        highest-loss point; returns which samples the new point breaks."""
+        # The first step has no previous step to carry momentum from.
+        x = self._step(run, 1.0 if i == 1 else MOMENTUM)
+        broken, loss, grad = self._evaluate(batch.model, x, run.labels, run.targets, i < steps)
+        run.rises = run.rises + (loss > run.loss)
+        run.x_prev, run.x, run.loss, run.grad = run.x, x, loss, grad
+        better = loss > run.loss_max
+        run.x_max = torch.where(per_sample(better, x), x, run.x_max)
+        run.grad_max = torch.where(per_sample(better, x), grad, run.grad_max)
+        run.loss_max = torch.where(better, loss, run.loss_max)
+        return broken
 
     def _checkpoint(self, run: _Run, interval: int) -> None:
         """Halve the step size and go back to the best point where progress stalled."""
@@ -252,7 +246,7 @@ class APGD(Attack):
         stuck = ~run.halved_at_check & (run.loss_max <= run.loss_max_at_check)
         halve = oscillating | stuck
         run.eta = torch.where(halve, run.eta / 2, run.eta)
-        rows = _rows(halve, run.x)
+        rows = per_sample(halve, run.x)
         # Momentum restarts too: the previous point is the best point itself.
         run.x = torch.where(rows, run.x_max, run.x)
         run.x_prev = torch.where(rows, run.x_max, run.x_prev)
@@ -262,9 +256,13 @@ class APGD(Attack):
         run.halved_at_check, run.loss_max_at_check = halve, run.loss_max
 
 
-def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-sample mask shaped to broadcast over `like`."""
-    return mask.view(-1, *([1] * (like.dim() - 1)))
+def _keep_highest_loss(out: torch.Tensor, best_loss: torch.Tensor, run: _Run) -> None:
+    """Unbroken samples keep their highest-loss point over all restarts."""
+    better = run.loss_max > best_loss[run.active]
+    kept = torch.where(per_sample(better, run.x_max), run.x_max, out[run.active])
+    out.index_copy_(0, run.active, kept)
+    kept_loss = torch.where(better, run.loss_max, best_loss[run.active])
+    best_loss.index_copy_(0, run.active, kept_loss)
 
 
 @register_attack

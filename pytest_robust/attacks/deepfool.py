@@ -12,17 +12,14 @@ projection, overshoot included) are reported in details()["minimum_norm"].
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from pytest_robust.attacks.base import NO_GRADIENT_PATH
-from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
 from pytest_robust.attacks.base import NoGradientPath
-from pytest_robust.attacks.base import ThreatModel
-from pytest_robust.attacks.base import register_attack
-from pytest_robust.attacks.optimization import summarize_norms
+from pytest_robust.attacks.minimum_norm import MinimumNormAttack
+from pytest_robust.attacks.registry import register_attack
+from pytest_robust.attacks.threat import per_sample
 from pytest_robust.params import Param
 
 # Added to |f_k| (as in the reference code) so a step lands past the boundary, not on it.
@@ -30,7 +27,7 @@ _PAST = 1e-4
 
 
 @register_attack
-class DeepFool(Attack):
+class DeepFool(MinimumNormAttack):
     name = "deepfool"
     params = {
         "steps": Param(int, 50, minimum=1, doc="maximum number of iterations"),
@@ -43,16 +40,6 @@ class DeepFool(Attack):
         "Moosavi-Dezfooli, Fawzi, Frossard 2016, DeepFool: a simple and accurate method "
         "to fool deep neural networks"
     )
-
-    def gradient_loss(self) -> str | None:
-        return "logits"
-
-    def __init__(self, threat: ThreatModel, **config: Any) -> None:
-        super().__init__(threat, **config)
-        self._found: list[torch.Tensor] = []
-
-    def details(self) -> dict[str, Any]:
-        return summarize_norms(self._found)
 
     def propose(self, batch: AttackBatch) -> torch.Tensor:
         steps, overshoot = int(self.option("steps")), float(self.option("overshoot"))
@@ -104,11 +91,10 @@ class DeepFool(Attack):
         rows = torch.arange(len(gaps), device=gaps.device)
         w = grads[rows, nearest]
         size = (gaps[rows, nearest].abs() + _PAST) / dual[rows, nearest]
-        view = (-1, *([1] * (w.dim() - 1)))
         if self.threat.norm == "linf":
-            step = size.view(view) * w.sign()
+            step = per_sample(size, w) * w.sign()
         else:
-            step = (size / dual[rows, nearest]).view(view) * w
+            step = per_sample(size / dual[rows, nearest], w) * w
         # A non-finite gradient gives no step rather than a NaN input.
         return torch.where(torch.isfinite(step), step, torch.zeros_like(step))
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_robust.attacks.base import GradientAttack
-from pytest_robust.attacks.base import ThreatModel
-from pytest_robust.attacks.base import register_attack
+from pytest_robust.attacks.gradient import GradientAttack
+from pytest_robust.attacks.registry import register_attack
+from pytest_robust.attacks.threat import ThreatModel
 
 
 @register_attack

@@ -16,14 +16,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pytest_robust.attacks.base import ALPHA
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
-from pytest_robust.attacks.base import ThreatModel
-from pytest_robust.attacks.base import input_gradient
-from pytest_robust.attacks.base import register_attack
-from pytest_robust.attacks.base import steps_param
+from pytest_robust.attacks.gradient import ALPHA
+from pytest_robust.attacks.gradient import input_gradient
+from pytest_robust.attacks.gradient import steps_param
+from pytest_robust.attacks.registry import register_attack
 from pytest_robust.attacks.sampling import uniform
+from pytest_robust.attacks.threat import ThreatModel
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import Param
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from pytest_robust.attacks.base import ALPHA
-from pytest_robust.attacks.base import GradientAttack
-from pytest_robust.attacks.base import register_attack
-from pytest_robust.attacks.base import steps_param
+from pytest_robust.attacks.gradient import ALPHA
+from pytest_robust.attacks.gradient import GradientAttack
+from pytest_robust.attacks.gradient import steps_param
+from pytest_robust.attacks.registry import register_attack
 from pytest_robust.params import Param
 
 KURAKIN = "Kurakin, Goodfellow, Bengio 2017, Adversarial Examples in the Physical World"

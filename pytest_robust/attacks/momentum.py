@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 
-from pytest_robust.attacks.base import GradientAttack
-from pytest_robust.attacks.base import ThreatModel
-from pytest_robust.attacks.base import register_attack
-from pytest_robust.attacks.base import steps_param
+from pytest_robust.attacks.gradient import GradientAttack
+from pytest_robust.attacks.gradient import steps_param
+from pytest_robust.attacks.registry import register_attack
+from pytest_robust.attacks.threat import ThreatModel
+from pytest_robust.attacks.threat import per_sample
 from pytest_robust.params import Param
 
 
@@ -50,7 +51,5 @@ class MIFGSM(GradientAttack):
         # Per-sample L1 normalisation: the velocity adds up directions, not magnitudes, so
         # one step's large gradient cannot dominate the history.
         l1 = grad.flatten(1).abs().sum(dim=1).clamp_min(1e-12)
-        velocity = float(self.config.get("decay", 1.0)) * state + grad / l1.view(
-            -1, *([1] * (grad.dim() - 1))
-        )
+        velocity = float(self.config.get("decay", 1.0)) * state + grad / per_sample(l1, grad)
         return self.direction(velocity), velocity

@@ -22,8 +22,8 @@ import torch
 from pytest_robust.attacks import sampling
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
-from pytest_robust.attacks.base import ThreatModel
-from pytest_robust.attacks.base import register_attack
+from pytest_robust.attacks.registry import register_attack
+from pytest_robust.attacks.threat import ThreatModel
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import Param
 

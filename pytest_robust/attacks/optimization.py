@@ -22,14 +22,11 @@ Choices, for a budget of 5 x 100 steps instead of the paper's 9 x 10,000:
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
-from pytest_robust.attacks.base import ThreatModel
-from pytest_robust.attacks.base import register_attack
+from pytest_robust.attacks.minimum_norm import MinimumNormAttack
+from pytest_robust.attacks.registry import register_attack
 from pytest_robust.params import Param
 
 # atanh(+-1) is infinite: inputs exactly at the bounds are pulled in by this factor
@@ -37,21 +34,6 @@ from pytest_robust.params import Param
 _TANH_SHRINK = 1 - 1e-6
 # Upper bound of c meaning "no success seen yet": c grows tenfold until one is seen.
 _NO_UPPER = 1e10
-
-
-def summarize_norms(norms: list[torch.Tensor]) -> dict[str, Any]:
-    """details()["minimum_norm"]: median, mean and count of the norms found, or None."""
-    found = torch.cat(norms) if norms else torch.zeros(0)
-    if found.numel() == 0:
-        return {"minimum_norm": None}
-    found = found.double()
-    return {
-        "minimum_norm": {
-            "median": float(found.median()),
-            "mean": float(found.mean()),
-            "count": int(found.numel()),
-        }
-    }
 
 
 def margin(
@@ -66,7 +48,7 @@ def margin(
 
 
 @register_attack
-class CarliniWagnerL2(Attack):
+class CarliniWagnerL2(MinimumNormAttack):
     name = "cw"
     params = {
         "steps": Param(int, 100, minimum=1, doc="Adam steps per value of the constant c"),
@@ -78,16 +60,6 @@ class CarliniWagnerL2(Attack):
     norms = ("l2",)
     targetable = True
     reference = "Carlini, Wagner 2017, Towards Evaluating the Robustness of Neural Networks"
-
-    def gradient_loss(self) -> str | None:
-        return "logits"
-
-    def __init__(self, threat: ThreatModel, **config: Any) -> None:
-        super().__init__(threat, **config)
-        self._found: list[torch.Tensor] = []
-
-    def details(self) -> dict[str, Any]:
-        return summarize_norms(self._found)
 
     def propose(self, batch: AttackBatch) -> torch.Tensor:
         steps, search_steps = int(self.option("steps")), int(self.option("search_steps"))

@@ -24,9 +24,9 @@ from pytest_robust.attacks.base import NO_GRADIENT_PATH
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
 from pytest_robust.attacks.base import NoGradientPath
-from pytest_robust.attacks.base import ThreatModel
-from pytest_robust.attacks.base import register_attack
-from pytest_robust.attacks.base import steps_param
+from pytest_robust.attacks.gradient import steps_param
+from pytest_robust.attacks.registry import register_attack
+from pytest_robust.attacks.threat import ThreatModel
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import Param
 

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from pytest_robust.attacks import sampling
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
-from pytest_robust.attacks.base import ThreatModel
-from pytest_robust.attacks.base import register_attack
+from pytest_robust.attacks.registry import register_attack
+from pytest_robust.attacks.threat import ThreatModel
 from pytest_robust.params import Param
 
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of 10000 iterations

@@ -2,7 +2,7 @@
 
 Not an eps-ball attack: the threat model is the box of transformation parameters the
 marker allows (rotate=15 means any angle in [-15, 15] degrees, ...; see
-pytest_robust.transforms for what each does), and the engine's guard checks the bounds.
+pytest_robust.attacks.transform_ops for what each does), and the engine's guard checks the bounds.
 
 The search, per sample, stops at the first transformation that breaks it:
 
@@ -34,13 +34,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-import pytest_robust.transforms as T
+import pytest_robust.attacks.transform_ops as T
 from pytest_robust.attacks import sampling
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
-from pytest_robust.attacks.base import ThreatModel
-from pytest_robust.attacks.base import input_gradient
-from pytest_robust.attacks.base import register_attack
+from pytest_robust.attacks.gradient import input_gradient
+from pytest_robust.attacks.registry import register_attack
+from pytest_robust.attacks.threat import ThreatModel
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import Param
 

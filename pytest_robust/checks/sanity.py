@@ -224,6 +224,25 @@ def stronger(spec: Spec, members: list[tuple[str, Attack]]) -> tuple[Spec, str] 
     return variant(spec, attack_params=params), " ".join(said)
 
 
+@dataclasses.dataclass
+class _Diagnosis:
+    """What every step of the full diagnosis compares against: the base run and its
+    tolerance, with the measurements collected so far."""
+
+    spec: Spec
+    members: list[tuple[str, Attack]]
+    run: Run
+    base: RobustnessResult
+    eps: float
+    half: float  # half the input range, in the spec's norm
+    tol: float
+    measured: dict[str, Any]
+
+    @property
+    def names(self) -> set[str]:
+        return {name for name, _ in self.members}
+
+
 def diagnose(
     spec: Spec,
     result: RobustnessResult,
@@ -233,96 +252,127 @@ def diagnose(
     run: Run,
 ) -> tuple[list[Flag], dict[str, Any]]:
     """Re-run variations of `spec` (through `run`) and flag what contradicts `result`."""
-    # Never run for attacks without an eps-ball (engine._full_diagnosis, spec.validate).
+    # Never run for attacks without an eps-ball (engine/masking_checks.full_diagnosis).
     assert spec.eps is not None, "the masking diagnosis needs an eps-ball attack"
-    eps = spec.eps
     base = run(variant(spec))
     k = base.n
     tol = max(0.02, 2.0 / k)  # two samples, or two percent
-    names = {name for name, _ in members}
     measured: dict[str, Any] = {"samples": k, "robust_acc": base.robust_acc, "tolerance": tol}
-    flags: list[Flag] = []
     low, high = spec.bounds
     half = 0.5 * (high - low) * (1.0 if spec.norm == "linf" else math.sqrt(dims))
+    d = _Diagnosis(spec, members, run, base, spec.eps, half, tol, measured)
+    flags = [
+        *_large_eps_flag(d, classes),
+        *_monotone_flag(d),
+        *_single_step_flag(d),
+        *_converged_flag(d),
+        *_black_box_flags(d),
+    ]
+    return flags, measured
 
-    if eps < half:
-        big = run(variant(spec, eps=half))
-        chance = 1.0 / classes
-        measured["large_eps"] = {"eps": half, "robust_acc": big.robust_acc}
-        if big.robust_acc > chance + tol:
-            flags.append(
-                Flag(
-                    "large_eps_not_chance",
-                    MASKING,
-                    f"at eps={half:g} (half the input range, enough to turn any input grey) "
-                    f"robust accuracy is still {big.robust_acc:.3f}, above chance "
-                    f"({chance:.3f}): the attack is not working",
-                    "the attack's gradients are masked or its step size is wrong; try "
-                    "attack='apgd-dlr' or 'square'",
-                )
-            )
 
-    smaller = run(variant(spec, eps=eps / 2))
-    larger = run(variant(spec, eps=min(2 * eps, half))) if eps < half else base
-    measured["eps_curve"] = {
+def _large_eps_flag(d: _Diagnosis, classes: int) -> list[Flag]:
+    """A budget of half the input range must bring robust accuracy down to chance."""
+    if d.eps >= d.half:
+        return []
+    big = d.run(variant(d.spec, eps=d.half))
+    chance = 1.0 / classes
+    d.measured["large_eps"] = {"eps": d.half, "robust_acc": big.robust_acc}
+    if big.robust_acc <= chance + d.tol:
+        return []
+    return [
+        Flag(
+            "large_eps_not_chance",
+            MASKING,
+            f"at eps={d.half:g} (half the input range, enough to turn any input grey) "
+            f"robust accuracy is still {big.robust_acc:.3f}, above chance "
+            f"({chance:.3f}): the attack is not working",
+            "the attack's gradients are masked or its step size is wrong; try "
+            "attack='apgd-dlr' or 'square'",
+        )
+    ]
+
+
+def _monotone_flag(d: _Diagnosis) -> list[Flag]:
+    """Robust accuracy must not rise with the budget (eps/2, eps, 2 eps)."""
+    eps, base, tol = d.eps, d.base, d.tol
+    smaller = d.run(variant(d.spec, eps=eps / 2))
+    larger = d.run(variant(d.spec, eps=min(2 * eps, d.half))) if eps < d.half else base
+    d.measured["eps_curve"] = {
         f"{eps / 2:g}": smaller.robust_acc,
         f"{eps:g}": base.robust_acc,
-        f"{min(2 * eps, half):g}": larger.robust_acc,
+        f"{min(2 * eps, d.half):g}": larger.robust_acc,
     }
-    if smaller.robust_acc < base.robust_acc - tol or larger.robust_acc > base.robust_acc + tol:
-        flags.append(
-            Flag(
-                "not_monotone_in_eps",
-                MASKING,
-                f"robust accuracy does not fall as eps grows ({measured['eps_curve']}): a "
-                "larger budget must never help the model",
-                "the attack is not converging or its gradients are masked; use more steps, "
-                "restarts, or attack='apgd-dlr'",
-            )
+    if smaller.robust_acc >= base.robust_acc - tol and larger.robust_acc <= base.robust_acc + tol:
+        return []
+    return [
+        Flag(
+            "not_monotone_in_eps",
+            MASKING,
+            f"robust accuracy does not fall as eps grows ({d.measured['eps_curve']}): a "
+            "larger budget must never help the model",
+            "the attack is not converging or its gradients are masked; use more steps, "
+            "restarts, or attack='apgd-dlr'",
         )
+    ]
 
-    if "fgsm" not in names and any(attack.gradient_loss() for _, attack in members):
-        try:
-            single: RobustnessResult | None = run(with_attack(spec, "fgsm"))
-        except NoGradientPath:  # the cheap flags say so; base rests on a black-box member
-            single = None
-        measured["fgsm_robust_acc"] = single.robust_acc if single is not None else None
-        if single is not None and single.robust_acc < base.robust_acc - tol:
-            flags.append(
-                Flag(
-                    "single_step_stronger",
-                    MASKING,
-                    f"single-step FGSM leaves robust accuracy {single.robust_acc:.3f}, lower "
-                    f"than this iterative attack's {base.robust_acc:.3f}",
-                    "the iterative attack is stuck (step size too small, too few steps, or "
-                    "a loss that saturates); try attack='apgd-dlr' or more steps",
-                )
-            )
 
-    more = stronger(spec, members)
-    if more is not None:
-        strong_spec, said = more
-        strong = run(strong_spec)
-        measured["stronger"] = {"params": said, "robust_acc": strong.robust_acc}
-        if strong.robust_acc < base.robust_acc - tol:
-            flags.append(
-                Flag(
-                    "not_converged",
-                    MASKING,
-                    f"with {said} robust accuracy falls from {base.robust_acc:.3f} to "
-                    f"{strong.robust_acc:.3f}: the attack has not converged",
-                    f"run the attack with {said} (or more) until the number stops moving",
-                )
-            )
+def _single_step_flag(d: _Diagnosis) -> list[Flag]:
+    """Single-step FGSM must not beat the iterative attack."""
+    if "fgsm" in d.names or not any(attack.gradient_loss() for _, attack in d.members):
+        return []
+    try:
+        single: RobustnessResult | None = d.run(with_attack(d.spec, "fgsm"))
+    except NoGradientPath:  # the cheap flags say so; base rests on a black-box member
+        single = None
+    d.measured["fgsm_robust_acc"] = single.robust_acc if single is not None else None
+    if single is None or single.robust_acc >= d.base.robust_acc - d.tol:
+        return []
+    return [
+        Flag(
+            "single_step_stronger",
+            MASKING,
+            f"single-step FGSM leaves robust accuracy {single.robust_acc:.3f}, lower "
+            f"than this iterative attack's {d.base.robust_acc:.3f}",
+            "the iterative attack is stuck (step size too small, too few steps, or "
+            "a loss that saturates); try attack='apgd-dlr' or more steps",
+        )
+    ]
 
+
+def _converged_flag(d: _Diagnosis) -> list[Flag]:
+    """More steps and restarts must not change the result."""
+    more = stronger(d.spec, d.members)
+    if more is None:
+        return []
+    strong_spec, said = more
+    strong = d.run(strong_spec)
+    d.measured["stronger"] = {"params": said, "robust_acc": strong.robust_acc}
+    if strong.robust_acc >= d.base.robust_acc - d.tol:
+        return []
+    return [
+        Flag(
+            "not_converged",
+            MASKING,
+            f"with {said} robust accuracy falls from {d.base.robust_acc:.3f} to "
+            f"{strong.robust_acc:.3f}: the attack has not converged",
+            f"run the attack with {said} (or more) until the number stops moving",
+        )
+    ]
+
+
+def _black_box_flags(d: _Diagnosis) -> list[Flag]:
+    """Random noise and the black-box Square attack must not beat the white-box attack."""
+    flags = []
+    base = d.base
     for name, label in (("random_noise", "random noise"), ("square", "the black-box Square")):
-        if name in names or spec.norm not in registered_attacks()[name].norms:
+        if name in d.names or d.spec.norm not in registered_attacks()[name].norms:
             continue
-        other = run(with_attack(spec, name))
+        other = d.run(with_attack(d.spec, name))
         beaten = sum(w == "1" and o == "0" for w, o in zip(base.robust, other.robust, strict=True))
-        measured[f"{name}_robust_acc"] = other.robust_acc
-        measured[f"{name}_beats_on"] = beaten
-        if other.robust_acc < base.robust_acc - tol:
+        d.measured[f"{name}_robust_acc"] = other.robust_acc
+        d.measured[f"{name}_beats_on"] = beaten
+        if other.robust_acc < base.robust_acc - d.tol:
             flags.append(
                 Flag(
                     "noise_beats_white_box"
@@ -336,4 +386,4 @@ def diagnose(
                     "and a scale-invariant loss (attack='apgd-dlr')",
                 )
             )
-    return flags, measured
+    return flags

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytest_robust.attacks.base import ThreatModel
+from pytest_robust.attacks.threat import ThreatModel
 from pytest_robust.defenses.training import fit
 from pytest_robust.defenses.training import input_grad
 from pytest_robust.errors import RobustConfigError
@@ -48,11 +48,7 @@ def pgd_examples(
             x_adv.requires_grad_(True)
             loss = F.cross_entropy(model(x_adv), y, reduction="sum")
             grad = input_grad(loss, x_adv)
-            if threat.norm == "linf":
-                unit = grad.sign()
-            else:
-                norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
-                unit = grad / norms.view(-1, *([1] * (grad.dim() - 1)))
+            unit = threat.unit_step(grad)
             x_adv = threat.project(x_adv.detach() + alpha * unit, x)
         return x_adv.detach()
     finally:

@@ -36,6 +36,11 @@ class Samples:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def inputs(self, ids: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The inputs of the samples `ids` (indices into the data), on the evaluation
+        device in the dtype the model's weights have."""
+        return self.x[ids.to(self.x.device)].to(device=device, dtype=dtype)
+
 
 def _as_tensor(value: Any, what: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):

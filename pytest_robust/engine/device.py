@@ -1,6 +1,9 @@
-"""Turn a device name ('auto', 'cpu', 'cuda', 'cuda:1', 'mps') into a torch.device."""
+"""Devices: a name ('auto', 'cpu', 'cuda', 'cuda:1', 'mps') as a torch.device, and how many
+GPUs and CPU threads a process takes."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -36,3 +39,15 @@ def resolve_device(name: str | torch.device) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise RobustConfigError(f"device={name!r} but MPS is not available on this machine")
     return device
+
+
+def visible_cuda_count() -> int:
+    """The CUDA devices this process can see (CUDA_VISIBLE_DEVICES applies); 0 without CUDA."""
+    return torch.cuda.device_count()
+
+
+def share_cpu_threads(threads: int) -> None:
+    """Use `threads` torch threads, unless the user chose a count with OMP_NUM_THREADS or
+    MKL_NUM_THREADS (theirs wins): several processes on one host then use the cores once."""
+    if not any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+        torch.set_num_threads(threads)

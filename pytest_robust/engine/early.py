@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from pytest_robust.engine.result import wilson
+from pytest_robust.engine.stats import wilson
 
 
 def early_verdict(

@@ -183,6 +183,9 @@ class _Walk:
         return True
 
     def value(self, value: Any) -> None:
+        # Longer than 60 lines on purpose: one dispatch over the kinds of value, whose
+        # order is the precedence (plain values before the seen-before reference, a
+        # Module before its generic object form); split up, that order would be hidden.
         self.count += 1
         if self.count > BUDGET:
             raise Unidentifiable(f"more than {BUDGET} values to describe")

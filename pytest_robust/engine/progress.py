@@ -1,6 +1,6 @@
 """Progress of an attack over its batches, for whoever listens (the plugin's terminal line).
 
-No torch and no pytest: `Passes.run` reports after every batch to the listener set by
+No torch and no pytest: `AttackPasses.run` reports after every batch to the listener set by
 `reporting()`, if any; without one a report costs one context-variable lookup.
 """
 

@@ -32,6 +32,10 @@ import hypothesis  # noqa: F401
 import jinja2  # noqa: F401
 import pytest
 
+# The marker module is imported lazily (by `from pytest_robust import robust` or at
+# collection); first imported inside an in-process run, it would be evicted afterwards, and a
+# test that patches it would patch a module object the next run no longer uses.
+import pytest_robust.plugin.marker
 import pytest_robust.report.pictures  # noqa: F401
 
 WORLD = '''

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_robust import baseline
+from pytest_robust.report import baseline
 
 TESTS = """
 from pytest_robust import robust
@@ -290,7 +290,7 @@ def test_early():
 
 def _entry_text(field: str, raw: str) -> str:
     """A valid one-entry baseline document with `field` set to the raw JSON text `raw`."""
-    from pytest_robust import baseline
+    from pytest_robust.report import baseline
 
     entry = {
         "attack": "pgd",
@@ -327,7 +327,7 @@ def test_every_number_of_an_entry_is_checked_by_its_meaning(
 ) -> None:
     """Catches a hand-edited NaN, infinity or out-of-range rate that loads and then compares
     as 'ok' (NaN fails every comparison, so no regression is ever found)."""
-    from pytest_robust import baseline
+    from pytest_robust.report import baseline
 
     path = tmp_path / "b.json"
     path.write_text(_entry_text("eps", "0.1"))

@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 
 import pytest
-import pytest_robust.baseline as _baseline
+import pytest_robust.report.baseline as _baseline
 
 
 def _barrier(name):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_robust.options import add_options
+from pytest_robust.plugin.options import add_options
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "examples" / "digits"

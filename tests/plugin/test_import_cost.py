@@ -3,6 +3,8 @@ installed, so a run without robust tests must not import torch (about 1.3 s)."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 RECORDER = """
@@ -30,3 +32,13 @@ def test_a_run_without_robust_tests_does_not_import_torch(pytester: pytest.Pytes
     result.assert_outcomes(passed=1)
     # plugin=True: the plugin was really loaded, so torch=False means something.
     assert (pytester.path / "modules.txt").read_text() == "torch=False plugin=True"
+
+
+def test_importing_the_entry_point_does_not_import_torch(pytester: pytest.Pytester) -> None:
+    """The entry point itself, in a fresh interpreter, outside any pytest run: the test
+    above passes only while every hook on its path stays torch-free; this one pins the
+    module-level imports of pytest_robust.plugin and everything it imports."""
+    probe = "import sys, pytest_robust.plugin; print('torch' in sys.modules)"
+    result = pytester.run(sys.executable, "-c", probe)
+    assert result.ret == 0, result.stderr.str()
+    assert result.stdout.lines[-1] == "False"

@@ -4,6 +4,7 @@ the pytest cache, and tried first on the next run."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_shift_invariance(robustness, robust_model):
 EXAMPLE = "smallest breaking transformation: sample 0: translate_x=2"
 
 
-def runs(pytester: pytest.Pytester) -> list[dict[str, object]]:
+def runs(pytester: pytest.Pytester) -> list[dict[str, Any]]:
     lines = (pytester.path / "runs.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
 

@@ -157,7 +157,7 @@ def test_every_numeric_parameter_refuses_strings_and_bools(
     from pytest_robust.spec import validate
 
     attacks = registered_attacks()
-    text = {int: "3", float: "0.5", bool: "true", "bounds": "0, 1"}[kind]  # type: ignore[index]
+    text = {int: "3", float: "0.5", bool: "true", "bounds": "0, 1"}[kind]
     with pytest.raises(RobustConfigError, match=rf"^{name}='{text}' is a str; pass "):
         validate(_marker(attack, name, text), attacks)
     if kind in (int, float):
@@ -168,12 +168,47 @@ def test_every_numeric_parameter_refuses_strings_and_bools(
 def test_ini_and_command_line_values_still_parse_from_text() -> None:
     """Catches the strict marker types leaking into ini/CLI values, which are always text."""
     from pytest_robust.attacks.iterative import PGD
-    from pytest_robust.spec import resolve
+    from pytest_robust.plugin.options import SETTING_LABELS
+    from pytest_robust.spec.resolve import resolve
 
     spec = resolve(
         {"attack": "pgd", "eps": 0.1},
         PGD.params,
         cli={"seed": "7", "batch_size": "16"},
         ini={"max_samples": "40", "strict": "true"},
+        labels=SETTING_LABELS,
     )
     assert (spec.seed, spec.batch_size, spec.max_samples, spec.strict) == (7, 16, 40, True)
+
+
+@pytest.mark.parametrize("form", ["helper", "raw"])
+def test_marker_arguments_are_validated_once(
+    rtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """Catches validation repeated (issue 13): robust() at decoration, then collection, then
+    the check again at run time. Each mark's arguments go through validation once."""
+    from pytest_robust.plugin import marker
+
+    validated: list[list[str]] = []
+    real = marker.validate_marker
+
+    def counting(kwargs: dict[str, object]) -> dict[str, object]:
+        validated.append(sorted(kwargs))
+        return real(kwargs)
+
+    monkeypatch.setattr(marker, "validate_marker", counting)
+    rtester.makepyfile(
+        test_once=(HELPER if form == "helper" else RAW)
+        + """
+@mark(attack="fgsm", eps=0.1, min_acc=0.4)
+def test_one_case(robustness):
+    pass
+
+@mark(attack="fgsm", eps=[0.03, 0.1], min_acc=0.4)
+def test_two_cases(robustness):
+    pass
+"""
+    )
+    result = rtester.runpytest_inprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    assert validated == [["attack", "eps", "min_acc"]] * 2

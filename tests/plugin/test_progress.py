@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_robust.progress_line import progress_text
+from pytest_robust.plugin.progress_display import progress_text
 
 TESTS = """
 from pytest_robust import robust
@@ -19,7 +19,7 @@ def test_after():
 # Appended to the world's conftest: pretend stdout is a terminal, and show progress at once.
 TTY = """
 
-import pytest_robust.progress_line as _progress_line
+import pytest_robust.plugin.progress_display as _progress_line
 from _pytest.compat import CallableBool
 
 _progress_line.AFTER_S = 0.0

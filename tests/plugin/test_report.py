@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pytest_robust.engine.result import wilson
+from pytest_robust.engine.stats import wilson
 
 SUITE = """
 import pytest

@@ -138,11 +138,11 @@ def test_gate(robustness, robust_model):
 
 
 def test_a_result_is_not_replayed_after_a_custom_attacks_code_changes(rtester, monkeypatch):
-    from pytest_robust.attacks import base
+    from pytest_robust.attacks import registry
 
     # The in-process runs register "nudge"; keep it out of later tests (the self-test runs
     # every registered attack).
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     rtester.makepyfile(test_gate=CUSTOM.format(step="0.0"))
     assert stored_again(rtester)
     assert not stored_again(rtester)

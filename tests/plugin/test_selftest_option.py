@@ -7,8 +7,8 @@ import torch
 
 from pytest_robust.attacks import Attack
 from pytest_robust.attacks import AttackBatch
-from pytest_robust.attacks import base
 from pytest_robust.attacks import registered_attacks
+from pytest_robust.attacks import registry
 
 
 def test_selftest_prints_one_line_per_attack_and_exits_0(pytester: pytest.Pytester) -> None:
@@ -36,7 +36,7 @@ def test_selftest_exits_1_on_a_broken_attack(
         def propose(self, batch: AttackBatch) -> torch.Tensor:
             return batch.x
 
-    monkeypatch.setitem(base._REGISTRY, Idle.name, Idle)
+    monkeypatch.setitem(registry._REGISTRY, Idle.name, Idle)
     result = pytester.runpytest_inprocess("--robust-selftest=fgsm,selftest-idle")
     assert result.ret == 1
     result.stdout.fnmatch_lines(

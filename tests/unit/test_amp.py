@@ -5,6 +5,8 @@ No GPU here: CPU autocast (bfloat16) stands in for CUDA's by adding 'cpu' to AMP
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -13,7 +15,14 @@ from pytest_robust import evaluate
 from pytest_robust.engine import backoff as memory
 
 # sanity="off": the call sequence below is the attack's alone (no sanity forwards).
-KW = {"attack": "pgd", "eps": 0.1, "steps": 3, "seed": 0, "batch_size": 500, "sanity": "off"}
+KW: dict[str, Any] = {
+    "attack": "pgd",
+    "eps": 0.1,
+    "steps": 3,
+    "seed": 0,
+    "batch_size": 500,
+    "sanity": "off",
+}
 
 
 class AutocastRecorder(torch.nn.Module):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
+from model_wrappers import CountingModel
 
 from pytest_robust import RobustConfigError
 from pytest_robust import evaluate
@@ -26,17 +29,6 @@ class ScaledLogits(torch.nn.Module):
 
 def flags(bits: str) -> torch.Tensor:
     return torch.tensor([b == "1" for b in bits])
-
-
-class CountingModel(torch.nn.Module):
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.samples = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.samples += len(x)
-        return self.inner(x)
 
 
 @pytest.mark.parametrize("attack", ["apgd-ce", "apgd-dlr"])
@@ -148,7 +140,13 @@ def test_l2_apgd_stays_in_the_ball_and_breaks_the_cnn(digits_cnn, digits_data):
 
 def test_reproducible_independent_of_batch_size_and_rng_free(digits_cnn, digits_data):
     state = torch.random.get_rng_state()
-    kwargs = {"attack": "apgd", "loss": "dlr", "eps": 0.08, "steps": 10, "restarts": 2}
+    kwargs: dict[str, Any] = {
+        "attack": "apgd",
+        "loss": "dlr",
+        "eps": 0.08,
+        "steps": 10,
+        "restarts": 2,
+    }
     a = evaluate(digits_cnn, digits_data, seed=3, batch_size=450, **kwargs)
     b = evaluate(digits_cnn, digits_data, seed=3, batch_size=450, **kwargs)
     c = evaluate(digits_cnn, digits_data, seed=3, batch_size=37, **kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from hypothesis import HealthCheck
 from hypothesis import example
@@ -87,7 +89,7 @@ def test_adversarial_inputs_stay_in_the_ball_and_bounds(
     norms = registered_attacks()[attack].norms
     norm = norms[norm_choice % len(norms)]  # only the norms the attack supports
     schema = registered_attacks()[attack]
-    extra: dict[str, object] = {k: v for k, v in QUICK.items() if k in schema.params}
+    extra: dict[str, Any] = {k: v for k, v in QUICK.items() if k in schema.params}
     if schema.delegate is not None:  # transfer: craft on the model itself, with a quick pgd
         extra.update(surrogate=model, steps=3)
     if attack == "fooling":  # starts from noise anywhere in the bounds: eps covers them

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_wrappers import CountingModel
 from model_wrappers import counting_linear
 
 from pytest_robust import evaluate
-
-
-class CountingModel(torch.nn.Module):
-    """Counts the samples that go through forward, to prove work is skipped."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.samples = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.samples += len(x)
-        return self.inner(x)
 
 
 @pytest.mark.parametrize("attack", ["fgsm", "bim", "pgd"])

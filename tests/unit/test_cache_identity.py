@@ -5,6 +5,8 @@ and a genuine hit still saves the forward passes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from model_wrappers import counting_linear
@@ -15,7 +17,7 @@ from pytest_robust import evaluate
 from pytest_robust.engine.fingerprint import model_identity
 from pytest_robust.engine.fingerprint import value_identity
 
-GATE = {"attack": "pgd", "eps": 0.1, "steps": 5, "min_acc": 0.9, "max_samples": 60}
+GATE: dict[str, Any] = {"attack": "pgd", "eps": 0.1, "steps": 5, "min_acc": 0.9, "max_samples": 60}
 
 
 class Round4(nn.Module):
@@ -74,6 +76,8 @@ class Shift(nn.Module):
 class Scaled(nn.Module):
     """Inputs multiplied by a buffer."""
 
+    scale: torch.Tensor  # a buffer (register_buffer)
+
     def __init__(self, inner: nn.Module, scale: float) -> None:
         super().__init__()
         self.inner = inner
@@ -119,7 +123,7 @@ def hooked(net: nn.Module) -> nn.Module:
     return model
 
 
-def twins(net: nn.Module) -> dict[str, tuple[nn.Module, dict[str, object]]]:
+def twins(net: nn.Module) -> dict[str, tuple[nn.Module, dict[str, Any]]]:
     """Models (and output= adapters) that differ from each other in one thing only."""
     return {
         "identity": (nn.Sequential(nn.Identity(), net), {}),
@@ -154,7 +158,7 @@ def test_every_twin_has_its_own_identity(digits_cnn):
         assert model_identity(model) == identities[name], name
 
 
-CHEAP = {"attack": "fgsm", "eps": 0.05, "max_samples": 40, "min_acc": 0.5}
+CHEAP: dict[str, Any] = {"attack": "fgsm", "eps": 0.05, "max_samples": 40, "min_acc": 0.5}
 
 
 def test_no_twin_is_served_what_another_twin_left_in_the_cache(digits_cnn, digits_data):
@@ -179,7 +183,7 @@ def test_no_twin_is_served_what_another_twin_left_in_the_cache(digits_cnn, digit
 def test_a_genuine_hit_saves_the_clean_pass_and_the_flags(digits_cnn, digits_data):
     weight = digits_cnn.classifier[-1].weight
     cache, model = EvaluationCache(), Temperature(digits_cnn, 1.0)
-    gate = {**CHEAP, "max_samples": 100}
+    gate: dict[str, Any] = {**CHEAP, "max_samples": 100}
     with counting_linear(weight) as first:
         one = evaluate(model, digits_data, cache=cache, **gate)
     with counting_linear(weight) as second:
@@ -252,7 +256,7 @@ def test_identity_covers_closures_globals_and_cycles():
     scale[0] = 2.0
     assert value_identity(adapter) != before
     cyclic = nn.Sequential(nn.Identity())
-    cyclic.parent_ref = [cyclic]  # a plain attribute pointing back at the module
+    cyclic.parent_ref = [cyclic]  # type: ignore[assignment]  # a plain attribute, pointing back
     assert model_identity(cyclic) is not None
     assert model_identity(cyclic) == model_identity(cyclic)
     shared = nn.Linear(2, 2)

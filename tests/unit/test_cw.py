@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from toy_models import LogisticRegression
+from toy_models import linear_problem
 
 from pytest_robust import RobustConfigError
 from pytest_robust import evaluate
@@ -12,13 +15,7 @@ from pytest_robust import evaluate
 BOUNDS = (-0.5, 1.5)  # wide enough that no coordinate below needs clipping
 
 
-def linear_problem(seed: int, n: int = 40, d: int = 20):
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(d, generator=g)
-    b = float(torch.randn(1, generator=g))
-    x = torch.rand(n, d, generator=g) * 0.6 + 0.2
-    score = x @ w + b
-    return LogisticRegression(w, b), x, (score > 0).long(), w, score
+N = 40  # points per linear problem
 
 
 def at_distance(w: torch.Tensor, dist: float, n: int = 20):
@@ -37,7 +34,7 @@ def cw(model, data, **params):
 
 def test_minimum_norm_matches_the_closed_form_distance_to_the_boundary() -> None:
     """The smallest L2 perturbation that flips w.x + b is |w.x + b| / ||w||_2."""
-    model, x, y, w, score = linear_problem(0)
+    model, x, y, w, score = linear_problem(0, N)
     exact = score.abs() / w.norm()
     result = cw(model, (x, y), keep_adversarial=True)
     assert result.success_rate == 1.0
@@ -51,7 +48,7 @@ def test_minimum_norm_matches_the_closed_form_distance_to_the_boundary() -> None
 
 def test_confidence_buys_a_logit_margin_at_its_closed_form_price() -> None:
     """With kappa the point must reach score margin kappa: distance (|s| + kappa) / ||w||."""
-    model, x, y, w, score = linear_problem(1)
+    model, x, y, w, score = linear_problem(1, N)
     result = cw(model, (x, y), confidence=1.0, keep_adversarial=True)
     with torch.no_grad():
         moved = model(result.adversarial)[:, 1]
@@ -79,7 +76,7 @@ def test_eps_just_below_the_boundary_breaks_nothing_just_above_breaks_all() -> N
 
 
 def test_more_steps_find_smaller_perturbations() -> None:
-    model, x, y, w, score = linear_problem(3)
+    model, x, y, w, score = linear_problem(3, N)
     weak = cw(model, (x, y), steps=10).details["minimum_norm"]
     strong = cw(model, (x, y), steps=100).details["minimum_norm"]
     exact = float((score.abs() / w.norm()).median())
@@ -101,7 +98,7 @@ def test_l2_only() -> None:
         evaluate(model, (x, y), attack="cw", eps=0.1, norm="linf")
 
 
-QUICK = {"max_samples": 40, "steps": 50, "search_steps": 4}
+QUICK: dict[str, Any] = {"max_samples": 40, "steps": 50, "search_steps": 4}
 
 
 def test_breaks_the_undefended_cnn_and_nothing_at_eps_zero(digits_cnn, digits_data):
@@ -110,7 +107,7 @@ def test_breaks_the_undefended_cnn_and_nothing_at_eps_zero(digits_cnn, digits_da
     found = broken.details["minimum_norm"]
     assert found["count"] >= broken.n_success and 0.1 < found["median"] < 1.5
 
-    quick = {**QUICK, "max_samples": 10, "search_steps": 1, "initial_const": 10.0}
+    quick: dict[str, Any] = {**QUICK, "max_samples": 10, "search_steps": 1, "initial_const": 10.0}
     zero = evaluate(digits_cnn, digits_data, attack="cw", eps=0.0, norm="l2", **quick)
     assert zero.n_success == 0 and zero.robust_acc == zero.clean_acc
     assert zero.details["perturbation"] is None and zero.details["minimum_norm"]["count"] > 0

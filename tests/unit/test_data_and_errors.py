@@ -17,7 +17,7 @@ from pytest_robust import evaluate
 from pytest_robust.engine.data import load_samples
 
 
-class PairDataset(Dataset):  # type: ignore[type-arg]
+class PairDataset(Dataset):
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.x, self.y = x, y
 
@@ -92,7 +92,7 @@ class Constant(torch.nn.Module):
         self.output = output
         self.weight = torch.nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor):
         if isinstance(self.output, tuple):
             return self.output
         return self.output.expand(len(x), -1) + self.weight * x.flatten(1)[:, :1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from model_wrappers import CountingModel
@@ -10,7 +12,7 @@ from pytest_robust import RobustConfigError
 from pytest_robust import evaluate
 from pytest_robust.engine.early import early_verdict
 
-KW = {"attack": "pgd", "steps": 10, "batch_size": 50, "seed": 1}
+KW: dict[str, Any] = {"attack": "pgd", "steps": 10, "batch_size": 50, "seed": 1}
 
 
 def flags(ones: int, n: int) -> torch.Tensor:
@@ -61,7 +63,7 @@ def test_clearly_passing_gate_stops_early(digits_cnn, digits_data):
 
 
 def test_undecided_gate_runs_to_the_end(digits_cnn, digits_data):
-    kwargs = {**KW, "eps": 0.1}
+    kwargs: dict[str, Any] = {**KW, "eps": 0.1}
     full = evaluate(digits_cnn, digits_data, **kwargs)
     acc = full.robust_acc
     result = evaluate(digits_cnn, digits_data, min_acc=acc, decide_early=True, **kwargs)

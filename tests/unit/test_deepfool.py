@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from toy_models import LogisticRegression
+from toy_models import linear_problem
 
 from pytest_robust import RobustConfigError
 from pytest_robust import evaluate
@@ -15,14 +16,7 @@ from pytest_robust.attacks import get_attack
 WIDE = (-1.0, 2.0)  # bounds that never clip the small perturbations below
 
 
-def linear_problem(seed: int, n: int = 50, d: int = 20):
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(d, generator=g)
-    b = float(torch.randn(1, generator=g))
-    x = torch.rand(n, d, generator=g) * 0.6 + 0.2
-    model = LogisticRegression(w, b)
-    score = x @ w + b
-    return model, x, (score > 0).long(), w, score
+N = 50  # points per linear problem
 
 
 def at_distance(w: torch.Tensor, dist: torch.Tensor, seed: int = 0):
@@ -45,7 +39,7 @@ def test_one_step_to_the_closed_form_boundary(norm: str, seed: int) -> None:
     """For a linear binary model the nearest boundary point is at |w.x + b| / ||w||_2 (L2)
     along w, or |w.x + b| / ||w||_1 (L-inf) along sign(w); DeepFool lands there in one
     step, times (1 + overshoot), plus its 1e-4 logit margin."""
-    model, x, y, w, score = linear_problem(seed)
+    model, x, y, w, score = linear_problem(seed, N)
     dual = w.abs().sum() if norm == "linf" else w.norm()
     direction = (w.sign() if norm == "linf" else w / w.norm())[None, :]
     toward = torch.where(y == 1, -1.0, 1.0)[:, None]

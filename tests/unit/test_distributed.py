@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -29,18 +30,10 @@ CONFTEST = """
 import sys
 import pytest
 import torch
-sys.path.insert(0, {digits!r})
+sys.path[:0] = [{digits!r}, {tests!r}]
 from digits import DigitsCNN, digits_split
-
-
-class CountingModel(torch.nn.Module):  # same name as in model_wrappers: same fingerprint
-    def __init__(self, inner):
-        super().__init__()
-        self.inner, self.samples = inner, 0
-
-    def forward(self, x):
-        self.samples += len(x)
-        return self.inner(x)
+# The class the single-process run below uses: the model fingerprint includes its name.
+from model_wrappers import CountingModel
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +52,7 @@ def robust_data():
 
 # Random starts, random targets and a worst case over two attacks, with batches that
 # straddle the shard boundary (225).
-CHECKS = {
+CHECKS: dict[str, dict[str, Any]] = {
     "pgd": {"attack": "pgd", "eps": 0.1, "steps": 5, "batch_size": 64, "min_acc": 0.3},
     "targeted": {
         "attack": "pgd", "eps": 0.2, "steps": 5, "batch_size": 100, "target": "random",
@@ -100,7 +93,8 @@ def test_torchrun_pytest_matches_one_process_and_only_rank_zero_reports(
     project = tmp_path / "project"
     project.mkdir()
     digits = str(ROOT / "examples" / "digits")
-    (project / "conftest.py").write_text(CONFTEST.format(digits=digits, weights=str(weights)))
+    conftest = CONFTEST.format(digits=digits, tests=str(ROOT / "tests"), weights=str(weights))
+    (project / "conftest.py").write_text(conftest)
     source = "import json, os\nfrom pathlib import Path\nfrom pytest_robust import robust\n"
     source += "".join(TEST.format(name=name, kwargs=kw) for name, kw in CHECKS.items())
     (project / "test_gate.py").write_text(source)

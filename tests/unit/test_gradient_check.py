@@ -5,6 +5,7 @@ at T = 1, the thresholds, and the arguments it refuses."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -81,7 +82,7 @@ def test_allow_masking_reports_the_flag_without_failing(digits_cnn, digits_data)
 
 def test_gradient_thresholds(digits_cnn, digits_data) -> None:
     scaled = Scaled(digits_cnn, 1000.0)
-    kwargs = {"check": "gradients", "allow_masking": True}
+    kwargs: dict[str, Any] = {"check": "gradients", "allow_masking": True}
     assert evaluate(digits_cnn, digits_data, max_zero_frac=0.1, **kwargs).status == "pass"
     failed = evaluate(scaled, digits_data, max_zero_frac=0.1, **kwargs)
     assert failed.status == "fail"

@@ -4,6 +4,7 @@ requires_grad, .grad and device; after a passing, a failing and a raising run.""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -81,7 +82,7 @@ def test_resnet18_in_train_mode_keeps_batchnorm_statistics():
     assert all(m.training for m in model.modules())
 
 
-QUICK = {"steps": 2, "queries": 10, "samples": 2, "search_steps": 1}
+QUICK: dict[str, Any] = {"steps": 2, "queries": 10, "samples": 2, "search_steps": 1}
 
 
 @pytest.mark.parametrize("attack", sorted(registered_attacks()))
@@ -89,13 +90,13 @@ def test_every_attack_gives_the_model_back_unchanged(attack, digits_cnn, digits_
     schema = registered_attacks()[attack]
     model = mixed_flags(copy.deepcopy(digits_cnn))
     x, y = digits_data
-    kwargs = {k: v for k, v in QUICK.items() if k in schema.params}
+    kwargs: dict[str, Any] = {k: v for k, v in QUICK.items() if k in schema.params}
     if schema.delegate is not None:
         kwargs.update(surrogate=model, steps=2)
     if schema.eps_ball:
         kwargs.update(eps=1.0 if attack == "fooling" else 0.1, norm=schema.norms[0])
     else:  # not an eps-ball attack: its own ranges
-        own = {
+        own: dict[str, dict[str, Any]] = {
             "transform": {"rotate": 10, "translate": 1, "search": "grad"},
             "noise": {"sigma": 0.1},
         }

@@ -3,7 +3,11 @@ a model with a saturated softmax is caught, a healthy one is not."""
 
 from __future__ import annotations
 
+from typing import Any
+from typing import cast
+
 import pytest
+from hand_made import result_from_bits
 from toy_models import Scaled
 
 from pytest_robust import RobustnessResult
@@ -11,7 +15,7 @@ from pytest_robust import evaluate
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import registered_attacks
 from pytest_robust.checks.sanity import diagnose
-from pytest_robust.engine.evaluate import _build_members
+from pytest_robust.engine.members import build_members
 from pytest_robust.spec import Spec
 from pytest_robust.spec import attack_params
 from pytest_robust.spec import resolve
@@ -26,23 +30,7 @@ def pgd_spec(eps: float = 0.1) -> Spec:
 
 
 def outcome(robust: int) -> RobustnessResult:
-    return RobustnessResult(
-        attack="pgd",
-        eps=0.1,
-        norm="linf",
-        bounds=(0.0, 1.0),
-        params={},
-        targeted=False,
-        clean_correct="1" * N,
-        robust="1" * robust + "0" * (N - robust),
-        success="0" * robust + "1" * (N - robust),
-        thresholds={},
-        seed=0,
-        device="cpu",
-        duration_s=0.0,
-        data_fingerprint="d",
-        model_fingerprint="m",
-    )
+    return result_from_bits("1" * robust + "0" * (N - robust))
 
 
 HEALTHY = {"base": 50, "large": 0, "half": 80, "double": 10, "fgsm": 60, "stronger": 49}
@@ -84,7 +72,7 @@ def scripted(outcomes: dict[str, int]):
 )
 def test_each_rule_fires_on_exactly_its_contradiction(change, flag):
     spec = pgd_spec()
-    members = _build_members(spec, ThreatModel(spec.eps, spec.norm, spec.bounds))
+    members = build_members(spec, ThreatModel(cast(float, spec.eps), spec.norm, spec.bounds))
     flags, measured = diagnose(
         spec, outcome(50), members, classes=10, dims=64, run=scripted({**HEALTHY, **change})
     )
@@ -95,7 +83,7 @@ def test_each_rule_fires_on_exactly_its_contradiction(change, flag):
 
 def test_differences_within_the_tolerance_are_not_flagged():
     spec = pgd_spec()
-    members = _build_members(spec, ThreatModel(spec.eps, spec.norm, spec.bounds))
+    members = build_members(spec, ThreatModel(cast(float, spec.eps), spec.norm, spec.bounds))
     noisy = {**HEALTHY, "stronger": 48, "fgsm": 48, "half": 48, "square": 48}  # 2 of 100
     flags, _ = diagnose(spec, outcome(50), members, classes=10, dims=64, run=scripted(noisy))
     assert flags == []
@@ -135,7 +123,7 @@ def test_a_healthy_model_passes_the_diagnosis(digits_cnn, digits_data):
 
 def test_the_scale_invariant_attack_passes_where_cross_entropy_was_refused(digits_cnn, digits_data):
     scaled = Scaled(digits_cnn, 1000.0)
-    kwargs = {"eps": 0.1, "max_samples": 150}
+    kwargs: dict[str, Any] = {"eps": 0.1, "max_samples": 150}
     dlr = evaluate(scaled, digits_data, attack="apgd-dlr", steps=20, **kwargs)
     plain = evaluate(digits_cnn, digits_data, attack="apgd-dlr", steps=20, **kwargs)
     assert dlr.flags == []

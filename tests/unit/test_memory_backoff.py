@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from model_wrappers import OutOfMemoryAbove
@@ -9,7 +11,7 @@ from model_wrappers import OutOfMemoryAbove
 from pytest_robust import evaluate
 from pytest_robust.engine.backoff import BackOff
 
-KW = {"attack": "pgd", "eps": 0.1, "steps": 5, "seed": 2}
+KW: dict[str, Any] = {"attack": "pgd", "eps": 0.1, "steps": 5, "seed": 2}
 
 
 def test_out_of_memory_halves_the_batch_and_gives_the_same_result(digits_cnn, digits_data):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+from typing import cast
+
 import pytest
 import torch
 
 from pytest_robust import evaluate
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import get_attack
+from pytest_robust.attacks.momentum import MIFGSM
 
 
 def flags(bits: str) -> torch.Tensor:
@@ -43,7 +47,7 @@ def test_a_fixed_target_is_reached_exactly_where_success_says(digits_cnn, digits
 
 def test_without_momentum_it_is_bim(digits_cnn, digits_data):
     """decay=0 leaves g = grad / ||grad||_1, whose sign is sign(grad): BIM's step."""
-    common = {"eps": 0.1, "steps": 5, "alpha": 0.03, "keep_adversarial": True}
+    common: dict[str, Any] = {"eps": 0.1, "steps": 5, "alpha": 0.03, "keep_adversarial": True}
     bim = evaluate(digits_cnn, digits_data, attack="bim", **common)
     plain = evaluate(digits_cnn, digits_data, attack="mifgsm", decay=0.0, **common)
     assert plain.robust == bim.robust
@@ -63,7 +67,9 @@ def test_l2_steps_stay_in_the_ball_and_break_the_cnn(digits_cnn, digits_data):
 
 
 def test_velocity_accumulates_l1_normalised_gradients():
-    attack = get_attack("mifgsm")(ThreatModel(0.1, "l2", (0.0, 1.0)), steps=10, decay=0.5)
+    attack = cast(
+        MIFGSM, get_attack("mifgsm")(ThreatModel(0.1, "l2", (0.0, 1.0)), steps=10, decay=0.5)
+    )
     g1 = torch.tensor([[3.0, -1.0], [0.0, 2.0]])
     g2 = torch.tensor([[0.0, 4.0], [-1.0, -1.0]])
     state = attack.initial_state(torch.zeros(2, 2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import torch
@@ -112,7 +113,7 @@ def test_gradient_steps_match_the_closed_form_on_logistic_regression(targeted):
     model = LogisticRegression(W, B)
     y = (x @ W + B > 0).long()
     other = 1 - y
-    extra = {"target": other} if targeted else {}
+    extra: dict[str, Any] = {"target": other} if targeted else {}
     sign = 1.0 if targeted else -1.0  # descend CE to the target, or ascend CE of the label
     cls = other if targeted else y
     lr = 0.02

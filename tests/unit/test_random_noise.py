@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import torch
 
@@ -10,11 +12,14 @@ from pytest_robust import evaluate
 from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import get_attack
+from pytest_robust.attacks.noise import RandomNoise
 
 
 class ExactMatch(torch.nn.Module):
     """Class 0 for an input equal to one of `clean`, class 1 for anything else (class 2
     never): every perturbation, however small, breaks it."""
+
+    clean: torch.Tensor  # a buffer (register_buffer)
 
     def __init__(self, clean: torch.Tensor) -> None:
         super().__init__()
@@ -94,7 +99,9 @@ def test_gaussian_noise_scale(norm):
     sqrt(d) (L2): norms concentrate at eps, so about half land on the sphere."""
     d, eps = 400, 0.1
     threat = ThreatModel(eps, norm, (0.0, 1.0))
-    attack = get_attack("random_noise")(threat, samples=1, distribution="gaussian")
+    attack = cast(
+        RandomNoise, get_attack("random_noise")(threat, samples=1, distribution="gaussian")
+    )
     x = torch.full((500, d), 0.5)
     batch = AttackBatch(
         lambda t: t, x, torch.zeros(500, dtype=torch.long), None, torch.arange(500), 0

@@ -27,9 +27,9 @@ class Overshoot(Attack):
 def registered():
     register_attack(Overshoot)
     yield
-    from pytest_robust.attacks import base
+    from pytest_robust.attacks import registry
 
-    base._REGISTRY.pop(Overshoot.name, None)
+    registry._REGISTRY.pop(Overshoot.name, None)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])

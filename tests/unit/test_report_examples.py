@@ -4,6 +4,7 @@ most confident about (checked against an independent forward pass), and encodes 
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 import torch
@@ -51,7 +52,7 @@ def test_evaluate_keeps_the_most_confident_successes(
     predictions and confidences are what a fresh forward pass gives, and no other success
     has a higher confidence."""
     x, y = digits_data
-    params = {"steps": 5} if attack == "pgd" else {}
+    params: dict[str, Any] = {"steps": 5} if attack == "pgd" else {}
     result = evaluate(
         digits_cnn, (x, y), attack, 0.1, keep_examples=4, keep_adversarial=True, **params
     )

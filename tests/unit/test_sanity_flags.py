@@ -3,6 +3,8 @@ healthy model; a masking flag turns a passing gate into a failing one."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -73,7 +75,13 @@ def names(result) -> list[str]:
     return [flag["name"] for flag in result.flags]
 
 
-GATE = {"attack": "pgd", "eps": 0.05, "steps": 5, "min_acc": 0.1, "max_samples": 120}
+GATE: dict[str, Any] = {
+    "attack": "pgd",
+    "eps": 0.05,
+    "steps": 5,
+    "min_acc": 0.1,
+    "max_samples": 120,
+}
 
 
 def test_a_healthy_model_raises_no_flag(digits_cnn, digits_data):
@@ -143,7 +151,7 @@ def test_sanity_off_runs_no_check(digits_cnn, digits_data):
 
 
 def test_a_measured_check_keeps_its_status_and_shows_the_flag(digits_cnn, digits_data):
-    gate = {k: v for k, v in GATE.items() if k != "min_acc"}
+    gate: dict[str, Any] = {k: v for k, v in GATE.items() if k != "min_acc"}
     result = evaluate(Stochastic(digits_cnn), digits_data, **gate)
     assert result.status == "measured"
     assert "nondeterministic" in names(result)
@@ -165,7 +173,7 @@ def test_flags_are_computed_once_per_model_and_data(digits_cnn, digits_data):
     # Counted from outside the model (a counter attribute would change its identity).
     cache, model = EvaluationCache(), Wrapped(digits_cnn)
     weight = digits_cnn.classifier[-1].weight
-    gate = {**GATE, "eps": 0.0, "steps": 1}
+    gate: dict[str, Any] = {**GATE, "eps": 0.0, "steps": 1}
     with counting_linear(weight) as without:
         result = evaluate(model, digits_data, cache=cache, sanity="off", **gate)
     with counting_linear(weight) as first:
@@ -293,7 +301,7 @@ def test_the_gradient_check_flags_a_stochastic_model(digits_cnn, digits_data):
     assert healthy.flags == [] and healthy.status == "pass"
 
 
-STRONG = {
+STRONG: dict[str, Any] = {
     "attack": "strong",
     "eps": 0.1,
     "min_acc": 0.5,

@@ -22,10 +22,10 @@ from pytest_robust import selftest
 from pytest_robust.attacks import Attack
 from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
-from pytest_robust.attacks import base
 from pytest_robust.attacks import register_attack
-from pytest_robust.engine import known_answers
-from pytest_robust.engine.selftest import SelfTestOutcome
+from pytest_robust.attacks import registry
+from pytest_robust.known_answers import cases as known_answers
+from pytest_robust.known_answers.run import SelfTestOutcome
 
 
 def test_known_answers_are_right_by_direct_computation() -> None:
@@ -60,7 +60,7 @@ def test_the_answer_check_is_not_vacuous() -> None:
 @pytest.fixture
 def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A test-only attack name; the registry is restored afterwards."""
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     yield
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pytest_robust import RobustConfigError
 from pytest_robust import RobustnessResult
 from pytest_robust.attacks import registered_attacks
-from pytest_robust.engine.result import wilson
-from pytest_robust.spec import derive_seed
-from pytest_robust.spec import expand
-from pytest_robust.spec import resolve
-from pytest_robust.spec import validate
+from pytest_robust.engine.stats import wilson
+from pytest_robust.plugin.options import SETTING_LABELS
+from pytest_robust.spec.resolve import derive_seed
+from pytest_robust.spec.resolve import resolve
+from pytest_robust.spec.validate import expand
+from pytest_robust.spec.validate import validate
 
 PGD = registered_attacks()["pgd"].params
 
@@ -20,7 +23,7 @@ def test_precedence_marker_over_cli_over_ini_over_default():
     case = {"attack": "pgd", "eps": 0.1, "batch_size": 8}
     cli = {"batch_size": 16, "seed": 5, "device": None, "max_samples": None}
     ini = {"batch_size": "32", "seed": "7", "device": "cpu"}
-    spec = resolve(case, PGD, cli, ini)
+    spec = resolve(case, PGD, cli, ini, labels=SETTING_LABELS)
     assert (spec.batch_size, spec.provenance["batch_size"]) == (8, "marker")
     assert (spec.seed, spec.provenance["seed"]) == (5, "--robust-seed")
     assert (spec.device, spec.provenance["device"]) == ("cpu", "ini robust_device")
@@ -30,15 +33,17 @@ def test_precedence_marker_over_cli_over_ini_over_default():
 
 def test_max_samples_from_the_command_line_is_a_cap():
     case = {"attack": "pgd", "eps": 0.1, "max_samples": 100}
-    assert resolve(case, PGD, {"max_samples": 10}).max_samples == 10
-    assert resolve(case, PGD, {"max_samples": 1000}).max_samples == 100
-    capped = resolve(case, PGD, {}, {"max_samples": "20"})
+    assert resolve(case, PGD, {"max_samples": 10}, labels=SETTING_LABELS).max_samples == 10
+    assert resolve(case, PGD, {"max_samples": 1000}, labels=SETTING_LABELS).max_samples == 100
+    capped = resolve(case, PGD, {}, {"max_samples": "20"}, labels=SETTING_LABELS)
     assert (capped.max_samples, capped.provenance["max_samples"]) == (20, "ini robust_max_samples")
 
 
 def test_a_bad_ini_value_says_where_it_came_from():
     with pytest.raises(RobustConfigError, match=r"batch_size='abc' \(ini robust_batch_size\)"):
-        resolve({"attack": "pgd", "eps": 0.1}, PGD, {}, {"batch_size": "abc"})
+        resolve(
+            {"attack": "pgd", "eps": 0.1}, PGD, {}, {"batch_size": "abc"}, labels=SETTING_LABELS
+        )
 
 
 def test_lists_are_zipped_into_cases_with_readable_ids():
@@ -88,7 +93,7 @@ def test_wilson_interval_matches_reference_values(k, n, low, high):
 
 
 def make_result(**overrides):
-    base = dict(
+    base: dict[str, Any] = dict(
         attack="pgd",
         eps=0.1,
         norm="linf",

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
+from model_wrappers import CountingModel
 
 from pytest_robust import evaluate
-
-
-class CountingModel(torch.nn.Module):
-    """Counts the samples that go through forward, to prove work is skipped."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.samples = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.samples += len(x)
-        return self.inner(x)
 
 
 class ExactMatch(torch.nn.Module):
     """Class 0 for an input equal to one of `clean`, class 1 for anything else: every
     perturbation, however small, breaks it."""
+
+    clean: torch.Tensor  # a buffer (register_buffer)
 
     def __init__(self, clean: torch.Tensor) -> None:
         super().__init__()
@@ -104,7 +96,13 @@ def test_a_sample_broken_by_its_first_query_costs_one_query():
 
 
 def test_results_do_not_depend_on_the_batch_size(digits_cnn, digits_data):
-    common = {"eps": 0.1, "queries": 100, "seed": 5, "max_samples": 200, "keep_adversarial": True}
+    common: dict[str, Any] = {
+        "eps": 0.1,
+        "queries": 100,
+        "seed": 5,
+        "max_samples": 200,
+        "keep_adversarial": True,
+    }
     whole = evaluate(digits_cnn, digits_data, attack="square", batch_size=450, **common)
     split = evaluate(digits_cnn, digits_data, attack="square", batch_size=37, **common)
     assert whole.robust == split.robust
@@ -118,7 +116,7 @@ def test_results_do_not_depend_on_the_batch_size(digits_cnn, digits_data):
 
 @pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
 def test_the_search_does_the_work_not_the_initialisation(norm, eps, digits_cnn, digits_data):
-    common = {"attack": "square", "eps": eps, "norm": norm, "max_samples": 150}
+    common: dict[str, Any] = {"attack": "square", "eps": eps, "norm": norm, "max_samples": 150}
     init_only = evaluate(digits_cnn, digits_data, queries=1, **common)
     searched = evaluate(digits_cnn, digits_data, queries=300, **common)
     # Measured: linf 0.97 -> 0.49, l2 0.96 -> 0.07.

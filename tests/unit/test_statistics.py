@@ -4,38 +4,21 @@ and the minimum-samples rule, each checked against a brute-force search or hand 
 from __future__ import annotations
 
 import pytest
+from hand_made import result_from_bits
 
 from pytest_robust.engine.result import RobustnessResult
-from pytest_robust.engine.result import min_samples
-from pytest_robust.engine.result import samples_needed
-from pytest_robust.engine.result import wilson
-from pytest_robust.engine.result import wilson_real
+from pytest_robust.engine.stats import min_samples
+from pytest_robust.engine.stats import samples_needed
+from pytest_robust.engine.stats import wilson
+from pytest_robust.engine.stats import wilson_real
 from pytest_robust.errors import SmallSampleWarning
-from pytest_robust.workers import cpu_threads
-from pytest_robust.workers import worker_device
-from pytest_robust.workers import worker_index
+from pytest_robust.plugin.workers import cpu_threads
+from pytest_robust.plugin.workers import worker_device
+from pytest_robust.plugin.workers import worker_index
 
 
 def result(robust: str, thresholds: dict[str, float], strict: bool = True) -> RobustnessResult:
-    n = len(robust)
-    return RobustnessResult(
-        attack="pgd",
-        eps=0.1,
-        norm="linf",
-        bounds=(0.0, 1.0),
-        params={},
-        targeted=False,
-        clean_correct="1" * n,
-        robust=robust,
-        success="".join("0" if b == "1" else "1" for b in robust),
-        thresholds=thresholds,
-        seed=0,
-        device="cpu",
-        duration_s=0.0,
-        data_fingerprint="d",
-        model_fingerprint="m",
-        strict=strict,
-    )
+    return result_from_bits(robust, thresholds, strict=strict)
 
 
 def brute_force_needed(p: float, t: float, limit: int = 20_000) -> int | None:

@@ -22,7 +22,7 @@ class CountSyncs(TorchDispatchMode):
         super().__init__()
         self.syncs = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         masked = func in MASKABLE and any(i is not None and i.dtype == torch.bool for i in args[1])
         if func in SYNCS or masked:
             self.syncs += 1

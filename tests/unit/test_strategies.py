@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-import pytest_robust.transforms as T
+import pytest_robust.attacks.transform_ops as T
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.strategies import Transformation
 from pytest_robust.strategies import perturbations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -21,7 +23,7 @@ def success_mask(flags: str) -> torch.Tensor:
 @pytest.mark.parametrize("attack", ["fgsm", "bim", "pgd"])
 def test_a_fixed_target_is_reached_not_merely_missed(attack, digits_cnn, digits_data):
     _, y = digits_data
-    extra = {} if attack == "fgsm" else {"steps": 30}
+    extra: dict[str, Any] = {} if attack == "fgsm" else {"steps": 30}
     result = evaluate(
         digits_cnn, digits_data, attack=attack, eps=0.3, target=3, keep_adversarial=True, **extra
     )

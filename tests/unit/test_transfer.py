@@ -36,6 +36,9 @@ class NearestNeighbour(torch.nn.Module):
     class's nearest sample). Stored samples are >= 0.63 apart in L2, so no L-inf
     perturbation of 0.03 (L2 <= 0.24) can change its answer on them: robust by construction."""
 
+    points: torch.Tensor  # a buffer (register_buffer)
+    labels: torch.Tensor  # a buffer (register_buffer)
+
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("points", x.flatten(1).clone())

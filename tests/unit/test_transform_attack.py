@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import pytest_robust.transforms as T
+import pytest_robust.attacks.transform_ops as T
 from pytest_robust import Attack
 from pytest_robust import AttackBatch
 from pytest_robust import RobustConfigError
@@ -77,7 +77,7 @@ def test_global_pooling_over_shift_equivariant_features_survives_the_shift_grid(
     model = PooledPointwise()
     x = centred_blobs(60, seed=1)
     with torch.no_grad():  # centre the logits on this data, so that every class occurs
-        model.head.bias -= model(x).mean(dim=0)
+        model.head.bias -= model(x).mean(dim=0)  # type: ignore[misc]  # bias=True: a tensor
     x, y = labelled(model, x)
     assert len(set(y.tolist())) > 1
     result = evaluate(model, (x, y), attack="transform", translate=2)
@@ -248,10 +248,10 @@ def test_the_guard_checks_the_bounds_of_attacks_without_an_eps_ball() -> None:
         assert torch.all(result.adversarial == 1.0)  # clipped to the upper bound, no ball
         assert result.robust_acc == 0.5
     finally:
-        from pytest_robust.attacks import base
+        from pytest_robust.attacks import registry
 
         for cls in (Escapes, FarButInside):
-            base._REGISTRY.pop(cls.name, None)
+            registry._REGISTRY.pop(cls.name, None)
 
 
 def test_a_damaged_memory_is_ignored() -> None:

@@ -1,11 +1,11 @@
-"""Closed-form checks of the torch transformations (pytest_robust.transforms)."""
+"""Closed-form checks of the torch transformations (pytest_robust.attacks.transform_ops)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-import pytest_robust.transforms as T
+import pytest_robust.attacks.transform_ops as T
 
 
 def params(n: int, **values: float) -> torch.Tensor:

@@ -21,23 +21,18 @@ from pytest_robust.checks.sanity import diagnose
 from pytest_robust.checks.sanity import gradient_loss
 from pytest_robust.checks.sanity import probability_flag
 from pytest_robust.engine.backoff import BackOff
-from pytest_robust.engine.cache import EvaluationCache
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.result import RobustnessResult
+from pytest_robust.engine.result import flag_string
+from pytest_robust.engine.stores.session_cache import EvaluationCache
 from pytest_robust.spec import Spec
-
-
-def bits(flags: torch.Tensor) -> str:
-    """Per-sample flags as the result's '0'/'1' string."""
-    return "".join("1" if f else "0" for f in flags.tolist())
 
 
 def _rows(
     samples: Samples, ids: torch.Tensor, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and labels of the samples `ids`, on the evaluation device."""
-    x = samples.x[ids.to(samples.x.device)].to(device=device, dtype=dtype)
-    return x, samples.y.cpu()[ids].to(device)
+    return samples.inputs(ids, device, dtype), samples.y.cpu()[ids].to(device)
 
 
 def full_diagnosis(spec: Spec, members: list[tuple[str, Attack]]) -> bool:
@@ -96,7 +91,7 @@ def sanity_flags(
     (every time when the model's identity cannot be established: key None)."""
     sanity_key = None
     if key is not None:
-        sanity_key = (*key, gradient_loss(members), bits(attacked), backoff.size)
+        sanity_key = (*key, gradient_loss(members), flag_string(attacked), backoff.size)
     flags = cache.sanity_flags(sanity_key) if sanity_key is not None else None
     if flags is None:
         ids = attacked.nonzero().squeeze(1)[: max(GRADIENT_SAMPLES, backoff.size)]

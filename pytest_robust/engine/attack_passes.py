@@ -1,4 +1,5 @@
-"""Per-sample bookkeeping of one check's attack passes, and the final threat-model guard.
+"""Per-sample bookkeeping of one check's attack passes, and the final threat-model check
+(`check_inside`).
 
 Each pass attacks a set of samples in batches; a fresh forward pass on the model under test
 decides each sample's outcome. Several passes (attack=[...]) give the worst case per
@@ -27,7 +28,7 @@ from pytest_robust.engine.examples import TopExamples
 
 
 @dataclass(frozen=True)
-class Setting:
+class PassContext:
     """What every attack pass of one check shares."""
 
     attack_forward: Callable[[torch.Tensor], torch.Tensor]  # mixed precision when asked for
@@ -38,20 +39,20 @@ class Setting:
     seed: int
 
 
-class Passes:
+class AttackPasses:
     """Per-sample bookkeeping over one or more attack passes, in data order."""
 
     def __init__(
         self,
         samples: Samples,
-        setting: Setting,
+        context: PassContext,
         names: list[str],
         keep_adversarial: bool,
         backoff: BackOff,
         keep_examples: int = 0,
     ) -> None:
         n = len(samples)
-        self.setting = setting
+        self.context = context
         self.backoff = backoff
         self.samples = samples
         self.success = torch.zeros(n, dtype=torch.bool)
@@ -113,18 +114,18 @@ class Passes:
 
     def _attack(self, name: str, attack: Attack, ids: torch.Tensor) -> None:
         """One batch; nothing is recorded unless it completes (so it can be retried)."""
-        setting = self.setting
+        context = self.context
         labels = self.samples.y.cpu()
         threat = attack.threat
-        device, targets = setting.device, setting.targets
-        x = self.samples.x[ids.to(self.samples.x.device)].to(device=device, dtype=setting.dtype)
+        device, targets = context.device, context.targets
+        x = self.samples.inputs(ids, device, context.dtype)
         y = labels[ids].to(device)
         t = targets[ids].to(device) if targets is not None else None
-        batch = AttackBatch(setting.attack_forward, x, y, t, ids.to(device), setting.seed)
+        batch = AttackBatch(context.attack_forward, x, y, t, ids.to(device), context.seed)
         x_adv = attack.run(batch)
-        _check_inside(attack, x_adv, x, threat)
+        check_inside(attack, x_adv, x, threat)
         with torch.no_grad():
-            logits = setting.forward(x_adv)
+            logits = context.forward(x_adv)
         # A non-finite output on an input inside the threat model counts as broken.
         pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
         hit = pred == t.cpu() if t is not None else pred != labels[ids]
@@ -177,10 +178,9 @@ class Passes:
         return details
 
 
-def _check_inside(
-    attack: Attack, x_adv: torch.Tensor, x: torch.Tensor, threat: ThreatModel
-) -> None:
-    """The final guard: a point outside the eps-ball or the bounds is a bug in the attack."""
+def check_inside(attack: Attack, x_adv: torch.Tensor, x: torch.Tensor, threat: ThreatModel) -> None:
+    """The final threat-model check: a point outside the eps-ball or the bounds is a bug in
+    the attack."""
     tol = threat.tolerance()
     if x_adv.shape != x.shape:
         raise RuntimeError(

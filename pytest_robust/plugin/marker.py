@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +16,31 @@ Number = float | Sequence[float]
 def validate_marker(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Validate marker arguments against the attack registry (this imports torch)."""
     from pytest_robust.attacks import registered_attacks
-    from pytest_robust.spec import validate
+    from pytest_robust.spec.validate import validate
 
     return validate(kwargs, registered_attacks(), "marker")
+
+
+# Each mark's validated arguments, so that they are validated once: robust() validates at
+# decoration (the error names the test at import), collection and the check reuse that.
+# Keyed by id(mark) (a Mark is not hashable); an entry lives exactly as long as its mark.
+_VALIDATED: dict[int, tuple[weakref.ref[pytest.Mark], dict[str, Any]]] = {}
+
+
+def _remember(mark: pytest.Mark, validated: dict[str, Any]) -> None:
+    _VALIDATED[id(mark)] = (weakref.ref(mark), validated)
+    weakref.finalize(mark, _VALIDATED.pop, id(mark), None)
+
+
+def validated_arguments(mark: pytest.Mark) -> dict[str, Any]:
+    """The mark's validated arguments: those robust() checked, else checked now (a plain
+    pytest.mark.robust(...)) and kept. RobustConfigError when they are bad."""
+    entry = _VALIDATED.get(id(mark))
+    if entry is not None and entry[0]() is mark:
+        return entry[1]
+    validated = validate_marker(dict(mark.kwargs))
+    _remember(mark, validated)
+    return validated
 
 
 class _InvalidMarker:
@@ -78,7 +101,9 @@ def robust(
     kwargs = {k: v for k, v in given.items() if v is not None}
     kwargs.update(attack_params)
     try:
-        validate_marker(kwargs)
+        validated = validate_marker(kwargs)
     except RobustConfigError as error:
         return _InvalidMarker(error)  # type: ignore[return-value]
-    return pytest.mark.robust(**kwargs)
+    decorator = pytest.mark.robust(**kwargs)
+    _remember(decorator.mark, validated)
+    return decorator

@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import os
 import sys
-import warnings
 from argparse import ArgumentTypeError
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,22 +18,33 @@ from typing import Any
 import pytest
 
 from pytest_robust.errors import RobustConfigError
-from pytest_robust.files import JsonStore
-from pytest_robust.options import parse_device
-from pytest_robust.options import parse_report
-from pytest_robust.spec import COMMON_PARAMS
-from pytest_robust.spec import RUN_SETTINGS
-from pytest_robust.spec import Case
-from pytest_robust.spec import attack_params
-from pytest_robust.spec import derive_seed
-from pytest_robust.spec import expand
-from pytest_robust.spec import resolve
+from pytest_robust.plugin.keys import REPORT_KEY
+from pytest_robust.plugin.options import SETTING_LABELS
+from pytest_robust.plugin.options import parse_device
+from pytest_robust.plugin.options import parse_report
+from pytest_robust.plugin.outputs import cache_store
+from pytest_robust.plugin.outputs import lose_file
+from pytest_robust.plugin.outputs import writes_files
+from pytest_robust.plugin.summary import write_robustness
+from pytest_robust.plugin.workers import cpu_threads
+from pytest_robust.plugin.workers import is_controller
+from pytest_robust.plugin.workers import is_xdist_worker
+from pytest_robust.plugin.workers import launched_world_size
+from pytest_robust.plugin.workers import worker_device
+from pytest_robust.plugin.workers import xdist_worker
+from pytest_robust.spec.resolve import Spec
+from pytest_robust.spec.resolve import derive_seed
+from pytest_robust.spec.resolve import resolve
+from pytest_robust.spec.schema import COMMON_PARAMS
+from pytest_robust.spec.schema import RUN_SETTINGS
+from pytest_robust.spec.validate import Case
+from pytest_robust.spec.validate import attack_params
+from pytest_robust.spec.validate import expand
 
 if TYPE_CHECKING:
     from pytest_robust.engine import EvaluationCache
     from pytest_robust.engine import RobustnessResult
 
-REPORT_KEY = "robust_result"  # attribute on the call report; travels to the xdist controller
 EXAMPLES_PER_CHECK = 4  # fooled samples pictured per check in the HTML report
 
 MODEL_HOWTO = (
@@ -53,40 +63,6 @@ DATA_HOWTO = (
     "        return x_val, y_val\n\n"
     "or name another fixture on the marker: @robust(..., data='my_data')"
 )
-
-
-# Where --robust-cache results and remembered counterexamples live: .pytest_cache/d/NAME.
-CACHE_DIR = "pytest-robust"
-# A report or the baseline that could not be written fails the run (see docs/reports.md).
-LOST_FILE_EXIT = pytest.ExitCode.TESTS_FAILED
-
-
-def cache_store(config: pytest.Config) -> JsonStore | None:
-    """The plugin's store in pytest's cache directory (None under -p no:cacheprovider):
-    written atomically, which pytest's config.cache.set is not."""
-    cache = getattr(config, "cache", None)
-    if cache is None:
-        return None
-
-    def warn(message: str) -> None:
-        warnings.warn(pytest.PytestCacheWarning(message), stacklevel=2)
-
-    return JsonStore(lambda: cache.mkdir(CACHE_DIR), warn)
-
-
-def lose_file(session: pytest.Session) -> None:
-    """Make the exit status say that a file was lost: 1 where every test passed (a run
-    that already failed keeps its status)."""
-    if session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = LOST_FILE_EXIT
-
-
-def starting_up(config: pytest.Config) -> bool:
-    """A real run in this process: not --help/--version, not an xdist worker or a
-    non-zero torchrun rank (the controller alone writes files)."""
-    shown = config.getoption("help", False) or config.getoption("version", False)
-    worker = hasattr(config, "workerinput") or os.environ.get("RANK", "0") != "0"
-    return not shown and not worker
 
 
 class RobustSession:
@@ -116,7 +92,7 @@ class RobustSession:
             self.reports = [parse_report(value) for value in raw_reports]
         except ArgumentTypeError as error:
             raise pytest.UsageError(f"pytest-robust: robust_report {error}") from None
-        if starting_up(config):
+        if writes_files(config):
             from pytest_robust.report.writers import unwritable_reports
 
             problems = unwritable_reports(self.reports, config.invocation_params.dir)
@@ -129,7 +105,7 @@ class RobustSession:
         wants_html = any(r.partition(":")[0] == "html" for r in self.reports)
         self.keep_examples = EXAMPLES_PER_CHECK if wants_html else 0
         # strict is a marker argument too, so it resolves like a run setting (marker first).
-        from pytest_robust.baseline_gate import strict_ini
+        from pytest_robust.plugin.baseline_gate import strict_ini
 
         self.cli["strict"] = config.getoption("robust_strict", None)
         if strict_ini(config) is not None:
@@ -156,36 +132,29 @@ class RobustSession:
     # --- collection -----------------------------------------------------------------
 
     def cases(self, marker: pytest.Mark) -> list[Case]:
-        """Validated, expanded cases of a marker; RobustConfigError when it is bad."""
-        from pytest_robust.marker import validate_marker
+        """Validated, expanded cases of a marker (validated once per mark, see
+        marker.validated_arguments); RobustConfigError when it is bad."""
+        from pytest_robust.plugin.marker import validated_arguments
 
         if marker.args:
             raise RobustConfigError(
                 f"robust takes keyword arguments only, got positional {marker.args!r}; "
                 "write robust(attack='pgd', eps=0.1, ...)"
             )
-        return expand(validate_marker(dict(marker.kwargs)))
+        return expand(validated_arguments(marker))
 
     # --- running --------------------------------------------------------------------
 
     def run(self, request: pytest.FixtureRequest, case: Case) -> RobustnessResult:
         from pytest_robust.attacks import registered_attacks
-        from pytest_robust.engine import EvaluationCache
-        from pytest_robust.engine import run_check
-        from pytest_robust.engine.memory import CounterexampleMemory
 
         params = attack_params(case.kwargs["attack"], registered_attacks(), case.kwargs)
-        spec = resolve(case.kwargs, params, self.cli, self.ini)
-        device = request.getfixturevalue("robust_device")
-        provenance = dict(spec.provenance)
-        if str(device) != str(self.setting("device")):
-            provenance["device"] = "robust_device fixture"
-        elif hasattr(self.config, "workerinput"):  # an xdist worker (not a torchrun rank)
-            device = self._worker_device(str(device), provenance)
+        spec = resolve(case.kwargs, params, self.cli, self.ini, labels=SETTING_LABELS)
+        device, provenance = self._device(request, spec.provenance)
         spec = dataclasses.replace(
             spec,
             seed=derive_seed(spec.seed, request.node.nodeid),
-            device=str(device),
+            device=device,
             provenance=provenance,
         )
         model = self._fixture(request, spec.model, "model")
@@ -199,19 +168,29 @@ class RobustSession:
             if param.kind == "models" and spec.attack_params.get(name)
         }
         spec = dataclasses.replace(spec, attack_params={**spec.attack_params, **models})
+        return self._check(request, model, data, spec)
+
+    def _check(
+        self, request: pytest.FixtureRequest, model: Any, data: Any, spec: Spec
+    ) -> RobustnessResult:
+        """run_check with this session's cache, the test's remembered counterexamples and
+        the live progress line; a RobustConfigError fails the test naming the fixture."""
+        from pytest_robust.engine import EvaluationCache
+        from pytest_robust.engine import run_check
+        from pytest_robust.engine.progress import reporting
+        from pytest_robust.engine.stores.counterexamples import CounterexampleMemory
+        from pytest_robust.plugin.progress_display import TerminalProgress
+
         if self._cache is None:
             self._cache = EvaluationCache()
         # Counterexamples found by this test's last run are tried first (-p no:cacheprovider
         # leaves no cache, and nothing is remembered).
         store = cache_store(self.config)
         memory = CounterexampleMemory(store, request.node.nodeid) if store is not None else None
-        if self.launched_ranks() > 1:  # under torchrun: shard each check over the ranks
+        if launched_world_size() > 1:  # under torchrun: shard each check over the ranks
             from pytest_robust.engine.distributed import join_launched_group
 
             join_launched_group()
-        from pytest_robust.engine.progress import reporting
-        from pytest_robust.progress_line import TerminalProgress
-
         live = TerminalProgress.for_config(self.config, request.node.nodeid)
         try:
             with reporting(live):
@@ -236,27 +215,34 @@ class RobustSession:
             message = f"fixture {spec.model!r}: {message}"
         pytest.fail(message, pytrace=False)
 
+    def _device(
+        self, request: pytest.FixtureRequest, provenance: Mapping[str, str]
+    ) -> tuple[str, dict[str, str]]:
+        """The check's device and the provenance that says where it came from: an
+        overridden robust_device fixture, or on an xdist worker a share of the machine."""
+        device = str(request.getfixturevalue("robust_device"))
+        provenance = dict(provenance)
+        if device != str(self.setting("device")):
+            provenance["device"] = "robust_device fixture"
+        elif is_xdist_worker(self.config):  # not a torchrun rank: ranks take LOCAL_RANK
+            device = self._worker_device(device, provenance)
+        return device, provenance
+
     def _worker_device(self, device: str, provenance: dict[str, str]) -> str:
         """Under xdist: auto spreads workers over the visible GPUs; CPU workers share the
         cores (once per worker, at its first check, unless the user set a thread count)."""
-        import os
+        from pytest_robust.engine.device import share_cpu_threads
+        from pytest_robust.engine.device import visible_cuda_count
 
-        import torch
-
-        from pytest_robust.workers import cpu_threads
-        from pytest_robust.workers import worker_device
-
-        workerinput: dict[str, Any] = getattr(self.config, "workerinput", {})
+        workerid, workercount = xdist_worker(self.config)
         if device == "auto":
-            chosen = worker_device(str(workerinput.get("workerid", "")), torch.cuda.device_count())
+            chosen = worker_device(workerid, visible_cuda_count())
             if chosen is not None:
-                provenance["device"] = f"auto, xdist worker {workerinput['workerid']}"
+                provenance["device"] = f"auto, xdist worker {workerid}"
                 device = chosen
         if not self._threads_set and not device.startswith(("cuda", "mps")):
             self._threads_set = True
-            if not any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
-                count = int(workerinput.get("workercount", 1))
-                torch.set_num_threads(cpu_threads(os.cpu_count() or 1, count))
+            share_cpu_threads(cpu_threads(os.cpu_count() or 1, workercount))
         return device
 
     def _reuse(self, request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -282,21 +268,8 @@ class RobustSession:
 
     # --- results and reports (hooks: this object is registered as a plugin) -------------
 
-    def is_worker(self) -> bool:
-        """An xdist worker, or a rank other than 0 under torchrun: it neither prints the
-        summary nor writes reports (rank 0 holds the same, full results)."""
-        return hasattr(self.config, "workerinput") or os.environ.get("RANK", "0") != "0"
-
-    @staticmethod
-    def launched_ranks() -> int:
-        """WORLD_SIZE as set by torchrun (1 when not launched by it)."""
-        try:
-            return int(os.environ.get("WORLD_SIZE", "1"))
-        except ValueError:
-            return 1
-
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self.launched_ranks() > 1 and "torch" in sys.modules:
+        if launched_world_size() > 1 and "torch" in sys.modules:
             from pytest_robust.engine.distributed import leave_group
 
             leave_group()
@@ -316,7 +289,7 @@ class RobustSession:
         self.records.append({**record, "row_status": status})
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker():
+        if not is_controller(self.config):
             return
         self.records.sort(key=lambda r: (r["order"], r["nodeid"]))
         if any(t.partition(":")[0] != "term" for t in self.reports):
@@ -335,42 +308,8 @@ class RobustSession:
                 lose_file(session)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.is_worker() or not (self.records or self.written or self.lost):
+        if not is_controller(self.config) or not (self.records or self.written or self.lost):
             return
-        terminalreporter.ensure_newline()  # end the progress line, so no blank line follows
-        terminalreporter.section("robustness")
-        if not self.records:
-            terminalreporter.write_line("no robustness check completed")
-        else:
-            self._write_table(terminalreporter)
-        for path in self.written:
-            terminalreporter.write_line(f"report written: {path}")
-        for line in self.lost:
-            terminalreporter.write_line(line, red=True)
-
-    def _write_table(self, terminalreporter: pytest.TerminalReporter) -> None:
-        from pytest_robust.report.terminal import format_table
-        from pytest_robust.report.terminal import format_totals
-
-        terminalreporter.write_line(f"{format_totals(self.records)} ({self.describe()})")
-        if any(t.partition(":")[0] == "term" for t in self.reports):
-            from pytest_robust.report.terminal import format_full
-
-            for line, kind in format_full(self.records):
-                terminalreporter.write_line(
-                    line,
-                    bold=kind in ("header", "function"),
-                    red=kind == "fail",
-                    green=kind == "pass",
-                    yellow=kind == "note",
-                )
-            return
-        header, *rows = format_table(self.records)
-        terminalreporter.write_line(header, bold=True)
-        for line, record in zip(rows, self.records, strict=True):
-            status = record["row_status"]
-            terminalreporter.write_line(
-                line,
-                red=status in ("fail", "regressed", "data changed", "spec changed"),
-                green=status == "pass",
-            )
+        full = any(t.partition(":")[0] == "term" for t in self.reports)
+        files = (self.written, self.lost)
+        write_robustness(terminalreporter, self.records, self.describe(), full, files)

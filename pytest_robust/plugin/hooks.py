@@ -6,29 +6,26 @@ here imports torch: the engine is imported when a marked test runs.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Generator
-from typing import TYPE_CHECKING
-from typing import Any
 
 import pytest
 
-from pytest_robust import fixtures
-from pytest_robust.baseline_gate import BaselineGate
 from pytest_robust.errors import RobustConfigError
-from pytest_robust.fixtures import CASE_FIXTURE
-from pytest_robust.fixtures import ORDER_KEY
-from pytest_robust.fixtures import RESULT_KEY
-from pytest_robust.fixtures import SESSION_KEY
-from pytest_robust.options import add_options
-from pytest_robust.session import REPORT_KEY
-from pytest_robust.session import RobustSession
-
-if TYPE_CHECKING:
-    from pytest_robust.engine import RobustnessResult
-
-BASELINE_KEY = pytest.StashKey["dict[str, Any] | None"]()
-GATE_KEY = pytest.StashKey[BaselineGate]()
+from pytest_robust.plugin import fixtures
+from pytest_robust.plugin.baseline_gate import BaselineGate
+from pytest_robust.plugin.fixtures import CASE_FIXTURE
+from pytest_robust.plugin.keys import BASELINE_KEY
+from pytest_robust.plugin.keys import GATE_KEY
+from pytest_robust.plugin.keys import ORDER_KEY
+from pytest_robust.plugin.keys import REPORT_KEY
+from pytest_robust.plugin.keys import RESULT_KEY
+from pytest_robust.plugin.keys import SESSION_KEY
+from pytest_robust.plugin.options import add_options
+from pytest_robust.plugin.results import check_record
+from pytest_robust.plugin.results import fail_or_warn
+from pytest_robust.plugin.results import report_record
+from pytest_robust.plugin.session import RobustSession
+from pytest_robust.report.junit import junit_properties
 
 MARKER_HELP = (
     "robust(attack, eps, min_acc=None, max_success=None, max_drop=None, norm='linf', "
@@ -46,9 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("robust_selftest", None) is None:
         return None
-    from pytest_robust import selftest_cli
+    from pytest_robust.plugin import selftest_option
 
-    return selftest_cli.run(config)
+    return selftest_option.run(config)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -102,39 +99,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.stash[ORDER_KEY] = index
 
 
-def _record(item: pytest.Item, result: RobustnessResult) -> dict[str, Any]:
-    """The result as JSON-safe builtins, with what the controller needs to place it."""
-    record = result.to_dict()
-    record["nodeid"] = item.nodeid
-    record["order"] = item.stash.get(ORDER_KEY, 0)
-    torch = sys.modules.get("torch")  # imported by the check that produced the result
-    record["torch_version"] = str(getattr(torch, "__version__", "")) or None
-    return record
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     outcome = yield  # the test body runs first; a failure there propagates unchanged
     result = item.stash.get(RESULT_KEY, None)
     if result is None:
         return outcome
-    comparison = item.config.stash[GATE_KEY].check(_record(item, result))
+    comparison = item.config.stash[GATE_KEY].check(check_record(item, result))
     item.stash[BASELINE_KEY] = comparison
-    failures = [result.failure_message()] if result.status == "fail" else []
-    if comparison is not None and comparison["message"]:
-        failures.append(comparison["message"])
-    small = result.sample_size_warnings()
-    if failures:
-        # Said with the failure (a warning turned error by filterwarnings would hide it).
-        failures += [f"note: {warning}" for warning in small]
-        pytest.fail("\n".join(failures), pytrace=False)
-    for warning in small:
-        item.warn(warning)
+    fail_or_warn(item, result, comparison)
     return outcome
-
-
-# JUnit properties: (property name, record key); None values are left out.
-JUNIT_KEYS = ("attack", "eps", "n", "clean_acc", "robust_acc", "status")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -144,38 +118,9 @@ def pytest_runtest_makereport(
     report = yield
     result = item.stash.get(RESULT_KEY, None)
     if result is not None and report.when == "call":
-        record = _record(item, result)
-        if item.config.stash[SESSION_KEY].keep_examples and result.check is None:
-            # For the HTML report's pictures: a few samples as small builtins.
-            from pytest_robust.engine.examples import encode
-
-            record["examples"] = encode(list(result.examples), result.bounds)
+        keep_examples = item.config.stash[SESSION_KEY].keep_examples
         comparison = item.stash.get(BASELINE_KEY, None)
-        if comparison is not None:
-            record["baseline"] = comparison
+        record = report_record(item, result, keep_examples, comparison)
         setattr(report, REPORT_KEY, record)
         item.user_properties.extend(junit_properties(record))
     return report
-
-
-def junit_properties(record: dict[str, Any]) -> list[tuple[str, object]]:
-    """robust.* properties for --junitxml (they travel on the report, also under xdist)."""
-    from pytest_robust.report.terminal import THRESHOLD_SIGNS
-
-    props: list[tuple[str, object]] = [(f"robust.{k}", record[k]) for k in JUNIT_KEYS]
-    thresholds = [f"{k}{THRESHOLD_SIGNS[k]}{v:g}" for k, v in record["thresholds"].items()]
-    if thresholds:
-        props.append(("robust.threshold", " ".join(thresholds)))
-    low, high = record["ci95"]
-    props += [("robust.ci95_low", low), ("robust.ci95_high", high)]
-    if record.get("strict"):
-        props.append(("robust.strict", True))
-    flags = [flag["name"] for flag in record["details"].get("flags") or []]
-    if flags:
-        props.append(("robust.flags", " ".join(flags)))
-    comparison = record.get("baseline") or {}
-    if comparison:
-        props.append(("robust.baseline_status", comparison["status"]))
-    if comparison.get("delta") is not None:
-        props.append(("robust.baseline_delta", round(comparison["delta"], 6)))
-    return props

@@ -1,6 +1,6 @@
 """The pytest side of baselines: load in every process, compare per test, save on the controller.
 
-Registered as a plugin by plugin.py. Each xdist worker loads the file itself, so a
+Registered as a plugin by hooks.py. Each xdist worker loads the file itself, so a
 regression fails its own test wherever it runs; the controller alone saves the file,
 lists missing and stale entries and, under strict mode, fails the run for them.
 """
@@ -15,8 +15,14 @@ from typing import Any
 
 import pytest
 
-from pytest_robust import baseline
 from pytest_robust.params import Param
+from pytest_robust.plugin.keys import REPORT_KEY
+from pytest_robust.plugin.outputs import lose_file
+from pytest_robust.plugin.outputs import writes_files
+from pytest_robust.plugin.summary import write_comparison
+from pytest_robust.plugin.workers import is_controller
+from pytest_robust.plugin.workers import is_xdist_worker
+from pytest_robust.report import baseline
 
 STRICT = Param(bool, False)
 
@@ -51,9 +57,8 @@ class BaselineGate:
         self.strict = bool(cli_strict if cli_strict is not None else strict_ini(config))
         if self.save:
             from pytest_robust.files import unwritable
-            from pytest_robust.session import starting_up
 
-            problem = unwritable(self.path) if starting_up(config) else ""
+            problem = unwritable(self.path) if writes_files(config) else ""
             if problem:
                 raise pytest.UsageError(
                     f"pytest-robust: --robust-baseline-save: {problem}; pass a path that can "
@@ -94,19 +99,18 @@ class BaselineGate:
 
     # --- controller --------------------------------------------------------------------
 
-    def is_worker(self) -> bool:
-        return hasattr(self.config, "workerinput")
-
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.seen.add(report.nodeid)
-        record = getattr(report, "robust_result", None)
+        record = getattr(report, REPORT_KEY, None)
         if record is not None:
             self.records.append(record)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         result = yield
-        if self.is_worker() or not self.compare:
+        # Every process that ran the whole session decides (each torchrun rank exits with
+        # the same status); an xdist worker saw only its share of the tests.
+        if is_xdist_worker(self.config) or not self.compare:
             return result
         self.missing = [
             r["nodeid"]
@@ -124,9 +128,7 @@ class BaselineGate:
         return result
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from pytest_robust.session import lose_file
-
-        if self.save and not self.is_worker() and self.records:
+        if self.save and is_controller(self.config) and self.records:
             try:
                 self.saved = baseline.save(self.path, sorted(self.records, key=_order))
             except OSError as error:
@@ -138,60 +140,17 @@ class BaselineGate:
 
     @pytest.hookimpl(trylast=True)  # after the robustness table
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.is_worker() or not (self.compare or self.save) or not self.records:
+        if not is_controller(self.config) or not (self.compare or self.save) or not self.records:
             return
-        write = terminalreporter.write_line
         terminalreporter.section("robustness baseline")
         if self.compare:
-            comparisons = [r.get("baseline") or {} for r in self.records]
-            counts: dict[str, int] = {}
-            for comparison in comparisons:
-                status = comparison.get("status", "not compared")
-                counts[status] = counts.get(status, 0) + 1
-            summary = ", ".join(f"{k} {counts[k]}" for k in sorted(counts))
-            write(f"compared with {self.path}: {summary}")
-            changed = sum(bool(c.get("model_changed")) for c in comparisons)
-            if changed:
-                total = len(comparisons)
-                write(f"the model differs from the baseline's in {changed} of {total} checks")
-            for record in sorted(self.records, key=_order):
-                comparison = record.get("baseline") or {}
-                if comparison.get("status") in (
-                    "regressed",
-                    "data changed",
-                    "spec changed",
-                    "partial",
-                ):
-                    write(f"{comparison['status']}: {record['nodeid']}", red=True)
-                elif comparison.get("status") == "improved":
-                    write(
-                        f"improved: {record['nodeid']} (robust_acc {comparison['delta']:+.3f}; "
-                        "consider --robust-baseline-save)",
-                        green=True,
-                    )
-            environments = sorted({c["environment"] for c in comparisons if c.get("environment")})
-            for change in environments:
-                write(f"warning: the baseline was measured elsewhere: {change}", yellow=True)
-            strict = " (fails under strict mode)" if not self.strict else ""
-            for nodeid in self.missing:
-                write(f"missing entry: {nodeid}{strict}", yellow=not self.strict, red=self.strict)
-            for nodeid in self.stale:
-                write(
-                    f"stale entry (no such test ran): {nodeid}{strict}",
-                    yellow=not self.strict,
-                    red=self.strict,
-                )
-            if self.strict and (self.missing or self.stale):
-                write(
-                    "FAIL robustness gate: missing or stale baseline entries under strict mode; "
-                    "update the baseline with --robust-baseline-save",
-                    red=True,
-                )
-        if self.save:
-            if self.save_error:
-                write(f"baseline NOT saved: {self.save_error}", red=True)
-            else:
-                write(f"baseline saved: {self.saved} entries -> {self.path}")
+            records = sorted(self.records, key=_order)
+            missing_and_stale = (self.missing, self.stale)
+            write_comparison(terminalreporter, records, self.path, self.strict, missing_and_stale)
+        if self.save_error:
+            terminalreporter.write_line(f"baseline NOT saved: {self.save_error}", red=True)
+        elif self.save:
+            terminalreporter.write_line(f"baseline saved: {self.saved} entries -> {self.path}")
 
 
 def _order(record: Mapping[str, Any]) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from pytest_robust.errors import RobustConfigError
 def run(config: pytest.Config) -> int:
     """Print one line per attack; exit status 0 when every attack passed (or was skipped
     with a reason), 1 when one failed, 4 for an unknown attack name."""
-    from pytest_robust.engine.selftest import selftest
+    from pytest_robust.known_answers.run import selftest
 
     value = config.getoption("robust_selftest")
     names = None if value == "all" else [n.strip() for n in value.split(",") if n.strip()]

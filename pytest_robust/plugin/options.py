@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from pytest_robust.baseline import parse_tolerance
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.params import Param
+from pytest_robust.report.baseline import parse_tolerance
+from pytest_robust.spec.resolve import SourceLabels
+from pytest_robust.spec.schema import COMMON_PARAMS
 
 DEVICE_OPTION = "--robust-device"
 SEED_OPTION = "--robust-seed"
@@ -15,7 +21,6 @@ MAX_SAMPLES_OPTION = "--robust-max-samples"
 BATCH_SIZE_OPTION = "--robust-batch-size"
 REPORT_OPTION = "--robust-report"
 SANITY_OPTION = "--robust-sanity"
-SANITY_LEVELS = ("off", "cheap", "full")
 SELFTEST_OPTION = "--robust-selftest"
 BASELINE_OPTION = "--robust-baseline"
 BASELINE_SAVE_OPTION = "--robust-baseline-save"
@@ -24,7 +29,20 @@ COMPARE_FAIL_OPTION = "--robust-compare-fail"
 STRICT_OPTION = "--robust-strict"
 CACHE_OPTION = "--robust-cache"
 
-# (option, ini key, metavar, parser, help)
+
+def option_name(setting: str) -> str:
+    """'max_samples' -> '--robust-max-samples'."""
+    return f"--robust-{setting.replace('_', '-')}"
+
+
+def ini_key(setting: str) -> str:
+    """'max_samples' -> 'robust_max_samples'."""
+    return f"robust_{setting}"
+
+
+# Where a run setting came from, in the plugin's words (the spec core knows no option names).
+SETTING_LABELS = SourceLabels(cli=option_name, ini=lambda setting: f"ini {ini_key(setting)}")
+
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 REPORT_TYPES = ("term", "json", "md", "html")
 
@@ -37,32 +55,38 @@ def parse_device(value: str) -> str:
     return value
 
 
-def parse_seed(value: str) -> int:
+def setting_type(name: str, noun: str = "") -> Callable[[str], Any]:
+    """The argparse type of run setting `name`: converted and checked by its Param (the
+    schema's one declaration of its kind, bounds and choices), in the command line's words
+    ('abc' is not an integer seed)."""
+    param = COMMON_PARAMS[name]
+
+    def parse(value: str) -> Any:
+        try:
+            return param.parse(name, value, text=True)
+        except RobustConfigError:
+            raise argparse.ArgumentTypeError(_option_problem(param, value, noun)) from None
+
+    return parse
+
+
+def _option_problem(param: Param, value: str, noun: str) -> str:
+    the = f": the {noun}" if noun else ""
+    if param.choices:
+        return f"{value!r}{the} must be one of {', '.join(param.choices)}"
     try:
-        seed = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer seed") from None
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"{value!r}: the seed must be >= 0")
-    return seed
+        number = param.convert(value)
+    except (TypeError, ValueError):
+        return f"{value!r} is not an integer{' ' + noun if noun else ''}"
+    if param.minimum is not None and number < param.minimum:
+        return f"{value!r}{the} must be >= {param.minimum:g}"
+    return f"{value!r}{the} must be <= {param.maximum:g}"  # the one check left
 
 
-def parse_positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be >= 1")
-    return number
-
-
-def parse_sanity(value: str) -> str:
-    if value not in SANITY_LEVELS:
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: the sanity level must be one of {', '.join(SANITY_LEVELS)}"
-        )
-    return value
+parse_seed = setting_type("seed", "seed")
+parse_batch_size = setting_type("batch_size")
+parse_max_samples = setting_type("max_samples")
+parse_sanity = setting_type("sanity", "sanity level")
 
 
 def parse_report(value: str) -> str:
@@ -77,7 +101,9 @@ def parse_report(value: str) -> str:
     return value
 
 
+# Declarations only, one addoption per option: long, but a list to read, not logic.
 def add_options(parser: pytest.Parser) -> None:
+    # Over 60 lines: declarations only, one addoption per option in --help order.
     group = parser.getgroup("robust", "adversarial robustness testing (pytest-robust)")
     group.addoption(
         DEVICE_OPTION,
@@ -99,14 +125,14 @@ def add_options(parser: pytest.Parser) -> None:
         MAX_SAMPLES_OPTION,
         dest="robust_max_samples",
         metavar="N",
-        type=parse_positive_int,
+        type=parse_max_samples,
         help="evaluate at most N samples per check (a cap, for smoke runs). Default: all",
     )
     group.addoption(
         BATCH_SIZE_OPTION,
         dest="robust_batch_size",
         metavar="N",
-        type=parse_positive_int,
+        type=parse_batch_size,
         help="samples per forward/backward pass. Default: ini robust_batch_size, else 256",
     )
     group.addoption(

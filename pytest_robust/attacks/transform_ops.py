@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from pytest_robust.attacks.sampling import normal
+from pytest_robust.attacks.threat import per_sample
 
 PARAMS = (
     "rotate",
@@ -67,7 +68,6 @@ def apply(
         raise ValueError(
             f"rotate, translate, scale and blur need images (N, C, H, W), got {tuple(x.shape)}"
         )
-    per_sample = (-1,) + (1,) * (x.dim() - 1)
     out = x
     if image and (tracking or bool((params[:, [ROTATE, TX, TY, SCALE]] != 0).any())):
         out = _affine(out, params, low)
@@ -75,12 +75,12 @@ def apply(
         out = _blur(out, params[:, BLUR])
     if tracking or bool((params[:, CONTRAST] != 0).any()):
         mean = out.mean(dim=tuple(range(1, x.dim())), keepdim=True)
-        out = (out - mean) * (1 + params[:, CONTRAST]).view(per_sample) + mean
-    out = out + params[:, BRIGHTNESS].view(per_sample)
+        out = (out - mean) * per_sample(1 + params[:, CONTRAST], x) + mean
+    out = out + per_sample(params[:, BRIGHTNESS], x)
     if tracking or bool((params[:, NOISE] != 0).any()):
         ids = sample_ids if sample_ids is not None else torch.arange(len(x), device=x.device)
         z = normal(seed, ids, x.shape, NOISE_STREAM, x.dtype).to(x.device)
-        out = out + params[:, NOISE].view(per_sample) * z
+        out = out + per_sample(params[:, NOISE], x) * z
     return out.clamp(low, high)
 
 

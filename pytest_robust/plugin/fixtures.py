@@ -11,16 +11,14 @@ from typing import Any
 
 import pytest
 
-from pytest_robust.session import DATA_HOWTO
-from pytest_robust.session import MODEL_HOWTO
-from pytest_robust.session import RobustSession
+from pytest_robust.plugin.keys import RESULT_KEY
+from pytest_robust.plugin.keys import SESSION_KEY
+from pytest_robust.plugin.session import DATA_HOWTO
+from pytest_robust.plugin.session import MODEL_HOWTO
 
 if TYPE_CHECKING:
     from pytest_robust.engine import RobustnessResult
 
-SESSION_KEY = pytest.StashKey[RobustSession]()
-RESULT_KEY = pytest.StashKey["RobustnessResult"]()
-ORDER_KEY = pytest.StashKey[int]()
 CASE_FIXTURE = "_robust_case"
 
 

@@ -1,7 +1,8 @@
 """A live progress line for long attacks: samples done of total, rate and ETA.
 
 Only on an interactive terminal (never in CI logs, where carriage returns would pile up),
-not with -q, never on xdist workers, and only once a check has run for AFTER_S seconds.
+not with -q, only in the controller (never on xdist workers or torchrun ranks other than
+0), and only once a check has run for AFTER_S seconds.
 The line is written with pytest's capturing suspended (as live logging does) and ends as
 one line saying how long the attack took; pytest then starts its own line afresh.
 """
@@ -9,11 +10,12 @@ one line saying how long the attack took; pytest then starts its own line afresh
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from typing import Any
 
 import pytest
+
+from pytest_robust.plugin.workers import is_controller
 
 AFTER_S = 2.0  # quiet for checks shorter than this
 EVERY_S = 0.5  # at most two updates a second
@@ -48,9 +50,7 @@ class TerminalProgress:
     @classmethod
     def for_config(cls, config: pytest.Config, nodeid: str) -> TerminalProgress | None:
         terminal = config.pluginmanager.getplugin("terminalreporter")
-        if terminal is None or hasattr(config, "workerinput") or config.get_verbosity() < 0:
-            return None
-        if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 speaks for all
+        if terminal is None or not is_controller(config) or config.get_verbosity() < 0:
             return None
         if not terminal.isatty():
             return None

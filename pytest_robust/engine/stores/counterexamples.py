@@ -3,9 +3,8 @@
 An attack that can replay what broke a sample (the transform attack: the breaking
 transformation's parameters) returns them from `Attack.remember()`; the next run hands
 them back through `Attack.recall()` before searching. Entries live in a plain key-value
-store with `get(key, default)` / `set(key, value)` and JSON values: pytest's `config.cache`
-fits as it is (the plugin passes it in, so the engine stays free of pytest), and
-`DictStore` keeps them in memory for `evaluate()` users.
+`Store` (engine/stores/__init__.py): the plugin passes its on-disk store, `evaluate()`
+users a `DictStore`.
 
 An entry is keyed by the check (the test's node id) and the attack's name. It records the
 data fingerprint, because the sample indices it holds only mean something for the same
@@ -17,28 +16,8 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
-from typing import Protocol
 
-
-class Store(Protocol):
-    """What a store needs: pytest's `config.cache` has exactly this."""
-
-    def get(self, key: str, default: Any) -> Any: ...
-
-    def set(self, key: str, value: Any) -> None: ...
-
-
-class DictStore:
-    """A store in a dict, for `evaluate(..., memory=CounterexampleMemory(DictStore(), k))`."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any) -> Any:
-        return self.entries.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.entries[key] = value
+from pytest_robust.engine.stores import Store
 
 
 class CounterexampleMemory:

@@ -24,7 +24,6 @@ from dataclasses import replace
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version
 from typing import Any
-from typing import Protocol
 
 import torch
 
@@ -34,15 +33,8 @@ from pytest_robust.engine.fingerprint import class_identity
 from pytest_robust.engine.fingerprint import code_version
 from pytest_robust.engine.fingerprint import value_identity
 from pytest_robust.engine.result import RobustnessResult
+from pytest_robust.engine.stores import Store
 from pytest_robust.spec import Spec
-
-
-class ResultStore(Protocol):
-    """Where results are kept between runs (pytest's config.cache through the plugin)."""
-
-    def get(self, key: str) -> Any: ...
-
-    def set(self, key: str, value: Any) -> None: ...
 
 
 def _content(value: Any) -> Any:
@@ -97,9 +89,9 @@ def result_key(
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 
-def load(store: ResultStore, slot: str, key: str, spec: Spec) -> RobustnessResult | None:
+def load(store: Store, slot: str, key: str, spec: Spec) -> RobustnessResult | None:
     """The stored result for `key` in `slot`, judged against the spec's thresholds now."""
-    stored = store.get(slot)
+    stored = store.get(slot, None)
     if not isinstance(stored, dict) or stored.get("key") != key:
         return None
     started = time.perf_counter()
@@ -120,6 +112,6 @@ def load(store: ResultStore, slot: str, key: str, spec: Spec) -> RobustnessResul
     )
 
 
-def save(store: ResultStore, slot: str, key: str, result: RobustnessResult) -> None:
+def save(store: Store, slot: str, key: str, result: RobustnessResult) -> None:
     record = result.to_dict()
     store.set(slot, {"key": key, "result": record})

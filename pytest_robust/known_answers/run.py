@@ -28,10 +28,10 @@ from typing import Any
 
 from pytest_robust.attacks import get_attack
 from pytest_robust.attacks import registered_attacks
-from pytest_robust.engine import known_answers
 from pytest_robust.engine.evaluate import evaluate
-from pytest_robust.engine.known_answers import KnownAnswers
 from pytest_robust.errors import RobustConfigError
+from pytest_robust.known_answers import cases as known_answers
+from pytest_robust.known_answers.cases import KnownAnswers
 
 ROBUST_SLACK, TIGHT_SLACK, UNDEFENDED_SLACK = 1.1, 1.1, 2.0
 

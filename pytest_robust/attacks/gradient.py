@@ -1,0 +1,261 @@
+"""The gradient step loop shared by FGSM, BIM, PGD, ILLC and MI-FGSM.
+
+`GradientAttack.propose` reads as its steps (Foolbox's `gradient_descent_base.run` is the
+model): start each restart from the clean input or a random point of the ball, evaluate
+(forward, success, input gradient), keep each sample's first adversarial point, step along
+the unit direction of the threat model's norm and project, and drop the samples already
+broken. With a `judge` (set by the transfer attack: the judge is the target model) every
+step is spent on the model attacked, the final point is kept, and the judge says once per
+restart which samples need no more work. Subclasses change the parameters, the loss, the
+targets or the direction (momentum), not the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import fields
+from dataclasses import replace
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
+from typing import TypeVar
+
+import torch
+import torch.nn.functional as F
+
+from pytest_robust.attacks.base import NO_GRADIENT_PATH
+from pytest_robust.attacks.base import Attack
+from pytest_robust.attacks.base import AttackBatch
+from pytest_robust.attacks.base import NoGradientPath
+from pytest_robust.attacks.threat import ThreatModel
+from pytest_robust.attacks.threat import per_sample
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.params import Param
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+
+def steps_param(default: int) -> Param:
+    return Param(int, default, minimum=1, doc="number of gradient steps")
+
+
+ALPHA = Param(float, None, minimum=0.0, optional=True, doc="step size; default 2.5 * eps / steps")
+
+
+def input_gradient(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """d loss / d x; zeros where x does not reach the loss, NoGradientPath where nothing
+    does."""
+    if not loss.requires_grad:
+        raise NoGradientPath(NO_GRADIENT_PATH.format(who="a gradient attack"))
+    (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
+    return grad if grad is not None else torch.zeros_like(x)
+
+
+_Rows = TypeVar("_Rows", bound="DataclassInstance")
+
+
+def keep_rows(walk: _Rows, rows: torch.Tensor) -> _Rows:
+    """A copy of a dataclass of per-sample tensors (first dim: sample) with only `rows`
+    (None fields stay None): how a loop drops the samples it has broken."""
+    kept = {f.name: getattr(walk, f.name) for f in fields(walk)}
+    return replace(walk, **{k: v[rows] if v is not None else None for k, v in kept.items()})
+
+
+@dataclass
+class _Walk:
+    """The samples one restart still walks (first dim: sample), and where they are."""
+
+    active: torch.Tensor  # index into the batch
+    x0: torch.Tensor
+    labels: torch.Tensor
+    targets: torch.Tensor | None
+    ids: torch.Tensor
+    x: torch.Tensor
+    state: torch.Tensor | None  # e.g. MI-FGSM's velocity
+
+
+class GradientAttack(Attack):
+    """Iterated gradient steps from the clean input or a random start, with restarts.
+
+    Targeted when the batch carries targets: it then descends cross-entropy to the target.
+
+    Each step ascends the loss by `alpha` along sign(grad) (L-inf) or grad / ||grad||
+    (L2) and is projected back onto the threat model. Subclasses differ only in their
+    parameters and targets.
+    """
+
+    default_steps: ClassVar[int] = 20
+    default_random_start: ClassVar[bool] = False
+    targetable = True
+    supports_judge = True
+
+    @classmethod
+    def finalize(cls, config: dict[str, Any], threat: ThreatModel) -> dict[str, Any]:
+        steps = config.get("steps", cls.default_steps)
+        if config.get("restarts", 1) > 1 and not config.get(
+            "random_start", cls.default_random_start
+        ):
+            raise RobustConfigError(
+                f"restarts={config['restarts']} with random_start=False repeats the same "
+                "deterministic run; set random_start=True or drop restarts"
+            )
+        if config.get("alpha") is None:
+            # Madry et al.'s rule: 2.5 * eps / steps lets the walk cross the ball and back.
+            config["alpha"] = 2.5 * threat.eps / steps
+        return config
+
+    def gradient_loss(self) -> str | None:
+        return "ce"
+
+    # --- the overridable pieces -----------------------------------------------------
+
+    def loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The objective to ascend. Summed, so a sample's gradient is independent of the
+        batch it is in."""
+        if targets is not None:
+            return -F.cross_entropy(logits, targets, reduction="sum")
+        return F.cross_entropy(logits, labels, reduction="sum")
+
+    def initial_state(self, x0: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample state carried across steps (e.g. momentum); None for stateless attacks.
+        Its first dimension is the batch: rows of broken samples are dropped with them."""
+        return None
+
+    def step_direction(
+        self, grad: torch.Tensor, state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The unit step for this gradient (and the updated state)."""
+        return self.direction(grad), state
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """The unit step along `grad` (documented as overridable in docs/reference.md)."""
+        return self.threat.unit_step(grad)
+
+    def schedule(self) -> tuple[int, float, int, bool]:
+        """(steps, alpha, restarts, random_start) for this run."""
+        return (
+            int(self.config.get("steps", self.default_steps)),
+            float(self.config["alpha"]),
+            int(self.config.get("restarts", 1)),
+            bool(self.config.get("random_start", self.default_random_start)),
+        )
+
+    # --- the loop -------------------------------------------------------------------
+
+    def propose(self, batch: AttackBatch) -> torch.Tensor:
+        steps, alpha, restarts, random_start = self.schedule()
+        best = batch.x.clone()
+        done = torch.zeros(len(batch.x), dtype=torch.bool, device=batch.x.device)
+        for restart in range(restarts):
+            # Only samples not broken by an earlier restart are attacked again.
+            active = (~done).nonzero().squeeze(1)
+            if active.numel() == 0:
+                break
+            walk = self._start(batch, active, restart if random_start else None)
+            final = restart == restarts - 1
+            if self.judge is None:
+                self._walk_until_broken(batch, walk, steps, alpha, final, best, done)
+                continue
+            walk = self._walk_every_step(batch, walk, steps, alpha)
+            best.index_copy_(0, walk.active, walk.x)
+            if not final:
+                # The judge sees each earlier restart's final point, to spare the samples
+                # it broke (the engine judges the last restart's).
+                done.index_copy_(0, walk.active, self.judge(walk.x, walk.active))
+        return best
+
+    def _start(self, batch: AttackBatch, active: torch.Tensor, stream: int | None) -> _Walk:
+        """The walk of the samples `active`, at the clean input or (with a stream) at a
+        random point of the ball."""
+        x0, ids = batch.x[active], batch.sample_ids[active]
+        targets = batch.targets[active] if batch.targets is not None else None
+        x = self.threat.random_point(x0, batch.seed, ids, stream) if stream is not None else x0
+        return _Walk(active, x0, batch.labels[active], targets, ids, x, self.initial_state(x0))
+
+    def _walk_until_broken(
+        self,
+        batch: AttackBatch,
+        walk: _Walk,
+        steps: int,
+        alpha: float,
+        final: bool,
+        best: torch.Tensor,
+        done: torch.Tensor,
+    ) -> None:
+        """Step, keeping each sample's first adversarial point in `best` and dropping it
+        from the walk; the survivors' last point is kept too."""
+        for _ in range(steps):
+            broken, grad = self._evaluate(batch.model, walk, need_grad=True)
+            _keep_where(best, done, walk, broken)
+            # One host sync per step: how many samples are still unbroken.
+            alive = (~broken).nonzero().squeeze(1)
+            if alive.numel() == 0:
+                return
+            self._step(walk, grad, alpha)
+            if alive.numel() < len(broken):
+                walk = keep_rows(walk, alive)
+        if final:
+            # The engine's re-verification forward judges the last point: no forward here
+            # (it would be the same pass twice).
+            best.index_copy_(0, walk.active, walk.x)
+            return
+        broken, _ = self._evaluate(batch.model, walk, need_grad=False)
+        _keep_where(best, done, walk, torch.ones_like(broken), broken)
+
+    def _walk_every_step(self, batch: AttackBatch, walk: _Walk, steps: int, alpha: float) -> _Walk:
+        """All `steps` steps for every sample: nothing stops on the model attacked."""
+        for _ in range(steps):
+            _, grad = self._evaluate(batch.model, walk, need_grad=True)
+            self._step(walk, grad, alpha)
+        return walk
+
+    def _evaluate(
+        self, model: Callable[[torch.Tensor], torch.Tensor], walk: _Walk, need_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-sample success, input gradient of the loss) at the walk's points; the
+        gradient is zeros when not needed."""
+        x = walk.x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(x)
+            broken = self.is_success(logits.detach(), walk.labels, walk.targets)
+            loss = self.loss(logits, walk.labels, walk.targets) if need_grad else None
+            grad = input_gradient(loss, x) if loss is not None else torch.zeros_like(x)
+        walk.x = x.detach()
+        return broken, grad
+
+    def _step(self, walk: _Walk, grad: torch.Tensor, alpha: float) -> None:
+        """Move the walk one step of size alpha along its direction, onto the threat model."""
+        unit, walk.state = self.step_direction(grad, walk.state)
+        walk.x = self._advance(walk.x, alpha, unit, walk.x0)
+
+    def _advance(
+        self, x: torch.Tensor, alpha: float, unit: torch.Tensor, x0: torch.Tensor
+    ) -> torch.Tensor:
+        """x + alpha * unit, projected onto the threat model around x0 (in place for L-inf)."""
+        if self.threat.norm != "linf":
+            return self.threat.project(x + alpha * unit, x0)
+        low, high = self.threat.bounds
+        # x may share memory with x0 (no random start), so the first op makes a new tensor;
+        # then clamp the step to the ball and the point to the bounds, as project() does.
+        delta = torch.add(x, unit, alpha=alpha).sub_(x0).clamp_(-self.threat.eps, self.threat.eps)
+        return delta.add_(x0).clamp_(low, high)
+
+
+def _keep_where(
+    best: torch.Tensor,
+    done: torch.Tensor,
+    walk: _Walk,
+    keep: torch.Tensor,
+    broken: torch.Tensor | None = None,
+) -> None:
+    """Write the walk's points where `keep` into `best`, and mark the samples `broken`
+    (default: those kept) as done."""
+    broken = keep if broken is None else broken
+    best.index_copy_(
+        0, walk.active, torch.where(per_sample(keep, walk.x), walk.x, best[walk.active])
+    )
+    done.index_copy_(0, walk.active, done[walk.active] | broken)

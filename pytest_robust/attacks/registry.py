@@ -1,0 +1,53 @@
+"""Attack names: the registry behind `attack=` and the named presets.
+
+`register_attack` is how every attack, built-in or the user's, becomes usable by name.
+The built-in families register themselves when `pytest_robust.attacks` imports them (one
+import line each in attacks/__init__.py). A preset is a name for a worst-case combination
+of registered attacks; the spec expands it (`spec.PRESETS`), this module declares it.
+"""
+
+from __future__ import annotations
+
+from pytest_robust.attacks.base import Attack
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.params import suggest
+from pytest_robust.spec import PRESETS
+
+_REGISTRY: dict[str, type[Attack]] = {}
+
+
+def register_attack(cls: type[Attack], *, replace: bool = False) -> type[Attack]:
+    """Register an Attack subclass under `cls.name`; usable as a class decorator."""
+    if not (isinstance(cls, type) and issubclass(cls, Attack)):
+        raise TypeError(f"register_attack needs an Attack subclass, got {cls!r}")
+    if not cls.name or not isinstance(cls.name, str):
+        raise TypeError(f"{cls.__qualname__} needs a class attribute name = '...'")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls and not replace:
+        raise ValueError(
+            f"an attack named {cls.name!r} is already registered "
+            f"({_REGISTRY[cls.name].__qualname__}); pass replace=True to override it"
+        )
+    for norm in cls.norms:
+        if norm not in ("linf", "l2"):
+            raise TypeError(f"{cls.__qualname__}.norms: unknown norm {norm!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_attack(name: str) -> type[Attack]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise RobustConfigError(
+            f"attack={name!r} is not a registered attack{suggest(name, _REGISTRY)}; "
+            f"known attacks: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def registered_attacks() -> dict[str, type[Attack]]:
+    return dict(_REGISTRY)
+
+
+# attack="strong": the worst case per sample over these three (docs/attacks.md says exactly
+# what runs; it is not AutoAttack).
+PRESETS["strong"] = ("apgd-ce", "apgd-dlr", "square")

@@ -1,0 +1,92 @@
+"""The threat model: where adversarial inputs may lie, and the one per-sample broadcast.
+
+A `ThreatModel` is the eps-ball of one norm around each clean input, intersected with the
+input bounds (Foolbox keeps the same concept in its own small `distances.py`). It projects,
+measures, draws random points of the ball and gives the unit step of its norm; the attacks
+and the engine ask it rather than spelling the norm out themselves.
+
+`per_sample` is the package's one way to spread a per-sample value (a norm, a step size, a
+success mask) over the remaining dimensions of a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from pytest_robust.attacks import sampling
+
+
+def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`values` (one per sample, shape (n,)) shaped (n, 1, ..., 1) to broadcast over
+    `like` (shape (n, ...))."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """Where adversarial inputs may lie: within `eps` of the clean input in `norm`, and
+    inside `bounds`."""
+
+    eps: float
+    norm: str  # "linf" or "l2"
+    bounds: tuple[float, float]
+
+    def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The nearest-in-norm point of the ball, then clipped to the bounds.
+
+        Clipping moves each coordinate towards x (x is inside the bounds), so it never
+        leaves the ball.
+        """
+        delta = x_adv - x
+        if self.norm == "linf":
+            delta = delta.clamp(-self.eps, self.eps)
+        else:
+            norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+            scale = (self.eps / norms).clamp(max=1.0)
+            delta = delta * per_sample(scale, delta)
+        return (x + delta).clamp(*self.bounds)
+
+    def unit_step(self, grad: torch.Tensor) -> torch.Tensor:
+        """The steepest-ascent step of unit size in this norm: sign(grad) (L-inf) or
+        grad / ||grad||_2 per sample (L2)."""
+        if self.norm == "linf":
+            return grad.sign()
+        norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+        return torch.div(grad, per_sample(norms, grad))
+
+    def distance(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample distance in this threat model's norm."""
+        delta = (x_adv - x).flatten(1)
+        return delta.abs().amax(dim=1) if self.norm == "linf" else delta.norm(dim=1)
+
+    def tolerance(self) -> float:
+        """Float slack allowed when checking membership (rounding of x + delta)."""
+        eps = self.eps if math.isfinite(self.eps) else 0.0  # bounds-only: slack from bounds
+        return 1e-5 * max(1.0, abs(self.bounds[0]), abs(self.bounds[1]), eps)
+
+    @classmethod
+    def bounds_only(cls, bounds: tuple[float, float]) -> ThreatModel:
+        """The threat model of an attack that is not an eps-ball attack (eps_ball=False):
+        any input inside the bounds. eps is infinite, so projecting only clips to the
+        bounds and the engine's guard checks only the bounds, the shape and finiteness."""
+        return cls(math.inf, "linf", bounds)
+
+    def random_point(
+        self, x: torch.Tensor, seed: int, sample_ids: torch.Tensor, stream: int
+    ) -> torch.Tensor:
+        """A uniform point of the ball around each sample (then clipped to the bounds)."""
+        if self.norm == "linf":
+            u = sampling.uniform(seed, sample_ids, x.shape, stream, x.dtype)
+            delta = (2 * u - 1) * self.eps
+        else:
+            direction = sampling.normal(seed, sample_ids, x.shape, stream, x.dtype)
+            direction = direction / per_sample(direction.flatten(1).norm(dim=1).clamp_min(1e-12), x)
+            # Radius u**(1/d) makes the point uniform in the d-dimensional ball.
+            d = x[0].numel()
+            u = sampling.uniform(seed, sample_ids, torch.Size([len(x), 1]), stream + 7919, x.dtype)
+            radius = self.eps * per_sample(u.pow(1.0 / d), x)
+            delta = direction * radius
+        return (x + delta).clamp(*self.bounds)

@@ -1,0 +1,183 @@
+"""The measuring step of a check, after the clean pass: the input-gradient check
+(check="gradients") or the attack passes, as per-sample outcomes in data order.
+
+Only clean-correct samples are attacked (and, when targeted, not those already at their
+target); a fresh float32 forward pass decides every outcome (engine/attack_passes.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pytest_robust.checks.flags import Flag
+from pytest_robust.checks.sanity import resting_on_black_box
+from pytest_robust.engine.attack_passes import AttackPasses
+from pytest_robust.engine.attack_passes import PassContext
+from pytest_robust.engine.backoff import BackOff
+from pytest_robust.engine.backoff import mixed_precision
+from pytest_robust.engine.clean_pass import CacheKey
+from pytest_robust.engine.early import early_verdict
+from pytest_robust.engine.examples import Example
+from pytest_robust.engine.masking_checks import gradient_check
+from pytest_robust.engine.masking_checks import sanity_flags
+from pytest_robust.engine.prepare import Prepared
+from pytest_robust.engine.stores.counterexamples import CounterexampleMemory
+from pytest_robust.engine.targets import resolve_targets
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Per-sample outcomes (boolean tensors over the samples the result covers: all of
+    them, or the prefix a decided-early check stopped after) and the details to report."""
+
+    clean_correct: torch.Tensor
+    robust: torch.Tensor
+    success: torch.Tensor
+    attacked: torch.Tensor
+    targets: torch.Tensor | None
+    adversarial: torch.Tensor | None
+    examples: list[Example]
+    flags: list[Flag]
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the measuring step reads: the float32 forward pass (`forward`, which has
+    already given logits for every clean input), the clean logits and the batch settings."""
+
+    forward: Forward
+    clean: torch.Tensor
+    dtype: torch.dtype
+    backoff: BackOff
+    key: CacheKey | None  # the session cache's key for this model and data, if any
+
+
+def measure_gradients(run: Prepared, given: Inputs) -> Measured:
+    """check="gradients": input-gradient amplitudes of the clean-correct samples; nothing
+    is attacked, so every clean-correct sample stays robust."""
+    clean_correct = given.clean.argmax(dim=1) == run.samples.y.cpu()
+    details, flags = given.backoff.retry(
+        lambda size: gradient_check(
+            given.forward, run.samples, given.clean, clean_correct, run.device, given.dtype, size
+        )
+    )
+    no_success = torch.zeros_like(clean_correct)
+    return Measured(
+        clean_correct, clean_correct, no_success, clean_correct, None, None, [], flags, details
+    )
+
+
+def measure_attacks(
+    run: Prepared,
+    given: Inputs,
+    memory: CounterexampleMemory | None,
+    keep_adversarial: bool,
+    keep_examples: int,
+) -> Measured:
+    """Every member on the samples still unbroken, batch by batch; sanity flags first."""
+    spec, members, samples = run.spec, run.members, run.samples
+    labels = samples.y.cpu()
+    clean_correct = given.clean.argmax(dim=1) == labels
+    targets = _targets(run, given.clean, labels)
+    # A sample already at its target is not attacked (and can never be a success).
+    attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
+    flags: list[Flag] = []
+    if spec.sanity != "off":
+        flags = sanity_flags(
+            given.forward,
+            samples,
+            given.clean,
+            attacked,
+            members,
+            run.device,
+            given.dtype,
+            given.backoff,
+            run.cache,
+            given.key,
+        )
+    attack_forward, amp_note = mixed_precision(given.forward, run.device, spec.amp)
+    context = PassContext(
+        attack_forward, given.forward, targets, run.device, given.dtype, spec.seed
+    )
+    names = [name for name, _ in members]
+    passes = AttackPasses(samples, context, names, keep_adversarial, given.backoff, keep_examples)
+    stopped = _attack_with_memory(run, passes, clean_correct, attacked, memory)
+    flags = resting_on_black_box(flags, members, passes.skipped)
+    robust = clean_correct & ~passes.misclassified
+    n, decided = len(samples), None
+    if stopped is not None:  # the result covers the samples evaluated, a prefix of the data
+        n, verdict = stopped
+        decided = {"verdict": verdict, "after": n, "of": len(samples)}
+    details = {
+        **passes.details(members, n),
+        **given.backoff.details(),
+        **({"amp": amp_note} if spec.amp else {}),
+        **({"decided_early": decided} if decided else {}),
+        **({"world_size": run.world_size} if run.world_size > 1 else {}),
+    }
+    adversarial = passes.adversarial[:n] if passes.adversarial is not None else None
+    return Measured(
+        clean_correct[:n],
+        robust[:n],
+        passes.success[:n],
+        attacked[:n],
+        targets,
+        adversarial,
+        passes.examples.with_clean(given.clean),
+        flags,
+        details,
+    )
+
+
+def _targets(run: Prepared, clean: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+    """The class each sample is pushed towards (None: untargeted)."""
+    targets = run.members[0][1].choose_targets(clean, labels)
+    if run.spec.target is not None:
+        targets = resolve_targets(run.spec.target, clean, labels, run.spec.seed)
+    return targets
+
+
+def _attack_with_memory(
+    run: Prepared,
+    passes: AttackPasses,
+    clean_correct: torch.Tensor,
+    attacked: torch.Tensor,
+    memory: CounterexampleMemory | None,
+) -> tuple[int, str] | None:
+    """Attack this rank's shard in data order, trying remembered counterexamples first and
+    remembering the new ones; (m, verdict) when decide_early stopped after m samples."""
+    spec, members, fingerprint = run.spec, run.members, run.samples.fingerprint
+
+    def decide(m: int) -> str | None:
+        """The verdict of the thresholds on the first m samples, if already settled."""
+        robust = clean_correct & ~passes.misclassified
+        return early_verdict(
+            spec.thresholds,
+            clean_correct[:m],
+            robust[:m],
+            passes.success[:m],
+            attacked[:m],
+            passes.max_confidence(m),
+        )
+
+    if memory is not None:  # what broke samples last time is tried first
+        for name, attack in members:
+            attack.recall(memory.load(name, fingerprint))
+    order = attacked[run.first : run.stop].nonzero().squeeze(1) + run.first
+    stopped = passes.attack_in_order(
+        members, order, spec.batch_size, decide if spec.decide_early else None
+    )
+    if run.world_size > 1:
+        passes.share()
+    for name, attack in members:
+        remembered = attack.remember()
+        if memory is not None and remembered is not None:
+            memory.save(name, fingerprint, remembered)
+    return stopped

@@ -1,0 +1,82 @@
+"""The attacks a check runs ("members"), configured from its Spec, and how they are
+described in the result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from pytest_robust.attacks import Attack
+from pytest_robust.attacks import ThreatModel
+from pytest_robust.attacks import get_attack
+from pytest_robust.attacks import registered_attacks
+from pytest_robust.engine.targets import describe
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.spec import Spec
+from pytest_robust.spec import attack_params
+
+Members = list[tuple[str, Attack]]
+
+
+def threat_of(spec: Spec) -> ThreatModel:
+    """The eps-ball and bounds every member keeps to (only the bounds without an eps)."""
+    if spec.eps is not None:
+        return ThreatModel(spec.eps, spec.norm, spec.bounds)
+    return ThreatModel.bounds_only(spec.bounds)
+
+
+def build_members(spec: Spec, threat: ThreatModel) -> Members:
+    """(name, configured attack) for each attack of the spec, in order."""
+    names = spec.attack if isinstance(spec.attack, tuple) else (spec.attack,)
+    registry = registered_attacks()
+    members = []
+    for name in names:
+        cls = get_attack(name)  # target= was checked against the attack by validate()
+        if cls.targeted and len(names) > 1:
+            raise RobustConfigError(
+                f"attack {name!r} always picks its own targets, so it cannot be combined with "
+                "other attacks; run it in its own test"
+            )
+        own = attack_params((name,), registry, spec.attack_params)
+        config = {}
+        for key, param in own.items():
+            # In a combination, a parameter nobody set takes each attack's own default.
+            given = len(names) == 1 or spec.provenance.get(key, "default") != "default"
+            config[key] = spec.attack_params.get(key, param.default) if given else param.default
+        config = cls.finalize(config, threat)
+        members.append((name, cls(threat, **config)))
+    return members
+
+
+def models_in(members: Members) -> list[torch.nn.Module]:
+    """The models the members were configured with (e.g. transfer surrogates)."""
+    found: list[torch.nn.Module] = []
+    for _, attack in members:
+        for value in attack.config.values():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            found.extend(v for v in values if isinstance(v, torch.nn.Module))
+    return found
+
+
+def describe_params(members: Members, spec: Spec) -> dict[str, Any]:
+    """The result's `params`: every member's configuration, JSON-safe."""
+
+    def plain(config: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            k: v if isinstance(v, (int, float, str, bool)) else describe(v)
+            for k, v in config.items()
+        }
+
+    if not members:  # check="gradients"
+        params: dict[str, Any] = {"check": "gradients", "losses": "ce margin dlr ce_rescaled"}
+    elif len(members) == 1:
+        params = plain(members[0][1].config)
+    else:
+        params = {"attacks": {name: plain(attack.config) for name, attack in members}}
+    if spec.target is not None:
+        params["target"] = describe(spec.target)
+    if spec.output is not None:
+        params["output"] = describe(spec.output)
+    return params

@@ -1,0 +1,137 @@
+"""Precedence: one validated case plus the run settings into a fully resolved Spec.
+
+Marker (or evaluate() argument) > command line > ini > default. `max_samples` from the
+command line or ini is a cap that a marker can lower but not raise; `device` is chosen
+per run (command line, ini, or the `robust_device` fixture), never per marker.
+
+The case was validated once (validate.py) and is taken as it is; only the run settings,
+which arrive as text, are parsed here, so that an error says where a bad value came from.
+The caller names those places (SourceLabels): the plugin's option and ini names belong
+to the plugin, not to this pure core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+from pytest_robust.params import Param
+from pytest_robust.spec.schema import COMMON_PARAMS
+from pytest_robust.spec.schema import THRESHOLDS
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A fully resolved check: every value known, and where each came from."""
+
+    attack: str | tuple[str, ...]  # a tuple: worst case per sample; () for check="gradients"
+    eps: float | None  # None for attacks that are not eps-ball attacks (eps_ball=False)
+    norm: str
+    bounds: tuple[float, float]
+    attack_params: Mapping[str, Any]
+    target: Any
+    output: Any
+    min_acc: float | None
+    max_success: float | None
+    max_drop: float | None
+    max_confidence: float | None
+    max_zero_frac: float | None
+    min_median: float | None
+    check: str | None
+    allow_masking: bool
+    sanity: str
+    batch_size: int
+    max_samples: int | None
+    seed: int
+    device: str
+    model: str
+    data: str
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    strict: bool = False  # thresholds must be cleared by the 95% interval
+    decide_early: bool = False
+    amp: bool = False
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {name: value for name in THRESHOLDS if (value := getattr(self, name)) is not None}
+
+
+# The Spec fields that hold one common parameter each (the rest: attack_params, provenance).
+_COMMON_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Spec) if f.name not in ("attack_params", "provenance")
+)
+
+
+@dataclass(frozen=True)
+class SourceLabels:
+    """How the caller names the places run settings come from, for provenance and error
+    messages: setting name -> label, e.g. 'seed' -> '--robust-seed' / 'ini robust_seed'."""
+
+    cli: Callable[[str], str]
+    ini: Callable[[str], str]
+
+
+def resolve(
+    case: Mapping[str, Any],
+    attack_params: Mapping[str, Param],
+    cli: Mapping[str, Any] | None = None,
+    ini: Mapping[str, Any] | None = None,
+    case_where: str = "marker",
+    *,
+    labels: SourceLabels | None = None,
+) -> Spec:
+    """Resolve one validated case into a Spec: case > command line > ini > default.
+
+    `cli` and `ini` hold the run settings that were given, as raw values (`labels` names
+    where they came from, and is required with them); a case value is taken as validated.
+    """
+    cli = {k: v for k, v in (cli or {}).items() if v is not None}
+    ini = {k: v for k, v in (ini or {}).items() if v not in (None, "")}
+    if (cli or ini) and labels is None:
+        raise TypeError("resolve(): pass labels= naming where the cli/ini settings came from")
+    sources = [(cli, labels.cli), (ini, labels.ini)] if labels is not None else []
+    values: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    for name, param in {**COMMON_PARAMS, **attack_params}.items():
+        given = [(source[name], label(name)) for source, label in sources if name in source]
+        if name in case:
+            values[name], provenance[name] = case[name], case_where
+        elif given:
+            raw, where = given[0]
+            values[name], provenance[name] = param.parse(name, raw, where, text=True), where
+        else:
+            values[name], provenance[name] = param.default, "default"
+    _cap_max_samples(values, provenance, sources, case_where)
+    common = {name: values.pop(name) for name in _COMMON_FIELDS}
+    return Spec(**common, attack_params=values, provenance=provenance)
+
+
+def _cap_max_samples(
+    values: dict[str, Any],
+    provenance: dict[str, str],
+    sources: list[tuple[dict[str, Any], Callable[[str], str]]],
+    case_where: str,
+) -> None:
+    """A run-wide sample cap (the first source that gives one) can lower a case's
+    max_samples, never raise it."""
+    if provenance["max_samples"] != case_where:
+        return
+    for source, label in sources:
+        if "max_samples" in source:
+            where = label("max_samples")
+            cap = COMMON_PARAMS["max_samples"].parse(
+                "max_samples", source["max_samples"], where, text=True
+            )
+            if cap is not None and cap < values["max_samples"]:
+                values["max_samples"], provenance["max_samples"] = cap, where
+            return
+
+
+def derive_seed(base: int, key: str) -> int:
+    """A per-test seed from the run's base seed and the test's id (order-independent)."""
+    return (base + zlib.crc32(key.encode())) % (2**31)

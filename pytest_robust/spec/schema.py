@@ -1,0 +1,136 @@
+"""The one table of what a check takes: common parameters, thresholds, run settings.
+
+Each name has one home here; validation (validate.py), precedence (resolve.py), the
+command-line parsers (plugin/options.py) and the attacks read it. No torch, no pytest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from pytest_robust.params import Param
+
+THRESHOLDS = ("min_acc", "max_success", "max_drop", "max_confidence", "max_zero_frac", "min_median")
+# Thresholds of check="gradients" (the others belong to attacks).
+GRADIENT_THRESHOLDS = ("max_zero_frac", "min_median")
+CHECKS = ("gradients", "masking")
+SANITY_LEVELS = ("off", "cheap", "full")
+
+# Arguments every attack takes. Attack-specific ones (steps, alpha, ...) are declared by
+# each attack class in its `params` mapping.
+COMMON_PARAMS: dict[str, Param] = {
+    "attack": Param(str, doc="name of a registered attack, e.g. 'fgsm', 'pgd'"),
+    "eps": Param(float, minimum=0.0, doc="perturbation budget, in the units of the inputs"),
+    "norm": Param("norm", "linf", doc="'linf' or 'l2': the norm of the eps-ball"),
+    "bounds": Param("bounds", (0.0, 1.0), doc="(low, high): the valid input range"),
+    "min_acc": Param(float, None, 0.0, 1.0, optional=True, doc="fail if robust_acc < this"),
+    "max_success": Param(float, None, 0.0, 1.0, optional=True, doc="fail if success_rate > this"),
+    "max_drop": Param(
+        float, None, 0.0, 1.0, optional=True, doc="fail if clean_acc - robust_acc > this"
+    ),
+    "max_confidence": Param(
+        float,
+        None,
+        0.0,
+        1.0,
+        optional=True,
+        doc="fail if any successful adversarial input is classified with more confidence",
+    ),
+    "max_zero_frac": Param(
+        float,
+        None,
+        0.0,
+        1.0,
+        optional=True,
+        doc="check='gradients': fail if more samples than this have an exactly zero gradient",
+    ),
+    "min_median": Param(
+        float,
+        None,
+        minimum=0.0,
+        optional=True,
+        doc="check='gradients': fail if the median mean |input gradient| is below this",
+    ),
+    "check": Param(
+        str,
+        None,
+        optional=True,
+        choices=CHECKS,
+        doc="'gradients' (input-gradient magnitudes, no attack) or 'masking' (the attack "
+        "with the full gradient-masking diagnosis)",
+    ),
+    "allow_masking": Param(
+        bool, False, doc="report masking flags without failing a passing threshold"
+    ),
+    "sanity": Param(
+        str,
+        "cheap",
+        choices=SANITY_LEVELS,
+        doc="'cheap' flags with every check, 'full' diagnosis, or 'off'",
+    ),
+    "strict": Param(
+        bool,
+        False,
+        doc="a threshold passes only when the 95% interval clears it, not just the measured "
+        "value (also --robust-strict, ini robust_strict)",
+    ),
+    "batch_size": Param(int, 256, minimum=1, doc="samples per forward/backward pass"),
+    "max_samples": Param(int, None, minimum=1, optional=True, doc="evaluate the first N"),
+    "seed": Param(int, 0, minimum=0, doc="seed for the attack's random numbers"),
+    "device": Param(str, "auto", doc="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+    "target": Param(
+        "target", None, optional=True, doc="targeted mode: class, 'least_likely', 'random', ..."
+    ),
+    "output": Param(
+        "output", None, optional=True, doc="how to get logits from a tuple/dict model output"
+    ),
+    "model": Param(str, "robust_model", doc="name of the fixture that gives the model"),
+    "amp": Param(
+        bool,
+        False,
+        doc="CUDA mixed precision for the attack; float32 re-verification of every result",
+    ),
+    "decide_early": Param(
+        bool,
+        False,
+        doc="stop once the 95% Wilson interval of the samples so far settles every threshold",
+    ),
+    "data": Param(str, "robust_data", doc="name of the fixture that gives the data"),
+}
+
+# Named combinations of attacks (worst case per sample), filled in by attacks/__init__.py
+# from the names it registers; documented in docs/attacks.md.
+PRESETS: dict[str, tuple[str, ...]] = {}
+
+# Settings that also have a command-line option and an ini key.
+RUN_SETTINGS = ("device", "seed", "max_samples", "batch_size", "sanity")
+NOT_ON_MARKER = {
+    "device": "the device is chosen per run: use --robust-device, the robust_device ini key, "
+    "or override the robust_device fixture",
+}
+
+# What check="gradients" takes: it runs no attack, so no budget and no attack thresholds.
+GRADIENT_CHECK_ARGS = (
+    "check",
+    *GRADIENT_THRESHOLDS,
+    "allow_masking",
+    "output",
+    "bounds",
+    "batch_size",
+    "max_samples",
+    "seed",
+    "device",
+    "model",
+    "data",
+)
+
+
+class AttackSchema(Protocol):
+    """What validation needs to know of an attack (Attack classes satisfy this)."""
+
+    params: Mapping[str, Param]
+    norms: tuple[str, ...]
+    targetable: bool
+    delegate: str | None
+    eps_ball: bool

@@ -1,0 +1,301 @@
+"""Validation of a marker's (or evaluate()'s) arguments, and their expansion into cases.
+
+Pure functions, no torch and no pytest. The marker validates here once, at collection,
+so a bad argument is reported before anything runs; resolve.py then trusts the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_robust.errors import RobustConfigError
+from pytest_robust.params import Param
+from pytest_robust.params import is_list_value
+from pytest_robust.params import suggest
+from pytest_robust.spec.schema import COMMON_PARAMS
+from pytest_robust.spec.schema import GRADIENT_CHECK_ARGS
+from pytest_robust.spec.schema import GRADIENT_THRESHOLDS
+from pytest_robust.spec.schema import NOT_ON_MARKER
+from pytest_robust.spec.schema import PRESETS
+from pytest_robust.spec.schema import THRESHOLDS
+from pytest_robust.spec.schema import AttackSchema
+
+
+@dataclass(frozen=True)
+class Case:
+    """One expanded case of a marker: validated scalar arguments and a readable id."""
+
+    kwargs: Mapping[str, Any]
+    id: str
+
+
+def validate(
+    kwargs: Mapping[str, Any],
+    attacks: Mapping[str, AttackSchema],
+    where: str = "marker",
+) -> dict[str, Any]:
+    """Check marker-style arguments (lists allowed) and return them normalised.
+
+    `attacks` maps each registered attack name to its schema (its own parameters and
+    the norms it supports); `where` is "marker" or "argument" (evaluate()). Raises
+    RobustConfigError naming the argument and the fix.
+    """
+    if COMMON_PARAMS["check"].parse("check", kwargs.get("check")) == "gradients":
+        return _validate_gradient_check(kwargs, where)
+    if "attack" not in kwargs:
+        raise RobustConfigError(
+            f"attack is missing: name one of {', '.join(sorted(attacks))}, for example "
+            "attack='pgd' (or check='gradients' to measure input gradients without an attack)"
+        )
+    members = attack_members(kwargs["attack"], attacks)
+    _refuse_gradient_thresholds(kwargs)
+    known = {**COMMON_PARAMS, **attack_params(members, attacks, kwargs)}
+    _check_names(members, attacks, kwargs, known, where)
+    _check_threat_model(members, attacks, kwargs)
+    if "eps" not in kwargs and attacks[members[0]].eps_ball:
+        raise RobustConfigError(
+            "eps is missing: give the perturbation budget in input units, e.g. eps=0.1 "
+            "(for inputs in [0, 1]), or a list eps=[0.05, 0.1] for one test per value"
+        )
+    out, lengths = _parse_values(members, kwargs, known)
+    _default_norm(members, attacks, kwargs, out)
+    _check_members(members, attacks, out)
+    _check_list_lengths(lengths)
+    return out
+
+
+def _refuse_per_run_setting(name: str, where: str) -> None:
+    if name in NOT_ON_MARKER and where == "marker":
+        raise RobustConfigError(f"{name} cannot be set on the marker: {NOT_ON_MARKER[name]}")
+
+
+def _refuse_gradient_thresholds(kwargs: Mapping[str, Any]) -> None:
+    for name in GRADIENT_THRESHOLDS:
+        if name in kwargs:
+            raise RobustConfigError(
+                f"{name}= is a threshold of check='gradients'; an attack is gated with "
+                "min_acc, max_success, max_drop or max_confidence"
+            )
+
+
+def _check_names(
+    members: tuple[str, ...],
+    attacks: Mapping[str, AttackSchema],
+    kwargs: Mapping[str, Any],
+    known: Mapping[str, Param],
+    where: str,
+) -> None:
+    """Every argument is one the attack (or combination) takes, or a named mistake."""
+    attack = "+".join(members)
+    for name in kwargs:
+        _refuse_per_run_setting(name, where)
+        if name not in known:
+            others = [a for a, schema in attacks.items() if name in schema.params]
+            hint = f"; it is a parameter of {', '.join(sorted(others))}" if others else ""
+            raise RobustConfigError(
+                f"{name}= is not an argument of attack {attack!r}{suggest(name, known)}{hint}"
+            )
+
+
+def _parse_values(
+    members: tuple[str, ...], kwargs: Mapping[str, Any], known: Mapping[str, Param]
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Each value through its Param, a list argument element by element (zipped later);
+    and the length of each list argument."""
+    out: dict[str, Any] = {}
+    lengths: dict[str, int] = {}
+    for name, value in kwargs.items():
+        param = known[name]
+        if name == "attack":
+            out[name] = members[0] if len(members) == 1 else members
+        elif is_list_value(name, value, param):
+            if len(value) == 0:
+                raise RobustConfigError(f"{name}=[]: a list argument needs at least one value")
+            out[name] = [param.parse(name, v) for v in value]
+            lengths[name] = len(value)
+        else:
+            out[name] = param.parse(name, value)
+    return out, lengths
+
+
+def _check_list_lengths(lengths: Mapping[str, int]) -> None:
+    if len(set(lengths.values())) > 1:
+        described = ", ".join(f"{n} has {k}" for n, k in lengths.items())
+        raise RobustConfigError(
+            f"list arguments must have the same length ({described}); they are zipped into "
+            "one test per position. Use pytest.mark.parametrize for a product"
+        )
+
+
+def _check_threat_model(
+    members: tuple[str, ...], attacks: Mapping[str, AttackSchema], kwargs: Mapping[str, Any]
+) -> None:
+    """eps= and norm= belong to eps-ball attacks; the others (transform, noise) have their
+    own parameters, and the two kinds cannot be combined into one worst case."""
+    ball = [m for m in members if attacks[m].eps_ball]
+    other = [m for m in members if not attacks[m].eps_ball]
+    if ball and other:
+        raise RobustConfigError(
+            f"attack={list(members)!r}: {', '.join(other)} is not an eps-ball attack, so it "
+            f"cannot share a worst case with {', '.join(ball)}; give it its own test"
+        )
+    if other:
+        if kwargs.get("check") == "masking":
+            raise RobustConfigError(
+                f"check='masking' diagnoses gradient attacks in an eps-ball; attack "
+                f"{other[0]!r} is not one. Drop check= (or run it on an eps-ball attack)"
+            )
+        for name in ("eps", "norm"):
+            if name in kwargs:
+                raise RobustConfigError(
+                    f"{name}= does not apply to attack {other[0]!r}: its threat model is not "
+                    f"an eps-ball but its own parameters (see docs/invariance.md); drop {name}="
+                )
+
+
+def _validate_gradient_check(kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"attack": ()}  # no attack, so no eps: the result's eps is None
+    for name, value in kwargs.items():
+        _refuse_per_run_setting(name, where)
+        if name not in GRADIENT_CHECK_ARGS:
+            raise RobustConfigError(
+                f"{name}= does not apply to check='gradients', which measures input gradients "
+                "at the clean inputs without attacking; its arguments are "
+                f"{', '.join(GRADIENT_CHECK_ARGS)}. For the masking diagnosis of an attack use "
+                "check='masking' with attack= and eps="
+            )
+        param = COMMON_PARAMS[name]
+        if is_list_value(name, value, param):
+            raise RobustConfigError(
+                f"{name}={value!r}: check='gradients' takes no list arguments (one "
+                "measurement per test)"
+            )
+        out[name] = param.parse(name, value)
+    return out
+
+
+def attack_members(attack: Any, attacks: Mapping[str, AttackSchema]) -> tuple[str, ...]:
+    """The attack names a marker's `attack=` stands for: one name, a list of names (worst
+    case per sample over all of them), or a preset name."""
+    if isinstance(attack, str) and attack in PRESETS:
+        return PRESETS[attack]
+    names = tuple(attack) if isinstance(attack, (list, tuple)) else (attack,)
+    if not names:
+        raise RobustConfigError("attack=[]: name at least one attack")
+    for name in names:
+        if not isinstance(name, str) or name not in attacks:
+            known = sorted([*attacks, *PRESETS])
+            raise RobustConfigError(
+                f"attack={name!r} is not a registered attack{suggest(str(name), known)}; "
+                f"known attacks: {', '.join(known)}"
+            )
+    if len(set(names)) != len(names):
+        raise RobustConfigError(f"attack={list(names)!r}: each attack may appear once")
+    return names
+
+
+def attack_params(
+    members: Any, attacks: Mapping[str, AttackSchema], kwargs: Mapping[str, Any]
+) -> dict[str, Param]:
+    """Every attack-specific parameter the members accept (for a delegating attack such
+    as transfer, also those of the attack it delegates to)."""
+    names = members if isinstance(members, tuple) else attack_members(members, attacks)
+    params: dict[str, Param] = {}
+    for name in names:
+        schema = attacks[name]
+        params.update({k: v for k, v in schema.params.items() if k not in params})
+        delegate = _delegate(schema, kwargs, attacks)
+        if delegate is not None:
+            params.update({k: v for k, v in attacks[delegate].params.items() if k not in params})
+    return params
+
+
+def _delegate(
+    schema: AttackSchema, kwargs: Mapping[str, Any], attacks: Mapping[str, AttackSchema]
+) -> str | None:
+    if schema.delegate is None:
+        return None
+    inner = kwargs.get(schema.delegate, schema.params[schema.delegate].default)
+    if (
+        not isinstance(inner, str)
+        or inner not in attacks
+        or attacks[inner].delegate
+        or not attacks[inner].eps_ball
+    ):
+        usable = sorted(a for a, s in attacks.items() if s.delegate is None and s.eps_ball)
+        raise RobustConfigError(
+            f"{schema.delegate}={inner!r}: name the white-box attack to run on the surrogate"
+            f"{suggest(str(inner), usable)}; one of {', '.join(usable)}"
+        )
+    return inner
+
+
+def _default_norm(
+    members: tuple[str, ...],
+    attacks: Mapping[str, AttackSchema],
+    kwargs: Mapping[str, Any],
+    out: dict[str, Any],
+) -> None:
+    """With no norm= given, an attack (or combination) that supports one norm only, not
+    the default, runs in that norm: attack='cw' means L2 (issue 11). A norm the user gave
+    is never replaced; an impossible one stays an error (_check_members)."""
+    if "norm" in kwargs or not all(attacks[m].eps_ball for m in members):
+        return
+    common: set[str] | None = None
+    for member in members:
+        delegate = _delegate(attacks[member], out, attacks)
+        norms = set(attacks[delegate if delegate is not None else member].norms)
+        common = norms if common is None else common & norms
+    default = COMMON_PARAMS["norm"].default
+    if common is not None and default not in common and len(common) == 1:
+        (out["norm"],) = common
+
+
+def _check_members(
+    members: tuple[str, ...], attacks: Mapping[str, AttackSchema], out: Mapping[str, Any]
+) -> None:
+    for member in members:
+        schema = attacks[member]
+        delegate = _delegate(schema, out, attacks)
+        effective = attacks[delegate] if delegate is not None else schema
+        if out.get("target") is not None and not effective.targetable:
+            targetable = sorted(a for a, s in attacks.items() if s.targetable)
+            raise RobustConfigError(
+                f"target=: attack {member!r} cannot be targeted (it would silently run "
+                f"untargeted); attacks that take target=: {', '.join(targetable)}"
+            )
+        norms = out.get("norm", COMMON_PARAMS["norm"].default)
+        for norm in norms if isinstance(norms, list) else [norms]:
+            if norm not in effective.norms:
+                raise RobustConfigError(
+                    f"norm={norm!r}: attack {member!r} supports {', '.join(effective.norms)}"
+                )
+
+
+def _attack_id(attack: Any) -> str:
+    if isinstance(attack, tuple):
+        return "+".join(attack) or "gradients"  # () is check="gradients"
+    return str(attack)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def expand(kwargs: Mapping[str, Any]) -> list[Case]:
+    """Zip list-valued arguments into cases. No list argument gives one case, id ''."""
+    lists = {n: v for n, v in kwargs.items() if isinstance(v, list) and n != "attack"}
+    if not lists:
+        return [Case(dict(kwargs), "")]
+    (length,) = {len(v) for v in lists.values()}
+    shown = [n for n in lists if n not in THRESHOLDS] or list(lists)
+    cases = []
+    for i in range(length):
+        case = {n: (v[i] if n in lists else v) for n, v in kwargs.items()}
+        parts = [_attack_id(kwargs["attack"])] + [f"{n}={_format_value(case[n])}" for n in shown]
+        cases.append(Case(case, "-".join(parts)))
+    return cases
