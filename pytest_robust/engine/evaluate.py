@@ -36,6 +36,7 @@ from pytest_robust.engine.masking_checks import full_diagnosis
 from pytest_robust.engine.measure import Inputs
 from pytest_robust.engine.measure import Measured
 from pytest_robust.engine.measure import measure_attacks
+from pytest_robust.engine.measure import measure_certificate
 from pytest_robust.engine.measure import measure_gradients
 from pytest_robust.engine.members import describe_params
 from pytest_robust.engine.members import models_in
@@ -77,6 +78,8 @@ def evaluate(
     `result.adversarial` holds the adversarial inputs (clean inputs where not attacked).
     `check="gradients"` measures input gradients instead of attacking (no attack, no eps);
     `check="masking"` adds the full gradient-masking diagnosis to the attack.
+    `check="certify", method="ibp"` proves instead of attacking: `robust_acc` is then the
+    certified accuracy, a lower bound (docs/certify.md).
     `memory` keeps counterexamples between calls (attacks that replay them try them first).
     `keep_examples=k` keeps the k most confidently fooled samples in `result.examples`.
     `eps` is required by eps-ball attacks and refused by the others (transform, noise).
@@ -148,6 +151,8 @@ def run_check(
         given = Inputs(forward, clean, dtype, backoff, key)
         if spec.check == "gradients":
             measured = measure_gradients(run, given)
+        elif spec.check == "certify":
+            measured = measure_certificate(run, given)
         else:
             measured = measure_attacks(run, given, memory, keep_adversarial, keep_examples)
     flags = [*measured.flags, *train_mode_flag(was_training)]
@@ -185,7 +190,7 @@ def _assemble(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return RobustnessResult(
-        attack="+".join(name for name, _ in members) or "gradients",
+        attack=_check_name(spec, members),
         eps=spec.eps,
         norm=spec.norm,
         bounds=spec.bounds,
@@ -203,12 +208,19 @@ def _assemble(
         model_fingerprint=fingerprint,
         provenance=dict(spec.provenance),
         details={**measured.details, "flags": [flag.to_dict() for flag in flags]},
-        check=spec.check if spec.check == "gradients" else None,
+        check=spec.check if spec.check in ("gradients", "certify") else None,
         allow_masking=spec.allow_masking,
         strict=spec.strict,
         adversarial=measured.adversarial,
         examples=tuple(measured.examples),
     )
+
+
+def _check_name(spec: Spec, members: list[tuple[str, Any]]) -> str:
+    """The result's `attack`: the members' names, or what ran instead of an attack."""
+    if spec.check == "certify":
+        return f"certify-{spec.attack_params['method']}"
+    return "+".join(name for name, _ in members) or "gradients"
 
 
 def _with_train_mode_flag(result: RobustnessResult, was_training: bool) -> RobustnessResult:

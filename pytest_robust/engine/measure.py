@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from pytest_robust.checks import certify
 from pytest_robust.checks.flags import Flag
 from pytest_robust.checks.sanity import resting_on_black_box
 from pytest_robust.engine.attack_passes import AttackPasses
@@ -27,6 +28,7 @@ from pytest_robust.engine.masking_checks import sanity_flags
 from pytest_robust.engine.prepare import Prepared
 from pytest_robust.engine.stores.counterexamples import CounterexampleMemory
 from pytest_robust.engine.targets import resolve_targets
+from pytest_robust.errors import RobustConfigError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -71,6 +73,63 @@ def measure_gradients(run: Prepared, given: Inputs) -> Measured:
     no_success = torch.zeros_like(clean_correct)
     return Measured(
         clean_correct, clean_correct, no_success, clean_correct, None, None, [], flags, details
+    )
+
+
+def measure_certificate(run: Prepared, given: Inputs) -> Measured:
+    """check="certify", method="ibp": a sample counts as robust when it is clean-correct and
+    IBP proves that no input of its eps-box (within the bounds) changes the prediction.
+    Nothing is attacked, nothing succeeds; the result is a lower bound on robustness."""
+    spec, samples = run.spec, run.samples
+    assert spec.eps is not None  # validation requires eps for check="certify"
+    if given.dtype not in (torch.float32, torch.float64):
+        raise RobustConfigError(
+            f"check='certify' needs a float32 or float64 model; this one computes in "
+            f"{str(given.dtype).removeprefix('torch.')}, whose rounding the bounds (computed "
+            "in float64 for the exact function) do not cover. Certify a float32 copy"
+        )
+    layers = certify.chain_of(run.model)
+    modules = [layer.module for layer in layers]
+    # float64 throughout; MPS has no float64, so the bounds are computed on the CPU there.
+    device = torch.device("cpu") if run.device.type == "mps" else run.device
+    eps, bounds = spec.eps, spec.bounds
+
+    def bound(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = samples.inputs(ids, device, torch.float64)
+        labels = samples.y[ids.to(samples.y.device)].to(device)
+        with torch.no_grad():
+            margins = certify.margin_lower_bounds(
+                modules, certify.input_box(x, eps, bounds), labels
+            )
+            chain = certify.forward_chain(modules, x)
+        return margins.amin(dim=1).cpu(), chain.float().cpu()
+
+    pieces = given.backoff.map(bound, torch.arange(len(samples)))
+    margins = torch.cat([margin for margin, _ in pieces])
+    certify.check_chain(layers, torch.cat([chain for _, chain in pieces]), given.clean)
+    clean_correct = given.clean.argmax(dim=1) == samples.y.cpu()
+    certified = clean_correct & (margins > 0)
+    shown = margins[clean_correct]
+    details = {
+        "bound": "certified",
+        "method": spec.attack_params["method"],
+        "box": "linf"
+        if spec.norm == "linf"
+        else "the L-inf box of radius eps around the L2 ball (sound: the ball lies inside it)",
+        "elided": isinstance(modules[-1], torch.nn.Linear),
+        # Lower bounds of the smallest logit margin over each clean-correct sample's box.
+        "margin": {
+            "min": float(shown.min()) if len(shown) else None,
+            "median": float(shown.median()) if len(shown) else None,
+        },
+        # The centre and radius (or both corners) through each layer, and one float64
+        # forward pass that checks the extracted layers against the model.
+        "forward_passes": {"bounds": 2, "chain_check": 1},
+        **given.backoff.details(),
+    }
+    no_success = torch.zeros_like(clean_correct)
+    return Measured(
+        clean_correct, certified, no_success, clean_correct, None, None, [], [], details
     )
 
 

@@ -69,8 +69,10 @@ def describe_params(members: Members, spec: Spec) -> dict[str, Any]:
             for k, v in config.items()
         }
 
-    if not members:  # check="gradients"
-        params: dict[str, Any] = {"check": "gradients", "losses": "ce margin dlr ce_rescaled"}
+    if spec.check == "certify":  # the method is in the result's name (certify-ibp)
+        params: dict[str, Any] = {}
+    elif not members:  # check="gradients"
+        params = {"check": "gradients", "losses": "ce margin dlr ce_rescaled"}
     elif len(members) == 1:
         params = plain(members[0][1].config)
     else:

@@ -66,7 +66,8 @@ class RobustnessResult:
     attacked: str = ""
     # Attack-specific measurements, JSON-safe: perturbation sizes of the successes, ...
     details: Mapping[str, Any] = field(default_factory=dict)
-    # "gradients" for check="gradients" (no attack ran); None for an attack.
+    # "gradients" for check="gradients", "certify" for check="certify" (no attack ran in
+    # either); None for an attack.
     check: str | None = None
     # Masking flags are reported but do not fail a passing threshold.
     allow_masking: bool = False
@@ -153,11 +154,11 @@ class RobustnessResult:
 
     @property
     def status(self) -> str:
-        """'pass', 'fail', or 'measured' when no threshold was set (a check without
-        thresholds passes when it found no masking)."""
+        """'pass', 'fail', or 'measured' when no threshold was set (check='gradients'
+        without thresholds passes when it found no masking)."""
         if self.threshold_failures():
             return "fail"
-        return "pass" if self.thresholds or self.check else "measured"
+        return "pass" if self.thresholds or self.check == "gradients" else "measured"
 
     @property
     def passed(self) -> bool:

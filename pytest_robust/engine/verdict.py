@@ -60,13 +60,19 @@ def _gate(
     return []
 
 
+def _accuracy_name(r: RobustnessResult) -> str:
+    """What robust_acc measures: a certificate's is a proven lower bound."""
+    return "certified_acc" if r.check == "certify" else "robust_acc"
+
+
 def _accuracy_failures(r: RobustnessResult) -> list[str]:
     lo = r.ci95[0]
+    name = _accuracy_name(r)
 
     def sentences(min_acc: float) -> tuple[str, str]:
         return (
-            f"robust_acc {r.robust_acc:.3f} < min_acc {min_acc:.3f} ({_interval(r)})",
-            f"robust_acc {r.robust_acc:.3f} >= min_acc {min_acc:.3f} but its 95% CI "
+            f"{name} {r.robust_acc:.3f} < min_acc {min_acc:.3f} ({_interval(r)})",
+            f"{name} {r.robust_acc:.3f} >= min_acc {min_acc:.3f} but its 95% CI "
             f"lower bound {lo:.3f} is below it (strict; {_interval(r)}; "
             f"{_needed(r.robust_acc, min_acc)})",
         )
@@ -111,9 +117,9 @@ def _drop_failures(r: RobustnessResult) -> list[str]:
         # estimate, so the drop's bound uses the robust interval's lower end.
         floor = r.clean_acc - max_drop
         return (
-            f"accuracy drop {drop:.3f} > max_drop {max_drop:.3f} "
-            f"(clean {r.clean_acc:.3f} -> robust {r.robust_acc:.3f}, {_interval(r)})",
-            f"accuracy drop {drop:.3f} <= max_drop {max_drop:.3f} but with robust_acc's "
+            f"accuracy drop {drop:.3f} > max_drop {max_drop:.3f} (clean {r.clean_acc:.3f} -> "
+            f"{_accuracy_name(r).removesuffix('_acc')} {r.robust_acc:.3f}, {_interval(r)})",
+            f"accuracy drop {drop:.3f} <= max_drop {max_drop:.3f} but with {_accuracy_name(r)}'s "
             f"95% CI lower bound the drop could be {r.clean_acc - lo:.3f} (strict; "
             f"clean {r.clean_acc:.3f}, {_interval(r)}; {_needed(r.robust_acc, floor)})",
         )

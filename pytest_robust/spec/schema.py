@@ -14,7 +14,9 @@ from pytest_robust.params import Param
 THRESHOLDS = ("min_acc", "max_success", "max_drop", "max_confidence", "max_zero_frac", "min_median")
 # Thresholds of check="gradients" (the others belong to attacks).
 GRADIENT_THRESHOLDS = ("max_zero_frac", "min_median")
-CHECKS = ("gradients", "masking")
+CHECKS = ("gradients", "masking", "certify")
+# What check="certify" can prove with (docs/certify.md).
+CERTIFY_METHODS = ("ibp",)
 SANITY_LEVELS = ("off", "cheap", "full")
 
 # Arguments every attack takes. Attack-specific ones (steps, alpha, ...) are declared by
@@ -57,8 +59,9 @@ COMMON_PARAMS: dict[str, Param] = {
         None,
         optional=True,
         choices=CHECKS,
-        doc="'gradients' (input-gradient magnitudes, no attack) or 'masking' (the attack "
-        "with the full gradient-masking diagnosis)",
+        doc="'gradients' (input-gradient magnitudes, no attack), 'masking' (the attack "
+        "with the full gradient-masking diagnosis) or 'certify' (a proven lower bound on "
+        "robust accuracy, with method=)",
     ),
     "allow_masking": Param(
         bool, False, doc="report masking flags without failing a passing threshold"
@@ -124,6 +127,48 @@ GRADIENT_CHECK_ARGS = (
     "model",
     "data",
 )
+
+# The parameters of check="certify" beyond the common ones (kept apart from the attacks':
+# a certificate runs no attack).
+CERTIFY_PARAMS: dict[str, Param] = {
+    "method": Param(
+        str,
+        None,
+        optional=True,
+        choices=CERTIFY_METHODS,
+        doc="check='certify': how to prove it; 'ibp' (interval bound propagation)",
+    ),
+}
+
+# What check="certify" takes: a budget and accuracy thresholds, no attack settings.
+CERTIFY_CHECK_ARGS = (
+    "check",
+    "method",
+    "eps",
+    "norm",
+    "bounds",
+    "min_acc",
+    "max_drop",
+    "strict",
+    "batch_size",
+    "max_samples",
+    "device",
+    "model",
+    "data",
+)
+# Why an argument that check="certify" refuses does not apply, where a reason helps.
+CERTIFY_REFUSED = {
+    "attack": "a certificate runs no attack; give the attack its own test (reports show both)",
+    "max_success": "no attack runs, so nothing succeeds; gate the certified accuracy with min_acc",
+    "max_confidence": "no attack runs, so there is no adversarial input; use min_acc",
+    "target": "a certificate covers every class at once (the untargeted claim)",
+    "seed": "IBP is deterministic: nothing is drawn at random",
+    "amp": "the bounds are computed in float64; reduced precision would make them unsound",
+    "output": "IBP bounds a model that returns logits (a chain of layers), not an adapter",
+    "sanity": "the sanity checks diagnose attacks; a certificate needs no such diagnosis",
+    "decide_early": "the certificate of every sample costs about two forward passes: no need",
+    "allow_masking": "no attack runs, so there is no masking to allow",
+}
 
 
 class AttackSchema(Protocol):

@@ -14,6 +14,10 @@ from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import Param
 from pytest_robust.params import is_list_value
 from pytest_robust.params import suggest
+from pytest_robust.spec.schema import CERTIFY_CHECK_ARGS
+from pytest_robust.spec.schema import CERTIFY_METHODS
+from pytest_robust.spec.schema import CERTIFY_PARAMS
+from pytest_robust.spec.schema import CERTIFY_REFUSED
 from pytest_robust.spec.schema import COMMON_PARAMS
 from pytest_robust.spec.schema import GRADIENT_CHECK_ARGS
 from pytest_robust.spec.schema import GRADIENT_THRESHOLDS
@@ -42,8 +46,16 @@ def validate(
     the norms it supports); `where` is "marker" or "argument" (evaluate()). Raises
     RobustConfigError naming the argument and the fix.
     """
-    if COMMON_PARAMS["check"].parse("check", kwargs.get("check")) == "gradients":
+    check = COMMON_PARAMS["check"].parse("check", kwargs.get("check"))
+    if check == "gradients":
         return _validate_gradient_check(kwargs, where)
+    if check == "certify":
+        return _validate_certify_check(kwargs, where)
+    if "method" in kwargs:
+        raise RobustConfigError(
+            "method= belongs to check='certify' (a proven lower bound), e.g. "
+            "check='certify', method='ibp', eps=0.05; an attack takes no method="
+        )
     if "attack" not in kwargs:
         raise RobustConfigError(
             f"attack is missing: name one of {', '.join(sorted(attacks))}, for example "
@@ -176,6 +188,38 @@ def _validate_gradient_check(kwargs: Mapping[str, Any], where: str) -> dict[str,
     return out
 
 
+def _validate_certify_check(kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """check="certify": a budget, a method and accuracy thresholds; no attack settings.
+    List arguments (eps=[...], min_acc=[...]) expand into one test each, as for attacks."""
+    out: dict[str, Any] = {"attack": ()}  # no attack runs
+    known = {**COMMON_PARAMS, **CERTIFY_PARAMS}
+    for name in kwargs:
+        _refuse_per_run_setting(name, where)
+        if name in CERTIFY_CHECK_ARGS:
+            continue
+        reason = CERTIFY_REFUSED.get(name) or (
+            f"it is not an argument of check='certify', which takes "
+            f"{', '.join(a for a in CERTIFY_CHECK_ARGS if a != 'check')}"
+        )
+        raise RobustConfigError(f"{name}= does not apply to check='certify': {reason}")
+    for name in ("method", "eps"):
+        if name not in kwargs:
+            raise RobustConfigError(
+                f"{name} is missing: check='certify' needs method= (one of "
+                f"{', '.join(map(repr, CERTIFY_METHODS))}) and eps= (the radius to prove), "
+                "e.g. check='certify', method='ibp', eps=0.05"
+            )
+    parsed, lengths = _parse_values((), kwargs, known)
+    out.update(parsed)
+    if out["method"] is None or isinstance(out["method"], list):
+        raise RobustConfigError(
+            f"method={kwargs['method']!r}: name one method, one of "
+            f"{', '.join(map(repr, CERTIFY_METHODS))} (a list of methods: one test each)"
+        )
+    _check_list_lengths(lengths)
+    return out
+
+
 def attack_members(attack: Any, attacks: Mapping[str, AttackSchema]) -> tuple[str, ...]:
     """The attack names a marker's `attack=` stands for: one name, a list of names (worst
     case per sample over all of them), or a preset name."""
@@ -200,7 +244,10 @@ def attack_params(
     members: Any, attacks: Mapping[str, AttackSchema], kwargs: Mapping[str, Any]
 ) -> dict[str, Param]:
     """Every attack-specific parameter the members accept (for a delegating attack such
-    as transfer, also those of the attack it delegates to)."""
+    as transfer, also those of the attack it delegates to); for check="certify", which
+    runs no attack, the certificate's own (method=)."""
+    if kwargs.get("check") == "certify":
+        return dict(CERTIFY_PARAMS)
     names = members if isinstance(members, tuple) else attack_members(members, attacks)
     params: dict[str, Param] = {}
     for name in names:
@@ -274,7 +321,10 @@ def _check_members(
                 )
 
 
-def _attack_id(attack: Any) -> str:
+def _attack_id(kwargs: Mapping[str, Any]) -> str:
+    attack = kwargs["attack"]
+    if kwargs.get("check") == "certify":
+        return f"certify-{kwargs['method']}"
     if isinstance(attack, tuple):
         return "+".join(attack) or "gradients"  # () is check="gradients"
     return str(attack)
@@ -296,6 +346,6 @@ def expand(kwargs: Mapping[str, Any]) -> list[Case]:
     cases = []
     for i in range(length):
         case = {n: (v[i] if n in lists else v) for n, v in kwargs.items()}
-        parts = [_attack_id(kwargs["attack"])] + [f"{n}={_format_value(case[n])}" for n in shown]
+        parts = [_attack_id(kwargs)] + [f"{n}={_format_value(case[n])}" for n in shown]
         cases.append(Case(case, "-".join(parts)))
     return cases
