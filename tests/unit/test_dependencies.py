@@ -9,9 +9,9 @@ import importlib.metadata
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -31,6 +31,7 @@ def unconditional(requirements: list[str]) -> set[str]:
 
 
 def test_pyproject_runtime_dependencies_are_torch_numpy_pytest_filelock() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert unconditional(project["dependencies"]) == RUNTIME
     extras = project["optional-dependencies"]
