@@ -28,7 +28,17 @@ from dataclasses import dataclass
 from dataclasses import fields
 
 import torch
-from hypothesis import strategies as st
+
+try:
+    from hypothesis import strategies as st
+except ModuleNotFoundError as error:  # an extra, not a dependency: say how to get it
+    if error.name != "hypothesis":
+        raise
+    raise ModuleNotFoundError(
+        "pytest_robust.strategies needs Hypothesis, which is an optional extra: "
+        'pip install "pytest-robust[hypothesis]"',
+        name="hypothesis",
+    ) from error
 
 import pytest_robust.attacks.transform_ops as T
 from pytest_robust.params import NORM_ALIASES

@@ -15,27 +15,14 @@ from typing import Any
 
 import pytest
 
-from pytest_robust.params import Param
 from pytest_robust.plugin.keys import REPORT_KEY
+from pytest_robust.plugin.options import typed_ini
 from pytest_robust.plugin.outputs import lose_file
 from pytest_robust.plugin.outputs import writes_files
 from pytest_robust.plugin.summary import write_comparison
 from pytest_robust.plugin.workers import is_controller
 from pytest_robust.plugin.workers import is_xdist_worker
 from pytest_robust.report import baseline
-
-STRICT = Param(bool, False)
-
-
-def strict_ini(config: pytest.Config) -> bool | None:
-    """ini robust_strict as a bool, None when not set (UsageError when not a bool)."""
-    raw = str(config.getini("robust_strict")).strip()
-    if not raw:
-        return None
-    try:
-        return bool(STRICT.parse("robust_strict", raw, "ini robust_strict", text=True))
-    except ValueError as error:
-        raise pytest.UsageError(f"pytest-robust: {error}") from None
 
 
 class BaselineGate:
@@ -53,8 +40,10 @@ class BaselineGate:
         except argparse.ArgumentTypeError as error:
             raise pytest.UsageError(f"pytest-robust: ini robust_compare_fail {error}") from None
         self.compare = bool(config.getoption("robust_compare", False)) or bool(self.tolerances)
-        cli_strict = config.getoption("robust_strict", None)
-        self.strict = bool(cli_strict if cli_strict is not None else strict_ini(config))
+        strict = config.getoption("robust_strict", None)
+        if strict is None:
+            strict = typed_ini(config, "robust_strict")
+        self.strict = bool(strict)
         if self.save:
             from pytest_robust.files import unwritable
 

@@ -47,6 +47,27 @@ _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 REPORT_TYPES = ("term", "json", "md", "html")
 
 
+# The ini keys that pytest converts (typed addini), and what a value must be, for errors.
+TYPED_INI = {
+    "robust_seed": "an integer",
+    "robust_max_samples": "an integer",
+    "robust_batch_size": "an integer",
+    "robust_strict": "true or false (True or False; also yes/no, on/off, 1/0)",
+}
+
+
+def typed_ini(config: pytest.Config, key: str) -> Any:
+    """config.getini(key) of a typed key: its value, or None when unset. A value pytest
+    cannot convert is a usage error that names the key (pytest's own message names only
+    the value, and pytest 8.4 raises a bare ValueError)."""
+    try:
+        return config.getini(key)
+    except (ValueError, TypeError, pytest.UsageError) as error:
+        raise pytest.UsageError(
+            f"pytest-robust: ini {key}: must be {TYPED_INI[key]} ({error})"
+        ) from None
+
+
 def parse_device(value: str) -> str:
     if not _DEVICE_PATTERN.match(value):
         raise argparse.ArgumentTypeError(
@@ -177,9 +198,12 @@ def add_options(parser: pytest.Parser) -> None:
         "attack code and parameters, sanity level, seed, device, versions (docs/scaling.md)",
     )
     parser.addini("robust_device", "device for attacks (see --robust-device)", default="")
-    parser.addini("robust_seed", "base seed (see --robust-seed)", default="")
-    parser.addini("robust_max_samples", "sample cap per check", default="")
-    parser.addini("robust_batch_size", "samples per forward/backward pass", default="")
+    # Typed keys: pytest converts the text (and checks a TOML value's type); None when unset.
+    parser.addini("robust_seed", "base seed (see --robust-seed)", type="int", default=None)
+    parser.addini("robust_max_samples", "sample cap per check", type="int", default=None)
+    parser.addini(
+        "robust_batch_size", "samples per forward/backward pass", type="int", default=None
+    )
     parser.addini("robust_sanity", "sanity level: off, cheap or full", default="")
     parser.addini("robust_report", "reports, as for --robust-report", type="linelist", default=[])
 
@@ -235,4 +259,9 @@ def add_baseline_options(group: pytest.OptionGroup, parser: pytest.Parser) -> No
         type="linelist",
         default=[],
     )
-    parser.addini("robust_strict", "strict statistical gating (see --robust-strict)", default="")
+    parser.addini(
+        "robust_strict",
+        "strict statistical gating (see --robust-strict)",
+        type="bool",
+        default=None,
+    )

@@ -20,8 +20,11 @@ import pytest
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.plugin.keys import REPORT_KEY
 from pytest_robust.plugin.options import SETTING_LABELS
+from pytest_robust.plugin.options import TYPED_INI
+from pytest_robust.plugin.options import ini_key
 from pytest_robust.plugin.options import parse_device
 from pytest_robust.plugin.options import parse_report
+from pytest_robust.plugin.options import typed_ini
 from pytest_robust.plugin.outputs import cache_store
 from pytest_robust.plugin.outputs import lose_file
 from pytest_robust.plugin.outputs import writes_files
@@ -76,15 +79,21 @@ class RobustSession:
         self.cli = {name: config.getoption(f"robust_{name}") for name in RUN_SETTINGS}
         self.ini: dict[str, Any] = {}
         for name in RUN_SETTINGS:
-            raw = str(config.getini(f"robust_{name}")).strip()
-            if raw:
+            key = ini_key(name)
+            if key in TYPED_INI:  # converted by pytest: range checks are left
+                raw = typed_ini(config, key)
+                text = False
+            else:  # device and sanity: text, checked against their choices
+                raw = str(config.getini(key)).strip() or None
+                text = True
+            if raw is not None:
                 try:
-                    COMMON_PARAMS[name].parse(name, raw, f"ini robust_{name}", text=True)
+                    value = COMMON_PARAMS[name].parse(name, raw, f"ini {key}", text=text)
                     if name == "device":
                         parse_device(raw)
                 except (RobustConfigError, ArgumentTypeError) as error:
-                    raise pytest.UsageError(f"pytest-robust: ini robust_{name}: {error}") from None
-                self.ini[name] = raw
+                    raise pytest.UsageError(f"pytest-robust: ini {key}: {error}") from None
+                self.ini[name] = value
         raw_reports = list(config.getoption("robust_report") or []) + list(
             config.getini("robust_report")
         )
@@ -105,11 +114,10 @@ class RobustSession:
         wants_html = any(r.partition(":")[0] == "html" for r in self.reports)
         self.keep_examples = EXAMPLES_PER_CHECK if wants_html else 0
         # strict is a marker argument too, so it resolves like a run setting (marker first).
-        from pytest_robust.plugin.baseline_gate import strict_ini
-
         self.cli["strict"] = config.getoption("robust_strict", None)
-        if strict_ini(config) is not None:
-            self.ini["strict"] = str(config.getini("robust_strict")).strip()
+        strict = typed_ini(config, "robust_strict")
+        if strict is not None:
+            self.ini["strict"] = bool(strict)
         self.records: list[dict[str, Any]] = []
         self.written: list[Path] = []
         self.lost: list[str] = []

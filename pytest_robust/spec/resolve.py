@@ -4,8 +4,10 @@ Marker (or evaluate() argument) > command line > ini > default. `max_samples` fr
 command line or ini is a cap that a marker can lower but not raise; `device` is chosen
 per run (command line, ini, or the `robust_device` fixture), never per marker.
 
-The case was validated once (validate.py) and is taken as it is; only the run settings,
-which arrive as text, are parsed here, so that an error says where a bad value came from.
+The case was validated once (validate.py) and is taken as it is; only the run settings
+are parsed here, so that an error says where a bad value came from. The plugin hands them
+over typed (argparse types, pytest's typed ini keys); text is still accepted and converted,
+for callers that read settings from text of their own.
 The caller names those places (SourceLabels): the plugin's option and ini names belong
 to the plugin, not to this pure core.
 """

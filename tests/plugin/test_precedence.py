@@ -102,6 +102,24 @@ def test_seed_precedence(
     run_layers(rtester, ini, cli, marker, body).assert_outcomes(passed=1)
 
 
+@pytest.mark.skipif(pytest.version_tuple < (9,), reason="[tool.pytest] TOML tables: pytest 9")
+def test_toml_ini_values_arrive_typed(rtester: pytest.Pytester) -> None:
+    """Catches ini keys declared as text: in a native [tool.pytest] table the numbers and
+    booleans are TOML's own types, which a text key warns about (and pytest 10 rejects),
+    and a string where a number belongs must be a usage error naming the key."""
+    rtester.makepyprojecttoml(
+        "[tool.pytest]\nrobust_batch_size = 32\nrobust_seed = 7\nrobust_strict = false\n"
+    )
+    rtester.makepyfile("def test_plain():\n    pass\n")
+    result = rtester.runpytest("-v", "-W", "error")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["robust: *seed=7 *batch_size=32*"])
+    rtester.makepyprojecttoml('[tool.pytest]\nrobust_batch_size = "32"\n')
+    result = rtester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini robust_batch_size: must be an integer*"])
+
+
 def test_run_settings_shown_in_the_verbose_header(rtester: pytest.Pytester) -> None:
     """Catches the -v header reporting settings other than those in force."""
     rtester.makeini("[pytest]\nrobust_batch_size = 32\nrobust_seed = 7\n")
@@ -140,6 +158,9 @@ def test_bad_command_line_value_is_a_usage_error(
         ("robust_seed = -1", "*robust_seed*must be >= 0*"),
         ("robust_max_samples = many", "*robust_max_samples*'many'*"),
         ("robust_device = gpu", "*robust_device*'gpu'*"),
+        # Typed keys (pytest converts them): the error still names the key and the value.
+        ("robust_seed = 1.5", "*ini robust_seed: must be an integer*'1.5'*"),
+        ("robust_strict = maybe", "*ini robust_strict: must be true or false*'maybe'*"),
     ],
 )
 def test_bad_ini_value_is_a_usage_error(rtester: pytest.Pytester, line: str, message: str) -> None:

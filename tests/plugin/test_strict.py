@@ -49,6 +49,16 @@ def test_strict_fails_a_threshold_inside_the_interval(rtester: pytest.Pytester) 
     result.stderr.fnmatch_lines(["*robust_strict*True or False*"])
 
 
+@pytest.mark.parametrize(("word", "failed"), [("yes", 1), ("off", 0)])
+def test_ini_strict_is_a_pytest_boolean(rtester: pytest.Pytester, word: str, failed: int) -> None:
+    """Catches robust_strict parsed by hand (true/false/1/0 only) instead of as pytest's
+    typed bool key, which takes what every other pytest boolean takes (yes/no, on/off)."""
+    rtester.makepyfile(test_s=TESTS)
+    rtester.makeini(f"[pytest]\nrobust_strict = {word}\n")
+    result = rtester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3 - failed, failed=failed)
+
+
 def test_marker_strict_alone(rtester: pytest.Pytester) -> None:
     rtester.makepyfile(
         test_m="""

@@ -1,0 +1,96 @@
+"""What `pip install pytest-robust` pulls in (issue 17): torch, numpy, pytest and filelock
+(locks the baseline during a save), nothing else. Hypothesis is the `hypothesis` extra:
+only pytest_robust.strategies needs it, and as a hard dependency its own pytest plugin
+would load in every project that installs ours."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+RUNTIME = {"torch", "numpy", "pytest", "filelock"}
+INSTALL_HINT = 'pip install "pytest-robust[hypothesis]"'
+
+
+def unconditional(requirements: list[str]) -> set[str]:
+    """The names of the requirements that hold without an extra (no marker, or one that
+    is true here)."""
+    names = set()
+    for text in requirements:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            names.add(req.name.lower())
+    return names
+
+
+def test_pyproject_runtime_dependencies_are_torch_numpy_pytest_filelock() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert unconditional(project["dependencies"]) == RUNTIME
+    extras = project["optional-dependencies"]
+    assert {Requirement(r).name for r in extras["hypothesis"]} == {"hypothesis"}
+    # Our own tests use the strategies, so the dev extra brings Hypothesis too.
+    assert "hypothesis" in {Requirement(r).name for r in extras["dev"]}
+
+
+def test_installed_distribution_requires_only_the_runtime_set() -> None:
+    requires = importlib.metadata.requires("pytest-robust") or []
+    assert unconditional(requires) == RUNTIME, (
+        "the installed pytest-robust metadata differs from pyproject.toml; if pyproject is "
+        "right, reinstall (pip install -e '.[dev]')"
+    )
+    hypothesis_extra = [r for r in requires if Requirement(r).name == "hypothesis"]
+    assert hypothesis_extra, "the hypothesis extra is missing from the installed metadata"
+    assert all(Requirement(r).marker is not None for r in hypothesis_extra)
+
+
+def run_without_hypothesis(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter where `import hypothesis` fails as if it were not
+    installed (a None entry in sys.modules makes the import raise ModuleNotFoundError)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    prelude = "import sys\nsys.modules['hypothesis'] = None\n"
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_strategies_without_hypothesis_says_how_to_install_it() -> None:
+    done = run_without_hypothesis(
+        "try:\n"
+        "    import pytest_robust.strategies\n"
+        "except ModuleNotFoundError as error:\n"
+        "    print(type(error).__name__, error.name, '|', error)\n"
+        "else:\n"
+        "    print('imported')\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ModuleNotFoundError hypothesis |"), done.stdout
+    assert INSTALL_HINT in done.stdout
+    assert "pytest_robust.strategies" in done.stdout
+
+
+def test_the_package_and_plugin_load_without_hypothesis() -> None:
+    # Everything but the strategies works without the extra: the package, the public
+    # names, the engine and the pytest plugin (which pytest loads in every run).
+    done = run_without_hypothesis(
+        "import pytest_robust, pytest_robust.plugin\n"
+        "from pytest_robust import evaluate, robust\n"
+        "import pytest_robust.engine.evaluate\n"
+        "print('ok')\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
