@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pytest_robust.errors import ShuffledDataWarning
     from pytest_robust.errors import SmallSampleWarning
     from pytest_robust.known_answers.run import selftest
+    from pytest_robust.modules import BPDA
     from pytest_robust.modules import Normalize
     from pytest_robust.plugin.marker import robust
 
@@ -46,6 +47,7 @@ _LAZY = {
     "EvaluationCache": "pytest_robust.engine",
     "RobustnessResult": "pytest_robust.engine",
     "evaluate": "pytest_robust.engine",
+    "BPDA": "pytest_robust.modules",
     "Normalize": "pytest_robust.modules",
     "selftest": "pytest_robust.known_answers.run",
     "ProbabilityOutputWarning": "pytest_robust.errors",
@@ -57,6 +59,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "BPDA",
     "Attack",
     "AttackBatch",
     "EvaluationCache",

@@ -24,6 +24,13 @@ import torch.nn.functional as F
 from pytest_robust.checks.flags import MASKING
 from pytest_robust.checks.flags import Flag
 
+# The fix for a gradient that a non-differentiable step hides (zero_gradients,
+# no_gradient_path): keep the step in the forward pass, approximate it on the backward pass.
+BPDA_FIX = (
+    "wrap the non-differentiable step in pytest_robust.BPDA(step) (docs/masking.md#bpda), "
+    "or use a black-box attack (attack='square')"
+)
+
 # Papernot et al.'s bins, with one more for amplitudes above 1.
 EDGES = (0.0, 1e-40, 1e-35, 1e-30, 1e-25, 1e-20, 1e-15, 1e-10, 1e-5, 1e-3, 1.0, math.inf)
 # A sample's cross-entropy gradient counts as vanished when it is this many times smaller
@@ -145,9 +152,7 @@ def flags_for(amps: dict[str, torch.Tensor] | None, loss: str) -> list[Flag]:
                 MASKING,
                 "the model's output does not depend on its input through autograd (forward() "
                 "detaches the input, runs under no_grad, or goes through numpy)",
-                "make forward() differentiable in x; for a non-differentiable step use BPDA "
-                "(a differentiable approximation on the backward pass), or a black-box attack "
-                "such as square",
+                f"make forward() differentiable in x; {BPDA_FIX}",
             )
         ]
     own = amps["ce"] if loss == "ce" else amps["margin"]
@@ -191,8 +196,7 @@ def flags_for(amps: dict[str, torch.Tensor] | None, loss: str) -> list[Flag]:
                 f"{int(zero.sum())} of {n} samples have an exactly zero input gradient of "
                 f"the attack's loss ({'cross-entropy' if loss == 'ce' else 'logit margin'}): "
                 "shattered or quantised gradients",
-                "use BPDA for the non-differentiable part, a black-box attack (square), "
-                "or check for a rounding/argmax step inside forward()",
+                f"{BPDA_FIX}; or remove the rounding/argmax step from forward()",
             )
         )
     return flags

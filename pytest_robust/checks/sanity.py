@@ -171,7 +171,7 @@ def resting_on_black_box(
                 "the model's output does not depend on its input through autograd, so "
                 f"{', '.join(skipped)} could not run and {'was' if len(skipped) == 1 else 'were'}"
                 " skipped",
-                "make forward() differentiable in x; for a non-differentiable step use BPDA",
+                f"make forward() differentiable in x; {gradients.BPDA_FIX}",
             ),
         ]
     rest = (
