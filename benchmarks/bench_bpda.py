@@ -15,6 +15,7 @@ import copy
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -39,7 +40,7 @@ def main() -> None:
     cnn = trained_cnn(seed=0)
     naive = torch.nn.Sequential(Quantise(), copy.deepcopy(cnn)).eval()
     wrapped = torch.nn.Sequential(BPDA(Quantise()), copy.deepcopy(cnn)).eval()
-    settings = [
+    settings: list[tuple[str, torch.nn.Module, dict[str, Any]]] = [
         ("quantised, pgd-50", naive, {"attack": "pgd", "steps": 50}),
         ("BPDA, pgd-50", wrapped, {"attack": "pgd", "steps": 50}),
         ("BPDA, apgd-ce", wrapped, {"attack": "apgd-ce"}),

@@ -5,6 +5,7 @@ gradient attack into one that measures what the black-box Square attack measures
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -44,11 +45,11 @@ def test_identity_backward_passes_the_output_gradient_through():
     x = torch.rand(4, 3, requires_grad=True)
     weights = torch.randn(4, 3)
     (BPDA(Quantise())(x) * weights).sum().backward()
-    assert torch.equal(x.grad, weights)
+    assert x.grad is not None and torch.equal(x.grad, weights)
     # Without BPDA the same step has no gradient at all: what BPDA is for.
     x2 = x.detach().clone().requires_grad_(True)
     (Quantise()(x2) * weights).sum().backward()
-    assert torch.count_nonzero(x2.grad) == 0
+    assert x2.grad is not None and torch.count_nonzero(x2.grad) == 0
 
 
 def test_approximate_backward_is_the_gradient_of_the_approximation():
@@ -100,7 +101,7 @@ def test_bpda_measures_the_quantised_cnn_like_square(digits_cnn, digits_data):
     x, y = digits_data[0][:100], digits_data[1][:100]
     cnn = copy.deepcopy(digits_cnn)
     before = snapshot(cnn)
-    gate = {"attack": "pgd", "eps": EPS, "steps": 50, "min_acc": 0.5}
+    gate: dict[str, Any] = {"attack": "pgd", "eps": EPS, "steps": 50, "min_acc": 0.5}
     naive = evaluate(quantised(cnn, bpda=False), (x, y), **gate)
     assert [flag["name"] for flag in naive.flags] == ["zero_gradients"]
     assert naive.status == "fail"
