@@ -171,16 +171,34 @@ class APGD(Attack):
         return self.threat.project(moved, run.x0)
 
     def propose(self, batch: AttackBatch) -> torch.Tensor:
-        steps, restarts = int(self.config["steps"]), int(self.config["restarts"])
-        marks = checkpoints(steps)
         out = batch.x.clone()
         best_loss = torch.full_like(batch.labels, -math.inf, dtype=batch.x.dtype)
         done = torch.zeros(len(batch.x), dtype=torch.bool, device=batch.x.device)
+        self._restarts(batch, batch.targets, out, best_loss, done, 0)
+        return out
+
+    def _stream(self, restart: int, rank: int) -> int:
+        """The random-start stream of one restart (rank: APGD-T's target rank)."""
+        return STREAM_BASE + 2 * restart + LOSSES.index(self.loss_name)
+
+    def _restarts(
+        self,
+        batch: AttackBatch,
+        targets: torch.Tensor | None,
+        out: torch.Tensor,
+        best_loss: torch.Tensor,
+        done: torch.Tensor,
+        rank: int,
+    ) -> None:
+        """All restarts on the samples not `done`, with the loss towards `targets` (None:
+        untargeted); updates out, best_loss and done in place."""
+        steps, restarts = int(self.config["steps"]), int(self.config["restarts"])
+        marks = checkpoints(steps)
         for restart in range(restarts):
             active = (~done).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
-            run, broken = self._start(batch, active, restart)
+            run, broken = self._start(batch, targets, active, self._stream(restart, rank))
             last_check = 0
             for i in range(steps + 1):
                 if i > 0:
@@ -205,16 +223,18 @@ class APGD(Attack):
             if self.judge is not None and restart < restarts - 1:
                 # The judge spares the next restart the samples it sees broken.
                 done.index_copy_(0, run.active, self.judge(out[run.active], run.active))
-        return out
 
     def _start(
-        self, batch: AttackBatch, active: torch.Tensor, restart: int
+        self,
+        batch: AttackBatch,
+        all_targets: torch.Tensor | None,
+        active: torch.Tensor,
+        stream: int,
     ) -> tuple[_Run, torch.Tensor]:
         """The run of the samples `active` from a random point of the ball (a stream of its
         own per restart and loss), and which samples that point already breaks."""
         x0, labels = batch.x[active], batch.labels[active]
-        targets = batch.targets[active] if batch.targets is not None else None
-        stream = STREAM_BASE + 2 * restart + LOSSES.index(self.loss_name)
+        targets = all_targets[active] if all_targets is not None else None
         x = self.threat.random_point(x0, batch.seed, batch.sample_ids[active], stream)
         broken, loss, grad = self._evaluate(batch.model, x, labels, targets, True)
         eta = torch.full_like(loss, 2 * self.threat.eps)
@@ -281,3 +301,92 @@ class APGDDLR(APGD):
     name = "apgd-dlr"
     params = {key: value for key, value in APGD.params.items() if key != "loss"}
     fixed_loss = "dlr"
+
+
+# APGD-T's random starts: a block of streams of their own, one per (target rank, restart).
+TARGETED_STREAM_BASE = STREAM_BASE + (1 << 16)
+
+
+@register_attack
+class APGDT(APGD):
+    """APGD-T: APGD on the targeted DLR loss towards each of the k most likely other classes
+    in turn, each run only on the samples still unbroken; success is any misclassification.
+
+    Not `targeted` (that would make the engine count only reaching a target, as for illc)
+    and not `targetable`: like AutoAttack, it picks its own targets to find *a* wrong class,
+    so the check stays untargeted and combines with other attacks in attack=[...].
+    """
+
+    name = "apgd-t"
+    params = {
+        "steps": steps_param(100),
+        "restarts": Param(int, 1, minimum=1, doc="random restarts per target class"),
+        "n_target_classes": Param(
+            int,
+            9,
+            minimum=1,
+            doc="target classes tried, most likely first (capped at the number of classes - 1)",
+        ),
+    }
+    targetable = False
+    supports_judge = False  # its runs towards different targets have no common loss to keep
+    fixed_loss = "dlr"
+
+    def __init__(self, threat: ThreatModel, **config: Any) -> None:
+        super().__init__(threat, **config)
+        self._broken_by_rank: list[int] = []
+        self._classes: int | None = None
+
+    def is_success(
+        self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
+        # The targets steer the loss only: any wrong class is a success, as in AutoAttack.
+        return logits.argmax(dim=1) != labels
+
+    def _stream(self, restart: int, rank: int) -> int:
+        return TARGETED_STREAM_BASE + rank * int(self.config["restarts"]) + restart
+
+    def _ranked_targets(self, batch: AttackBatch) -> torch.Tensor:
+        """Each sample's other classes, most likely first on the clean input, (B, k)."""
+        with torch.no_grad():
+            logits = batch.model(batch.x)
+        classes = logits.shape[1]
+        if classes < 4:
+            raise RobustConfigError(
+                f"apgd-t: the targeted DLR loss needs at least 4 classes (it divides by "
+                f"z_pi1 - (z_pi3 + z_pi4) / 2), but the model has {classes}; use "
+                "attack='apgd-ce' (or 'apgd-dlr' with 3 classes)"
+            )
+        self._classes = classes
+        k = min(int(self.option("n_target_classes")), classes - 1)
+        is_label = F.one_hot(batch.labels, classes).bool()
+        others = logits.masked_fill(is_label, -math.inf)
+        return others.sort(dim=1, descending=True).indices[:, :k]
+
+    def propose(self, batch: AttackBatch) -> torch.Tensor:
+        ranked = self._ranked_targets(batch)
+        out = batch.x.clone()
+        best_loss = torch.full_like(batch.labels, -math.inf, dtype=batch.x.dtype)
+        done = torch.zeros(len(batch.x), dtype=torch.bool, device=batch.x.device)
+        for rank in range(ranked.shape[1]):
+            before = int(done.sum())
+            # Only the samples no earlier target broke are attacked towards this one.
+            self._restarts(batch, ranked[:, rank], out, best_loss, done, rank)
+            if rank == len(self._broken_by_rank):
+                self._broken_by_rank.append(0)
+            self._broken_by_rank[rank] += int(done.sum()) - before
+        return out
+
+    def details(self) -> dict[str, Any]:
+        asked = int(self.option("n_target_classes"))
+        used = min(asked, self._classes - 1) if self._classes is not None else asked
+        details: dict[str, Any] = {
+            "n_target_classes": used,
+            # As the attack saw it on the model attacked; the engine's re-verification decides.
+            "broken_by_target_rank": list(self._broken_by_rank),
+        }
+        if used < asked:
+            details["note"] = (
+                f"n_target_classes={asked} reduced to {used}: the model has {self._classes} classes"
+            )
+        return details
