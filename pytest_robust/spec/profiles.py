@@ -86,12 +86,13 @@ def check_profile(
     """Every key is a profile setting or a parameter of some attack, and every value passes
     that Param (each attack's, where several declare the key)."""
     label = f"{where}, profile {name!r}"
+    tunable = _tunable(attacks)
     for key, value in settings.items():
         params = [schema.params[key] for schema in attacks.values() if key in schema.params]
         if key in PROFILE_SETTINGS:
             params = [COMMON_PARAMS[key]]
-        elif not params or key in COMMON_PARAMS:
-            allowed = sorted({k for s in attacks.values() for k in s.params} - set(COMMON_PARAMS))
+        elif key not in tunable:
+            allowed = sorted(tunable)
             raise RobustConfigError(
                 f"{label}: {key!r} cannot be set by a profile; a profile sets "
                 f"{', '.join(PROFILE_SETTINGS)} or an attack parameter "
@@ -99,6 +100,18 @@ def check_profile(
             )
         for param in params:
             param.parse(key, value, label, text=True)
+
+
+def _tunable(attacks: Mapping[str, AttackSchema]) -> set[str]:
+    """Attack parameters a profile may set: plain values. Not those that name other things
+    (transfer's surrogate fixtures, the attack it runs `via`): they are the test's own."""
+    delegates = {schema.delegate for schema in attacks.values()}
+    return {
+        key
+        for schema in attacks.values()
+        for key, param in schema.params.items()
+        if param.kind in (int, float, bool, str) and key not in delegates | set(COMMON_PARAMS)
+    }
 
 
 def choose_profile(

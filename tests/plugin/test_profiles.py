@@ -169,11 +169,13 @@ def test_no_profile_leaves_the_summary_line_as_it_was(rtester: pytest.Pytester) 
          "*profile 'n': 'eps' cannot be set by a profile; a profile sets max_samples, *"),
         ("robust_profiles = n: device=cuda", [], "*profile 'n': 'device' cannot be set*"),
         ("robust_profiles = n: stepz=3", [], "*profile 'n': 'stepz' cannot be set*steps*"),
+        ("robust_profiles = n: surrogate=other", [], "*profile 'n': 'surrogate' cannot be set*"),
+        ("robust_profiles = n: via=fgsm", [], "*profile 'n': 'via' cannot be set*"),
         ("robust_profiles = n: steps =3", [], "*profile 'n': 'steps' is not key=value*"),
         ("robust_profiles =\n    n: steps=3\n    n: steps=4", [], "*profile 'n' is defined twice*"),
     ],
     ids=["unknown-cli", "unknown-ini", "no-colon", "builtin-name", "bad-int", "bad-choice",
-         "eps", "device", "unknown-key", "spaced", "twice"],
+         "eps", "device", "unknown-key", "surrogate", "via", "spaced", "twice"],
 )  # fmt: skip
 def test_bad_profiles_are_usage_errors(
     rtester: pytest.Pytester, ini: str, cli: list[str], message: str
@@ -199,3 +201,14 @@ def test_default_profile_is_no_profile(rtester: pytest.Pytester) -> None:
         run(rtester, "", cli, "attack='pgd', eps=0.1, restarts=2", body).assert_outcomes(passed=1)
         outs.append(json.loads((rtester.path / "out.json").read_text()))
     assert outs[0] == outs[1]
+
+
+def test_thorough_restarts_meet_a_deterministic_pgd_as_an_error(rtester: pytest.Pytester) -> None:
+    """Catches the documented interaction silently changing: restarts=3 from the profile on
+    a marker's random_start=False pgd is the same clear error as on the marker."""
+    result = run(
+        rtester, "", ["--robust-profile=thorough"], "attack='pgd', eps=0.1, random_start=False",
+        "pass",
+    )  # fmt: skip
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*restarts=3 with random_start=False repeats the same*"])
