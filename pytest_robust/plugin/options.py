@@ -28,6 +28,7 @@ COMPARE_OPTION = "--robust-compare"
 COMPARE_FAIL_OPTION = "--robust-compare-fail"
 STRICT_OPTION = "--robust-strict"
 CACHE_OPTION = "--robust-cache"
+PROFILE_OPTION = "--robust-profile"
 
 
 def option_name(setting: str) -> str:
@@ -187,6 +188,16 @@ def add_options(parser: pytest.Parser) -> None:
         help="run the known-answer self-test of every registered attack (or of the "
         "comma-separated ATTACKS) instead of the tests; one line per attack, exit 1 on a FAIL",
     )
+    group.addoption(
+        PROFILE_OPTION,
+        dest="robust_profile",
+        metavar="NAME",
+        default=None,
+        help="a bundle of defaults for this run: 'quick' (200 samples, 10 steps, 200 square "
+        "queries: a pull-request gate), 'default' (nothing changed), 'thorough' (3 restarts, "
+        "5000 square queries, sanity=full: a nightly gate) or one from ini robust_profiles. "
+        "Markers, options and ini keys win over it. Default: ini robust_profile, else none",
+    )
     add_baseline_options(group, parser)
     group.addoption(
         CACHE_OPTION,
@@ -205,6 +216,13 @@ def add_options(parser: pytest.Parser) -> None:
         "robust_batch_size", "samples per forward/backward pass", type="int", default=None
     )
     parser.addini("robust_sanity", "sanity level: off, cheap or full", default="")
+    parser.addini("robust_profile", "profile to run with (see --robust-profile)", default="")
+    parser.addini(
+        "robust_profiles",
+        "user profiles, one a line: 'NAME: key=value key=value' (see --robust-profile)",
+        type="linelist",
+        default=[],
+    )
     parser.addini("robust_report", "reports, as for --robust-report", type="linelist", default=[])
 
 

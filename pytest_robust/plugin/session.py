@@ -35,6 +35,9 @@ from pytest_robust.plugin.workers import is_xdist_worker
 from pytest_robust.plugin.workers import launched_world_size
 from pytest_robust.plugin.workers import worker_device
 from pytest_robust.plugin.workers import xdist_worker
+from pytest_robust.spec.profiles import Profile
+from pytest_robust.spec.profiles import choose_profile
+from pytest_robust.spec.profiles import parse_profiles
 from pytest_robust.spec.resolve import Spec
 from pytest_robust.spec.resolve import derive_seed
 from pytest_robust.spec.resolve import resolve
@@ -68,6 +71,25 @@ DATA_HOWTO = (
 )
 
 
+def _profile(config: pytest.Config) -> Profile | None:
+    """The run's profile (--robust-profile, else ini robust_profile), after checking every
+    profile in ini robust_profiles; a UsageError (exit 4) names the profile and the key."""
+    option = config.getoption("robust_profile")
+    chosen = option or str(config.getini("robust_profile")).strip()
+    chosen_where = "--robust-profile" if option else "ini robust_profile"
+    lines = list(config.getini("robust_profiles"))
+    if not chosen and not lines:
+        return None  # no profile in play: attacks (and torch) stay unloaded here
+    from pytest_robust.attacks import registered_attacks
+
+    try:
+        user = parse_profiles(lines, "ini robust_profiles")
+        attacks = registered_attacks()
+        return choose_profile(chosen or None, user, attacks, "ini robust_profiles", chosen_where)
+    except RobustConfigError as error:
+        raise pytest.UsageError(f"pytest-robust: {error}") from None
+
+
 class RobustSession:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -94,6 +116,7 @@ class RobustSession:
                 except (RobustConfigError, ArgumentTypeError) as error:
                     raise pytest.UsageError(f"pytest-robust: ini {key}: {error}") from None
                 self.ini[name] = value
+        self.profile = _profile(config)
         raw_reports = list(config.getoption("robust_report") or []) + list(
             config.getini("robust_report")
         )
@@ -132,10 +155,13 @@ class RobustSession:
             return self.cli[name]
         if name in self.ini:
             return COMMON_PARAMS[name].parse(name, self.ini[name], text=True)
+        if self.profile is not None and name in self.profile.settings:
+            return COMMON_PARAMS[name].parse(name, self.profile.settings[name], text=True)
         return COMMON_PARAMS[name].default
 
     def describe(self) -> str:
-        return " ".join(f"{name}={self.setting(name)}" for name in RUN_SETTINGS)
+        settings = " ".join(f"{name}={self.setting(name)}" for name in RUN_SETTINGS)
+        return settings if self.profile is None else f"profile={self.profile.name} {settings}"
 
     # --- collection -----------------------------------------------------------------
 
@@ -157,7 +183,9 @@ class RobustSession:
         from pytest_robust.attacks import registered_attacks
 
         params = attack_params(case.kwargs["attack"], registered_attacks(), case.kwargs)
-        spec = resolve(case.kwargs, params, self.cli, self.ini, labels=SETTING_LABELS)
+        spec = resolve(
+            case.kwargs, params, self.cli, self.ini, labels=SETTING_LABELS, profile=self.profile
+        )
         device, provenance = self._device(request, spec.provenance)
         spec = dataclasses.replace(
             spec,

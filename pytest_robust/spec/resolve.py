@@ -1,6 +1,8 @@
 """Precedence: one validated case plus the run settings into a fully resolved Spec.
 
-Marker (or evaluate() argument) > command line > ini > default. `max_samples` from the
+Marker (or evaluate() argument) > command line > ini > profile > default. A profile
+(profiles.py) is a bundle of defaults: it fills only what nobody wrote, and its max_samples
+is a default, not a cap. `max_samples` from the
 command line or ini is a cap that a marker can lower but not raise; `device` is chosen
 per run (command line, ini, or the `robust_device` fixture), never per marker.
 
@@ -23,6 +25,7 @@ from dataclasses import field
 from typing import Any
 
 from pytest_robust.params import Param
+from pytest_robust.spec.profiles import Profile
 from pytest_robust.spec.schema import COMMON_PARAMS
 from pytest_robust.spec.schema import THRESHOLDS
 
@@ -86,21 +89,25 @@ def resolve(
     case_where: str = "marker",
     *,
     labels: SourceLabels | None = None,
+    profile: Profile | None = None,
 ) -> Spec:
-    """Resolve one validated case into a Spec: case > command line > ini > default.
+    """Resolve one validated case into a Spec: case > command line > ini > profile > default.
 
     `cli` and `ini` hold the run settings that were given, as raw values (`labels` names
     where they came from, and is required with them); a case value is taken as validated.
+    A profile's attack parameters reach only the attacks that declare them (`attack_params`).
     """
     cli = {k: v for k, v in (cli or {}).items() if v is not None}
     ini = {k: v for k, v in (ini or {}).items() if v not in (None, "")}
     if (cli or ini) and labels is None:
         raise TypeError("resolve(): pass labels= naming where the cli/ini settings came from")
     sources = [(cli, labels.cli), (ini, labels.ini)] if labels is not None else []
+    # The profile is the last source, and not one that caps a marker's max_samples.
+    layers = sources + ([(dict(profile.settings), _label(profile.label))] if profile else [])
     values: dict[str, Any] = {}
     provenance: dict[str, str] = {}
     for name, param in {**COMMON_PARAMS, **attack_params}.items():
-        given = [(source[name], label(name)) for source, label in sources if name in source]
+        given = [(source[name], label(name)) for source, label in layers if name in source]
         if name in case:
             values[name], provenance[name] = case[name], case_where
         elif given:
@@ -132,6 +139,10 @@ def _cap_max_samples(
             if cap is not None and cap < values["max_samples"]:
                 values["max_samples"], provenance["max_samples"] = cap, where
             return
+
+
+def _label(text: str) -> Callable[[str], str]:
+    return lambda _name: text
 
 
 def derive_seed(base: int, key: str) -> int:
