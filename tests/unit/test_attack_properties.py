@@ -82,7 +82,8 @@ def test_adversarial_inputs_stay_in_the_ball_and_bounds(
     bounds = (low, low + width)
     x = torch.rand(n, *shape, generator=g) * width + low
     features = x[0].numel()
-    model = TinyNet(features, 3, seed)
+    # 5 classes: every registered attack applies (apgd-t's targeted DLR loss needs at least 4)
+    model = TinyNet(features, 5, seed)
     with torch.no_grad():
         y = model(x).argmax(1)  # every sample clean-correct, so every sample is attacked
     x_before = x.clone()
