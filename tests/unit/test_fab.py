@@ -138,6 +138,12 @@ def test_a_success_is_exactly_a_norm_found_within_eps(attack, norm, seed, classe
     assert result.success == "".join("1" if float(v) <= eps else "0" for v in norms)
     assert float(distances(result.adversarial, x, norm).max()) <= eps * (1 + 1e-6)
     assert result.details["minimum_norm"] == free.details["minimum_norm"]
+    # Before the base class projects: what the attack proposes is already within eps (a
+    # point beyond it would be projected into a different point that FAB never judged).
+    cls = FABT if attack == "fab-t" else FAB
+    proposer = cls(ThreatModel(eps, norm, (0.0, 1.0)), steps=8)
+    proposed = proposer.propose(AttackBatch(model, x, y, None, torch.arange(len(x)), 0))
+    assert float(distances(proposed, x, norm).max()) <= eps * (1 + 1e-6)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
