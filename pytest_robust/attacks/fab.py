@@ -46,6 +46,7 @@ from pytest_robust.attacks.base import NoGradientPath
 from pytest_robust.attacks.fab_projections import project_onto_hyperplane
 from pytest_robust.attacks.minimum_norm import MinimumNormAttack
 from pytest_robust.attacks.registry import register_attack
+from pytest_robust.attacks.threat import ThreatModel
 from pytest_robust.attacks.threat import per_sample
 from pytest_robust.params import Param
 
@@ -113,7 +114,7 @@ class FAB(MinimumNormAttack):
     # fab-t: the targets steer the hyperplane only; success is any wrong class.
     multi_targeted: ClassVar[bool] = False
 
-    def __init__(self, threat: Any, **config: Any) -> None:
+    def __init__(self, threat: ThreatModel, **config: Any) -> None:
         super().__init__(threat, **config)
         self._broken_by_rank: list[int] = []
         self._classes: int | None = None
@@ -121,6 +122,8 @@ class FAB(MinimumNormAttack):
     def propose(self, batch: AttackBatch) -> torch.Tensor:
         x0 = batch.x
         n = len(x0)
+        if n == 0:
+            return x0.clone()
         ranked = self._ranked_targets(batch) if self.multi_targeted else None
         ranks = ranked.shape[1] if ranked is not None else 1
         restarts = int(self.option("restarts"))
