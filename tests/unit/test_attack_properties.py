@@ -67,6 +67,16 @@ shapes = st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple)
     seed=0,
     batch_size=1,
 )
+# The minimum-norm attacks find points beyond eps as well; they must hand back the clean
+# input there, never a point that projecting would turn into an unjudged one.
+@example(
+    attack="fab", shape=(2, 3), n=7, eps=0.3, norm_choice=0, low=-0.5, width=1.5, seed=1,
+    batch_size=3,
+)  # fmt: skip
+@example(
+    attack="fab-t", shape=(4,), n=9, eps=0.5, norm_choice=1, low=0.0, width=1.0, seed=2,
+    batch_size=4,
+)  # fmt: skip
 def test_adversarial_inputs_stay_in_the_ball_and_bounds(
     attack: str,
     shape: tuple[int, ...],
