@@ -46,9 +46,9 @@ def _record_problem(record: dict[str, Any], written: set[str]) -> str:
             json.dumps(value)
         except (TypeError, ValueError):
             return (
-                f"record[{key!r}] is a {type(value).__name__}, which JSON cannot hold; records "
-                "travel to the xdist controller and into the JSON report: store str, int, "
-                "float, bool, None, or lists and dicts of them"
+                f"record[{key!r}] holds a value of type {type(value).__name__}, which JSON "
+                "cannot hold; records travel to the xdist controller and into the JSON "
+                "report: store str, int, float, bool, None, or lists and dicts of them"
             )
     return ""
 
