@@ -76,9 +76,16 @@ def pytest_runtest_makereport(
     from pytest_html import extras
 
     added = [extras.html(detail_block(record))]
-    picture = examples_picture(result)
-    if picture is not None:
-        added.append(extras.png(picture, name=f"fooled samples: {record['nodeid']}"))
+    if result.examples and result.check is None:  # an attack that fooled some samples
+        from pytest_robust.report.html import install_hint
+        from pytest_robust.report.html import missing_packages
+
+        missing = missing_packages()
+        if missing:
+            added.append(extras.html(f"<p>{html.escape(install_hint(missing))}</p>"))
+        else:
+            picture = examples_picture(result)
+            added.append(extras.png(picture, name=f"fooled samples: {record['nodeid']}"))
     # pytest-html reads the attribute (not a declared field of TestReport).
     setattr(report, "extras", [*getattr(report, "extras", []), *added])  # noqa: B010
     return report
@@ -112,17 +119,10 @@ def detail_block(record: Mapping[str, Any]) -> str:
     return f'<div class="robust-detail">{text}</div>'
 
 
-def examples_picture(result: Any) -> str | None:
-    """The fooled samples as base64 PNG (what pytest-html's png extra takes); None when
-    nothing was fooled, the check is not an attack, or the report extra is not installed."""
-    if not result.examples or result.check is not None:
-        return None
-    from pytest_robust.report.html import missing_packages
-
-    if missing_packages():
-        return None
+def examples_picture(result: Any) -> str:
+    """The fooled samples as base64 PNG (what pytest-html's png extra takes)."""
     from pytest_robust.engine.examples import encode
     from pytest_robust.report.pictures import examples_figure
 
     uri = examples_figure(encode(list(result.examples), result.bounds))
-    return uri.partition("base64,")[2] if uri else None
+    return (uri or "").partition("base64,")[2]

@@ -154,3 +154,25 @@ def test_without_pytest_html_nothing_changes(rtester: pytest.Pytester) -> None:
     seen = json.loads((rtester.path / "seen.json").read_text())
     assert sum(r["examples"] for r in seen["reports"]) == 3  # the three checks
     assert robustness_section(with_html) == robustness_section(loaded)
+
+
+def test_pytest_html_under_xdist_gets_the_same_columns_and_pictures(
+    rtester: pytest.Pytester,
+) -> None:
+    """Catches extras made on an xdist worker that do not travel to the controller (which
+    writes the page), and cells read from state only the worker has."""
+    rtester.makepyfile(test_r=SUITE)
+    result = rtester.runpytest_subprocess(
+        "-p", "xdist", "-n", "2", "--html=r.html", "--self-contained-html", timeout=120
+    )
+    result.assert_outcomes(passed=3, failed=1)
+    _, rows = html_data(rtester.path / "r.html")
+    for nodeid, cells in CELLS.items():
+        assert cell_texts(rows[nodeid])[2:8] == cells, nodeid
+    kinds = {nodeid: [e["format_type"] for e in row["extras"]] for nodeid, row in rows.items()}
+    assert kinds == {
+        "test_r.py::test_pass": ["html", "image"],
+        "test_r.py::test_fail": ["html", "image"],
+        "test_r.py::test_unbroken": ["html"],
+        "test_r.py::test_plain": [],
+    }
