@@ -85,7 +85,7 @@ def pytest_runtest_makereport(
             added.append(extras.html(f"<p>{html.escape(install_hint(missing))}</p>"))
         else:
             picture = examples_picture(result)
-            added.append(extras.png(picture, name=f"fooled samples: {record['nodeid']}"))
+            added.append(extras.png(picture, name="fooled samples"))
     # pytest-html reads the attribute (not a declared field of TestReport).
     setattr(report, "extras", [*getattr(report, "extras", []), *added])  # noqa: B010
     return report
