@@ -128,12 +128,14 @@ def pytest_robust_update_environment(config, environment):
 
 
 def test_update_environment_adds_to_the_reports_environment(rtester: pytest.Pytester) -> None:
-    """Catches the hook not called, its keys missing from the JSON or Markdown report,
+    """Catches the hook not called, its keys missing from the JSON, Markdown or HTML report,
     a value JSON cannot hold losing the report instead of being written as its str(),
     and a change to a measured key not kept."""
     conftest_plus(rtester, ENVIRONMENT)
     rtester.makepyfile(test_r=SUITE)
-    result = rtester.runpytest("--robust-report=json:r.json", "--robust-report=md:r.md")
+    result = rtester.runpytest(
+        "--robust-report=json:r.json", "--robust-report=md:r.md", "--robust-report=html:r.html"
+    )
     result.assert_outcomes(passed=3)
     environment = json.loads((rtester.path / "r.json").read_text())["environment"]
     assert environment["gpu_driver"] == "535.1"
@@ -143,6 +145,7 @@ def test_update_environment_adds_to_the_reports_environment(rtester: pytest.Pyte
     markdown = (rtester.path / "r.md").read_text()
     assert "- gpu_driver: `535.1`" in markdown
     assert "- opaque: `opaque-thing`" in markdown
+    assert "<dt>gpu_driver</dt><dd>535.1</dd>" in (rtester.path / "r.html").read_text()
 
 
 PLUGIN_ATTACK = """
