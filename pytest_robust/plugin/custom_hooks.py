@@ -27,7 +27,8 @@ def updated_record(item: pytest.Item, result: RobustnessResult) -> dict[str, Any
     key removed, a value JSON cannot hold) fails the test naming the hook and the key."""
     record = check_record(item, result)
     written = set(record)
-    item.config.hook.pytest_robust_update_result(item=item, result=result, record=record)
+    # ihook: a conftest.py applies to the tests in its own directory only.
+    item.ihook.pytest_robust_update_result(item=item, result=result, record=record)
     problem = _record_problem(record, written)
     if problem:
         pytest.fail(f"{item.nodeid}: {HOOK_RESULT}: {problem}", pytrace=False)

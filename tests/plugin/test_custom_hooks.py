@@ -228,3 +228,26 @@ def test_a_bad_registration_names_the_hook(rtester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*pytest_robust_register_attacks: an attack named 'fgsm' is already registered*"]
     )
+
+
+def test_update_result_in_a_subdirectory_conftest_applies_to_its_tests_only(
+    rtester: pytest.Pytester,
+) -> None:
+    """Catches the hook called through config.hook (every conftest.py for every test)
+    instead of the item's, which pytest scopes by directory."""
+    test = (
+        "from pytest_robust import robust\n\n"
+        "@robust(attack='fgsm', eps=0.1)\ndef test_x():\n    pass\n"
+    )
+    (rtester.path / "sub").mkdir()
+    (rtester.path / "sub" / "conftest.py").write_text(
+        "def pytest_robust_update_result(record):\n    record['team'] = 'sub'\n"
+    )
+    (rtester.path / "sub" / "test_in_sub.py").write_text(test)
+    rtester.makepyfile(test_top=test)
+    rtester.runpytest("--robust-report=json:r.json").assert_outcomes(passed=2)
+    checks = json.loads((rtester.path / "r.json").read_text())["checks"]
+    assert {c["nodeid"]: c.get("team") for c in checks} == {
+        "test_top.py::test_x": None,
+        "sub/test_in_sub.py::test_x": "sub",
+    }
