@@ -163,7 +163,7 @@ def test_pytest_html_under_xdist_gets_the_same_columns_and_pictures(
     writes the page), and cells read from state only the worker has."""
     rtester.makepyfile(test_r=SUITE)
     result = rtester.runpytest_subprocess(
-        "-p", "xdist", "-n", "2", "--html=r.html", "--self-contained-html", timeout=120
+        "-p", "xdist", "-n", "2", "--html=r.html", "--self-contained-html"
     )
     result.assert_outcomes(passed=3, failed=1)
     _, rows = html_data(rtester.path / "r.html")
