@@ -8,6 +8,7 @@ of registered attacks; the spec expands it (`spec.PRESETS`), this module declare
 
 from __future__ import annotations
 
+from pytest_robust import registrars
 from pytest_robust.attacks.base import Attack
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import suggest
@@ -34,7 +35,19 @@ def register_attack(cls: type[Attack], *, replace: bool = False) -> type[Attack]
     return cls
 
 
+def unregister_attack(name: str) -> None:
+    """Remove the attack registered under `name` (no-op when there is none)."""
+    _REGISTRY.pop(name, None)
+
+
+def _run_deferred() -> None:
+    """Registrations queued by plugins (registrars.py): run before any name is looked up."""
+    for registrar in registrars.take():
+        registrar(register_attack)
+
+
 def get_attack(name: str) -> type[Attack]:
+    _run_deferred()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -45,6 +58,7 @@ def get_attack(name: str) -> type[Attack]:
 
 
 def registered_attacks() -> dict[str, type[Attack]]:
+    _run_deferred()
     return dict(_REGISTRY)
 
 

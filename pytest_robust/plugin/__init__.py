@@ -6,6 +6,7 @@ installed, so the hooks are named here and nothing at module level imports torch
 hypothesis (a linter rule); the engine is imported inside the hook that runs a check.
 """
 
+from pytest_robust.plugin.hooks import pytest_addhooks
 from pytest_robust.plugin.hooks import pytest_addoption
 from pytest_robust.plugin.hooks import pytest_cmdline_main
 from pytest_robust.plugin.hooks import pytest_collection_modifyitems
@@ -16,6 +17,7 @@ from pytest_robust.plugin.hooks import pytest_runtest_call
 from pytest_robust.plugin.hooks import pytest_runtest_makereport
 
 __all__ = [
+    "pytest_addhooks",
     "pytest_addoption",
     "pytest_cmdline_main",
     "pytest_collection_modifyitems",

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from pytest_robust.plugin.custom_hooks import updated_record
+from pytest_robust.plugin.keys import RECORD_KEY
 from pytest_robust.plugin.keys import RESULT_KEY
 from pytest_robust.plugin.keys import SESSION_KEY
 from pytest_robust.plugin.session import DATA_HOWTO
@@ -57,6 +59,7 @@ def _robust_check(request: pytest.FixtureRequest) -> RobustnessResult | None:
     else:
         (case,) = session.cases(marker)
     result = session.run(request, case)
+    request.node.stash[RECORD_KEY] = updated_record(request.node, result)
     request.node.stash[RESULT_KEY] = result
     return result
 

@@ -13,15 +13,16 @@ import pytest
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.plugin import fixtures
 from pytest_robust.plugin.baseline_gate import BaselineGate
+from pytest_robust.plugin.custom_hooks import queue_plugin_attacks
 from pytest_robust.plugin.fixtures import CASE_FIXTURE
 from pytest_robust.plugin.keys import BASELINE_KEY
 from pytest_robust.plugin.keys import GATE_KEY
 from pytest_robust.plugin.keys import ORDER_KEY
+from pytest_robust.plugin.keys import RECORD_KEY
 from pytest_robust.plugin.keys import REPORT_KEY
 from pytest_robust.plugin.keys import RESULT_KEY
 from pytest_robust.plugin.keys import SESSION_KEY
 from pytest_robust.plugin.options import add_options
-from pytest_robust.plugin.results import check_record
 from pytest_robust.plugin.results import fail_or_warn
 from pytest_robust.plugin.results import report_record
 from pytest_robust.plugin.session import RobustSession
@@ -33,6 +34,12 @@ MARKER_HELP = (
     "adversarial attack on the model and data fixtures before the test and fail when a "
     "threshold is missed; list arguments expand into one test per value"
 )
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_robust.plugin import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,6 +66,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(gate, "pytest_robust.baseline")
     if not config.pluginmanager.has_plugin("pytest_robust.fixtures"):
         config.pluginmanager.register(fixtures, "pytest_robust.fixtures")
+    queue_plugin_attacks(config)
+    # pytest-html's hooks exist only when it is loaded: the columns and pictures for its
+    # report are a separate plugin, registered only then.
+    if config.pluginmanager.has_plugin("html") and not config.pluginmanager.has_plugin(
+        "pytest_robust.html"
+    ):
+        from pytest_robust.plugin import pytest_html_hooks
+
+        config.pluginmanager.register(pytest_html_hooks, "pytest_robust.html")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -105,7 +121,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     result = item.stash.get(RESULT_KEY, None)
     if result is None:
         return outcome
-    comparison = item.config.stash[GATE_KEY].check(check_record(item, result))
+    comparison = item.config.stash[GATE_KEY].check(item.stash[RECORD_KEY])
     item.stash[BASELINE_KEY] = comparison
     fail_or_warn(item, result, comparison)
     return outcome
@@ -120,7 +136,7 @@ def pytest_runtest_makereport(
     if result is not None and report.when == "call":
         keep_examples = item.config.stash[SESSION_KEY].keep_examples
         comparison = item.stash.get(BASELINE_KEY, None)
-        record = report_record(item, result, keep_examples, comparison)
+        record = report_record(item.stash[RECORD_KEY], result, keep_examples, comparison)
         setattr(report, REPORT_KEY, record)
         item.user_properties.extend(junit_properties(record))
     return report

@@ -7,6 +7,7 @@ are two different keys, and the state would silently not be found).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -20,9 +21,11 @@ if TYPE_CHECKING:
 # On config: the run's session and its baseline gate.
 SESSION_KEY: pytest.StashKey[RobustSession] = pytest.StashKey()
 GATE_KEY: pytest.StashKey[BaselineGate] = pytest.StashKey()
-# On an item: its place in collection order, its check's result and baseline comparison.
+# On an item: its place in collection order, its check's result, the result's record
+# (after the pytest_robust_update_result hook) and baseline comparison.
 ORDER_KEY: pytest.StashKey[int] = pytest.StashKey()
 RESULT_KEY: pytest.StashKey[RobustnessResult] = pytest.StashKey()
+RECORD_KEY: pytest.StashKey[Mapping[str, Any]] = pytest.StashKey()
 BASELINE_KEY: pytest.StashKey[dict[str, Any] | None] = pytest.StashKey()
 # An attribute of the call report (not a stash): it is serialised with the report, so the
 # record travels from an xdist worker to the controller.

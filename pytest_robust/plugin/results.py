@@ -5,6 +5,7 @@ the test's outcome."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -27,14 +28,15 @@ def check_record(item: pytest.Item, result: RobustnessResult) -> dict[str, Any]:
 
 
 def report_record(
-    item: pytest.Item,
+    checked: Mapping[str, Any],
     result: RobustnessResult,
     keep_examples: int,
     comparison: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The record the call report carries: with the pictured samples for the HTML report
+    """The record the call report carries: the check's record (after the
+    pytest_robust_update_result hook) with the pictured samples for the HTML report
     (`keep_examples`) and the baseline comparison, when there are any."""
-    record = check_record(item, result)
+    record = dict(checked)
     if keep_examples and result.check is None:
         # For the HTML report's pictures: a few samples as small builtins.
         from pytest_robust.engine.examples import encode

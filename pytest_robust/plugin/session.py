@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pytest_robust.errors import RobustConfigError
+from pytest_robust.plugin.custom_hooks import environment_updater
 from pytest_robust.plugin.keys import REPORT_KEY
 from pytest_robust.plugin.options import SETTING_LABELS
 from pytest_robust.plugin.options import TYPED_INI
@@ -133,8 +134,9 @@ class RobustSession:
                     "pytest-robust: " + "; ".join(problems) + "; pass a path that can be "
                     "written (--robust-report TYPE:PATH or ini robust_report)"
                 )
-        # The HTML report shows each check's most confidently fooled samples.
+        # The HTML report (ours or pytest-html's) shows each check's most fooled samples.
         wants_html = any(r.partition(":")[0] == "html" for r in self.reports)
+        wants_html = wants_html or bool(config.getoption("htmlpath", None))
         self.keep_examples = EXAMPLES_PER_CHECK if wants_html else 0
         # strict is a marker argument too, so it resolves like a run setting (marker first).
         self.cli["strict"] = config.getoption("robust_strict", None)
@@ -337,7 +339,8 @@ class RobustSession:
                 "args": [str(a) for a in self.config.invocation_params.args],
             }
             root = self.config.invocation_params.dir
-            written, lost = write_reports(self.reports, self.records, run, root)
+            update = environment_updater(self.config)
+            written, lost = write_reports(self.reports, self.records, run, root, update)
             self.written += written
             self.lost += lost
             if lost:

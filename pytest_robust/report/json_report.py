@@ -19,6 +19,9 @@ from pytest_robust.files import write_atomic
 SCHEMA = 1
 # Kept off the JSON report: the HTML report's pictures (base64 pixels).
 NOT_IN_JSON = ("examples",)
+# What environment() measures; any other key was added by a pytest_robust_update_environment
+# hook, and the Markdown and HTML reports list it too.
+ENVIRONMENT_KEYS = ("python", "platform", "torch", "devices", "cuda", "device_name")
 
 
 def _version(package: str) -> str | None:

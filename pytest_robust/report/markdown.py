@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_robust.report.json_report import ENVIRONMENT_KEYS
 from pytest_robust.report.terminal import THRESHOLD_SIGNS
 from pytest_robust.report.terminal import delta
 from pytest_robust.report.terminal import format_totals
@@ -90,6 +91,8 @@ def build_markdown(
         "platform": environment.get("platform"),
         "commit": (commit["id"] + (" (dirty)" if commit.get("dirty") else "")) if commit else None,
     }
+    added = {k: v for k, v in environment.items() if k not in ENVIRONMENT_KEYS and k not in facts}
+    facts.update(added)
     lines += [f"- {name}: {code(str(value))}" for name, value in facts.items() if value]
     lines += ["", "</details>", ""]
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,14 +46,19 @@ def write_reports(
     records: Sequence[Mapping[str, Any]],
     run: Mapping[str, Any],
     root: Path,
+    update_environment: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Write each 'TYPE[:DEST]' target (term is printed, not written): the paths written and
-    a line for each report lost (one that fails does not stop the others)."""
+    a line for each report lost (one that fails does not stop the others).
+    `update_environment` may change the reports' environment block in place (the
+    pytest_robust_update_environment hook)."""
     files = [t.partition(":") for t in targets if t.partition(":")[0] != "term"]
     if not files:
         return [], []
     commit = json_report.git_commit(root)
     report = json_report.build_report(records, run, commit)
+    if update_environment is not None:
+        update_environment(report["environment"])
     written, lost = [], []
     for kind, _, dest in files:
         path, appending = destination(kind, dest, root)
@@ -87,4 +93,6 @@ def _facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("platform", env.get("platform")),
         ("commit", commit and commit["id"] + (" (dirty)" if commit["dirty"] else "")),
     ]
+    # What a pytest_robust_update_environment hook added.
+    facts += [(k, v) for k, v in env.items() if k not in json_report.ENVIRONMENT_KEYS]
     return [(name, str(value)) for name, value in facts if value]
