@@ -87,7 +87,7 @@ def test_measured(robustness):
         ('method="ibp", eps=0.1, max_success=0.1', "max_success= does not apply*min_acc"),
         ("eps=0.1", "method is missing: check='certify' needs method=*'ibp'"),
         ('method="ibp"', "eps is missing: check='certify' needs*eps="),
-        ('method="crown", eps=0.1', "method='crown'*must be one of 'ibp'"),
+        ('method="deeppoly", eps=0.1', "method='deeppoly'*must be one of 'ibp', 'crown'*"),
         ('method="ibp", eps=0.1, norm="l1"', "norm='l1'*"),
     ],
 )
@@ -224,3 +224,31 @@ def test_reports_show_certified_and_attacked_as_one_interval(rtester: pytest.Pyt
     assert "<h2>Robust accuracy in [certified, attacked]</h2>" in page
     assert page.count("<strong>[0.") == 2 and "<strong>[1.000, 1.000]</strong>" in page
     assert 'alt="certified and attacked robust accuracy against eps (model ' in page
+
+
+def test_crown_closes_the_gap_ibp_leaves_on_the_loose_network(rtester: pytest.Pytester) -> None:
+    """CROWN carries the linear function back instead of two independent boxes: on the
+    network above its bound is the exact |s| - 10 eps, so its interval with PGD has width
+    0 where IBP's had 0.5 (and the intervals pair CROWN, never smoothing, with attacks)."""
+    rtester.makepyfile(
+        LOOSE.split("@robust(check=")[0]
+        + """
+@robust(check="certify", method="crown", eps=[0.03, 0.1], model="net")
+def test_crown(robustness):
+    assert robustness.attack == "certify-crown"
+    assert robustness.details["backward_passes"] > 0
+
+
+@robust(attack="pgd", eps=[0.03, 0.1], steps=5, model="net")
+def test_attacked():
+    pass
+"""
+    )
+    result = rtester.runpytest("-p", "no:cacheprovider", "--robust-report=json:r.json")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "* 0.03 linf *64*[[]1.000, 1.000]*0.000*certify-crown <= pgd",
+            "* 0.1 linf *64*[[]0.500, 0.500]*0.000*certify-crown <= pgd",
+        ]
+    )
