@@ -91,10 +91,15 @@ class Cost:
 class Crown:
     """CROWN margins for one chain, with float64 copies of its layers made once."""
 
-    def __init__(self, modules: Sequence[nn.Module], device: torch.device) -> None:
+    def __init__(
+        self, modules: Sequence[nn.Module], device: torch.device, with_ibp: bool = True
+    ) -> None:
         self.modules = list(modules)
         self.copies = [_copy(m, device) for m in self.modules]
         self.cost = Cost()
+        # False: plain CROWN, as auto_LiRPA's method="CROWN" (every ReLU neuron bounded by
+        # CROWN alone, no IBP anywhere): for comparing with it in a peer test only.
+        self.with_ibp = with_ibp
 
     def margin_lower_bounds(
         self, box: Box, labels: torch.Tensor, ball: tuple[torch.Tensor, float] | None = None
@@ -115,10 +120,11 @@ class Crown:
         spec = eye[labels][:, None, :] - eye[None]  # (B, K, K): row j is e_y - e_j
         a, bias = self._backward(len(self.copies), spec, relax, shapes)
         margins = concretize(a, bias, box, ball)
-        ibp = certify.margin_lower_bounds(self.modules, box, labels)
         self.cost.samples += len(labels)
         self.cost.rows.append(classes)
-        return torch.maximum(margins, ibp).scatter(1, labels[:, None], torch.inf)
+        if self.with_ibp:
+            margins = torch.maximum(margins, certify.margin_lower_bounds(self.modules, box, labels))
+        return margins.scatter(1, labels[:, None], torch.inf)
 
     def _input_shapes(self, x: torch.Tensor) -> list[torch.Size]:
         shapes = []
@@ -144,6 +150,8 @@ class Crown:
         batch = low.shape[0]
         flat_low, flat_high = low.reshape(batch, -1).clone(), high.reshape(batch, -1).clone()
         undecided = ((flat_low < 0) & (flat_high > 0)).any(dim=0).nonzero().flatten()
+        if not self.with_ibp:
+            undecided = torch.arange(flat_low.shape[1], device=low.device)
         if len(undecided) == 0:
             return running
         width = max(int(s.numel()) for s in shapes[: i + 1])
@@ -156,8 +164,11 @@ class Crown:
             spec = spec.reshape(batch, 2 * len(ids), *shapes[i])
             a, bias = self._backward(i, spec, relax, shapes)
             bound = concretize(a, bias, box, ball)  # lower bounds of x_n and of -x_n
-            flat_low[:, ids] = torch.maximum(flat_low[:, ids], bound[:, : len(ids)])
-            flat_high[:, ids] = torch.minimum(flat_high[:, ids], -bound[:, len(ids) :])
+            if self.with_ibp:
+                flat_low[:, ids] = torch.maximum(flat_low[:, ids], bound[:, : len(ids)])
+                flat_high[:, ids] = torch.minimum(flat_high[:, ids], -bound[:, len(ids) :])
+            else:
+                flat_low[:, ids], flat_high[:, ids] = bound[:, : len(ids)], -bound[:, len(ids) :]
         return flat_low.reshape(low.shape), flat_high.reshape(high.shape)
 
     def _backward(
