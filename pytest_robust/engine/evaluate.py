@@ -29,6 +29,7 @@ from pytest_robust.engine.clean_pass import CacheKey
 from pytest_robust.engine.clean_pass import clean_pass
 from pytest_robust.engine.clean_pass import input_dtype
 from pytest_robust.engine.fingerprint import identify
+from pytest_robust.engine.fingerprint import structure_digest
 from pytest_robust.engine.fingerprint import value_identity
 from pytest_robust.engine.forward import forward_logits
 from pytest_robust.engine.masking_checks import diagnosed
@@ -156,7 +157,7 @@ def run_check(
         else:
             measured = measure_attacks(run, given, memory, keep_adversarial, keep_examples)
     flags = [*measured.flags, *train_mode_flag(was_training)]
-    result = _assemble(run, measured, flags, (fingerprint, identity), started)
+    result = _assemble(run, measured, flags, (fingerprint, structure_digest(model)), started)
     if full_diagnosis(spec, run.members):
         result = diagnosed(
             model,
@@ -186,7 +187,7 @@ def _assemble(
     run: Prepared,
     measured: Measured,
     flags: list[Flag],
-    model: tuple[str, str | None],
+    model: tuple[str, str],
     started: float,
 ) -> RobustnessResult:
     """The RobustnessResult of the measured outcomes, timed up to now."""
@@ -211,7 +212,7 @@ def _assemble(
         data_fingerprint=run.samples.fingerprint,
         model_fingerprint=model[0],
         provenance=dict(spec.provenance),
-        model_identity=model[1],
+        model_structure=model[1],
         details={**measured.details, "flags": [flag.to_dict() for flag in flags]},
         check=spec.check if spec.check in ("gradients", "certify") else None,
         allow_masking=spec.allow_masking,

@@ -61,10 +61,10 @@ class RobustnessResult:
     data_fingerprint: str
     model_fingerprint: str
     provenance: Mapping[str, str] = field(default_factory=dict)
-    # Everything that decides the model's outputs (code, structure, weights: see
-    # engine/fingerprint.py), None when it cannot be established. The fingerprint above
-    # reads the weights only; reports pair a certificate with an attack on this identity.
-    model_identity: str | None = None
+    # The model's module tree (names and classes, engine/fingerprint.structure_digest):
+    # the fingerprint above reads the weights only; reports pair a certificate with an
+    # attack only when both agree. None in results stored before it existed.
+    model_structure: str | None = None
     # Samples actually attacked: clean-correct, and for targeted checks not already at
     # their target. Empty means the same as clean_correct.
     attacked: str = ""

@@ -55,10 +55,9 @@ def is_attack(record: Record) -> bool:
 
 
 def family(record: Record) -> Family:
-    """What must agree besides eps: the model (its full identity when known, else its
-    weights' fingerprint), the data, the norm, the input bounds and the sample count."""
-    identity = record.get("model_identity")
-    model = f"identity:{identity}" if identity else f"weights:{record['model_fingerprint']}"
+    """What must agree besides eps: the model (its weights' fingerprint and its module
+    tree), the data, the norm, the input bounds and the sample count."""
+    model = f"{record['model_fingerprint']}/{record.get('model_structure')}"
     bounds = tuple(float(b) for b in record["bounds"])
     return (model, str(record["data_fingerprint"]), str(record["norm"]), bounds, int(record["n"]))
 
@@ -122,7 +121,7 @@ def intervals(records: Sequence[Record]) -> list[dict[str, Any]]:
             out.append(
                 {
                     "model_fingerprint": certificates[0]["model_fingerprint"],
-                    "model_identity": certificates[0].get("model_identity"),
+                    "model_structure": certificates[0].get("model_structure"),
                     "data_fingerprint": key[1],
                     "norm": key[2],
                     "bounds": list(key[3]),
@@ -185,7 +184,7 @@ def curves(records: Sequence[Record]) -> list[dict[str, Any]]:
 def family_of_interval(interval: Mapping[str, Any]) -> Family:
     """The family an interval (from `intervals`) belongs to."""
     record = {
-        "model_identity": interval.get("model_identity"),
+        "model_structure": interval.get("model_structure"),
         "model_fingerprint": interval["model_fingerprint"],
         "data_fingerprint": interval["data_fingerprint"],
         "norm": interval["norm"],

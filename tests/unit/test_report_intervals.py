@@ -32,7 +32,7 @@ def record(nodeid: str, attack: str, robust: str, **extra: Any) -> dict[str, Any
         "robust_acc": robust.count("1") / len(robust),
         "check": "certify" if certify else None,
         "model_fingerprint": "f" * 32,
-        "model_identity": "i" * 32,
+        "model_structure": "s" * 32,
         "data_fingerprint": "d" * 32,
         "details": (
             {"bound": "certified", "method": attack.removeprefix("certify-")} if certify else {}
@@ -78,7 +78,8 @@ def test_lower_end_is_the_union_of_certificates_upper_the_intersection_of_attack
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("model_identity", "j" * 32),
+        ("model_fingerprint", "0" * 32),
+        ("model_structure", "t" * 32),
         ("data_fingerprint", "e" * 32),
         ("norm", "l2"),
         ("eps", 0.2),
@@ -88,19 +89,21 @@ def test_lower_end_is_the_union_of_certificates_upper_the_intersection_of_attack
 def test_records_that_differ_in_model_data_norm_eps_or_bounds_do_not_pair(
     field: str, value: Any
 ) -> None:
-    """Catches an interval across two models (same weights, other code: the identity
-    differs), two data sets, two norms, two radii or two input ranges."""
+    """Catches an interval across two models (other weights; or the same weights in
+    another module tree, ReLU vs Tanh), two data sets, two norms, two radii or two input
+    ranges."""
     records = [record("a::ibp", "certify-ibp", "1100"), record("a::pgd", "pgd", "1110")]
     assert len(intervals(records)) == 1
     records[1][field] = value
     assert intervals(records) == []
 
 
-def test_without_a_model_identity_the_weights_fingerprint_decides() -> None:
-    cert = record("a::ibp", "certify-ibp", "1100", model_identity=None)
-    attack = record("a::pgd", "pgd", "1110", model_identity=None)
+def test_a_structure_digest_from_the_session_run_pairs_with_itself() -> None:
+    """Results stored before the field existed (None) pair only with each other."""
+    cert = record("a::ibp", "certify-ibp", "1100", model_structure=None)
+    attack = record("a::pgd", "pgd", "1110", model_structure=None)
     assert len(intervals([cert, attack])) == 1
-    assert intervals([cert, {**attack, "model_fingerprint": "0" * 32}]) == []
+    assert intervals([cert, record("a::pgd", "pgd", "1110")]) == []
 
 
 @pytest.mark.parametrize(
@@ -198,7 +201,7 @@ def test_curves_give_each_bound_at_every_eps_it_was_measured() -> None:
         record("a::ibp2", "certify-ibp", "1000", eps=0.1),
         record("a::pgd2", "pgd", "1110", eps=0.1),
         record("a::pgd3", "pgd", "1000", eps=0.2),
-        record("b::ibp", "certify-ibp", "1", model_identity="other", n=1),
+        record("b::ibp", "certify-ibp", "1", model_structure="other", n=1),
     ]
     (curve,) = curves(records)
     assert curve["certified"] == [(0.05, 0.5), (0.1, 0.25)]
