@@ -29,6 +29,7 @@ from pytest_robust.engine.clean_pass import CacheKey
 from pytest_robust.engine.clean_pass import clean_pass
 from pytest_robust.engine.clean_pass import input_dtype
 from pytest_robust.engine.fingerprint import identify
+from pytest_robust.engine.fingerprint import structure_digest
 from pytest_robust.engine.fingerprint import value_identity
 from pytest_robust.engine.forward import forward_logits
 from pytest_robust.engine.masking_checks import diagnosed
@@ -156,7 +157,7 @@ def run_check(
         else:
             measured = measure_attacks(run, given, memory, keep_adversarial, keep_examples)
     flags = [*measured.flags, *train_mode_flag(was_training)]
-    result = _assemble(run, measured, flags, fingerprint, started)
+    result = _assemble(run, measured, flags, (fingerprint, structure_digest(model)), started)
     if full_diagnosis(spec, run.members):
         result = diagnosed(
             model,
@@ -183,7 +184,11 @@ def _cache_key(run: Prepared, identity: str | None) -> CacheKey | None:
 
 
 def _assemble(
-    run: Prepared, measured: Measured, flags: list[Flag], fingerprint: str, started: float
+    run: Prepared,
+    measured: Measured,
+    flags: list[Flag],
+    model: tuple[str, str],
+    started: float,
 ) -> RobustnessResult:
     """The RobustnessResult of the measured outcomes, timed up to now."""
     spec, members, device = run.spec, run.members, run.device
@@ -205,8 +210,9 @@ def _assemble(
         device=str(device),
         duration_s=time.perf_counter() - started,
         data_fingerprint=run.samples.fingerprint,
-        model_fingerprint=fingerprint,
+        model_fingerprint=model[0],
         provenance=dict(spec.provenance),
+        model_structure=model[1],
         details={**measured.details, "flags": [flag.to_dict() for flag in flags]},
         check=spec.check if spec.check in ("gradients", "certify") else None,
         allow_masking=spec.allow_masking,

@@ -431,3 +431,15 @@ def _package_digest() -> str:
         digest.update(path.read_bytes())
     digest.update(sys.version.encode())
     return digest.hexdigest()
+
+
+def structure_digest(model: torch.nn.Module) -> str:
+    """The module tree: every submodule's name and class (module and qualified name).
+    Stable across processes (no attribute values, so no counters a forward updates): with
+    the weights' fingerprint it tells two models apart that share weights but differ in a
+    parameter-free layer (ReLU vs Tanh), for pairing results in reports."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, module in model.named_modules():
+        kind = type(module)
+        digest.update(f"{name}\x00{kind.__module__}.{kind.__qualname__}\x00".encode())
+    return digest.hexdigest()

@@ -61,6 +61,10 @@ class RobustnessResult:
     data_fingerprint: str
     model_fingerprint: str
     provenance: Mapping[str, str] = field(default_factory=dict)
+    # The model's module tree (names and classes, engine/fingerprint.structure_digest):
+    # the fingerprint above reads the weights only; reports pair a certificate with an
+    # attack only when both agree. None in results stored before it existed.
+    model_structure: str | None = None
     # Samples actually attacked: clean-correct, and for targeted checks not already at
     # their target. Empty means the same as clean_correct.
     attacked: str = ""

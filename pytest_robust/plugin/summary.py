@@ -46,6 +46,7 @@ def _write_checks(
     terminal: pytest.TerminalReporter, records: Records, settings: str, full: bool
 ) -> None:
     from pytest_robust.report.terminal import format_full
+    from pytest_robust.report.terminal import format_intervals
     from pytest_robust.report.terminal import format_table
     from pytest_robust.report.terminal import format_totals
 
@@ -59,12 +60,14 @@ def _write_checks(
                 green=kind == "pass",
                 yellow=kind == "note",
             )
-        return
-    header, *rows = format_table(records)
-    terminal.write_line(header, bold=True)
-    for line, record in zip(rows, records, strict=True):
-        status = record["row_status"]
-        terminal.write_line(line, red=status in FAILED, green=status == "pass")
+    else:
+        header, *rows = format_table(records)
+        terminal.write_line(header, bold=True)
+        for line, record in zip(rows, records, strict=True):
+            status = record["row_status"]
+            terminal.write_line(line, red=status in FAILED, green=status == "pass")
+    for line, kind in format_intervals(records):
+        terminal.write_line(line, bold=kind in ("title", "header"), red=kind == "fail")
 
 
 def write_comparison(

@@ -12,7 +12,12 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_robust.report.intervals import contradiction_text
+from pytest_robust.report.intervals import curves
+from pytest_robust.report.intervals import intervals
+from pytest_robust.report.intervals import model_text
 from pytest_robust.report.terminal import delta
+from pytest_robust.report.terminal import format_intervals
 from pytest_robust.report.terminal import format_table
 from pytest_robust.report.terminal import format_totals
 from pytest_robust.report.terminal import params_text
@@ -68,7 +73,45 @@ def build_html(
         facts=facts,
         hint=None,
         groups=groups,
+        intervals=_intervals(records, pictures),
     )
+
+
+def _intervals(records: Sequence[Mapping[str, Any]], pictures: Any) -> dict[str, Any] | None:
+    """The section 'robust accuracy in [certified, attacked]': a row per interval, a note
+    per contradiction and, per model, both bounds against eps; None when nothing pairs."""
+    found = intervals(records)
+    if not found:
+        return None
+    nodeids = [str(r.get("nodeid", "")) for r in records]
+    names = dict(zip(nodeids, short_names(nodeids), strict=True))
+    rows = [
+        {
+            "model": model_text(i),
+            "eps": f"{i['eps']:g}",
+            "norm": i["norm"],
+            "n": i["n"],
+            "interval": f"[{i['certified']:.3f}, {i['attacked']:.3f}]",
+            "width": f"{i['width']:.3f}",
+            "certified_by": [
+                f"{c['attack']} {names.get(c['nodeid'], c['nodeid'])}" for c in i["certificates"]
+            ],
+            "attacked_by": [
+                f"{a['attack']} {names.get(a['nodeid'], a['nodeid'])}" for a in i["attacks"]
+            ],
+            "notes": [contradiction_text(c, i["eps"], names) for c in i["contradictions"]],
+        }
+        for i in found
+    ]
+    figures = [
+        {
+            "model": model_text(curve),
+            "norm": curve["norm"],
+            "png": pictures.interval_curve(curve),
+        }
+        for curve in curves(records)
+    ]
+    return {"rows": rows, "curves": figures}
 
 
 def _groups(records: Sequence[Mapping[str, Any]], pictures: Any) -> list[dict[str, Any]]:
@@ -131,7 +174,8 @@ def _plain_page(
     created: str,
 ) -> str:
     """Without the report extra: the hint and the table as escaped text, no pictures."""
-    table = "\n".join(format_table(records, detailed=True)) if records else ""
+    lines = format_table(records, detailed=True) if records else []
+    table = "\n".join([*lines, *(line for line, _ in format_intervals(records))])
     items = "".join(f"<li>{html.escape(name)}: {html.escape(value)}</li>" for name, value in facts)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

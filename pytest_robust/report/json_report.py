@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_robust.files import write_atomic
+from pytest_robust.report.intervals import intervals
 
 SCHEMA = 1
 # Kept off the JSON report: the HTML report's pictures (base64 pixels).
@@ -85,6 +86,8 @@ def build_report(
         report["commit"] = dict(commit)
     report["run"] = dict(run)
     report["checks"] = [{k: v for k, v in r.items() if k not in NOT_IN_JSON} for r in records]
+    # Robust accuracy in [certified, attacked] per model, data, norm and eps measured both ways.
+    report["intervals"] = intervals(records)
     return report
 
 

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_robust.report.json_report import ENVIRONMENT_KEYS
+from pytest_robust.report.intervals import contradiction_text
+from pytest_robust.report.intervals import intervals
+from pytest_robust.report.intervals import model_text
 from pytest_robust.report.terminal import THRESHOLD_SIGNS
 from pytest_robust.report.terminal import delta
 from pytest_robust.report.terminal import format_totals
@@ -81,6 +84,7 @@ def build_markdown(
                     f"{code(str(flag.get('name')))}: {cell(str(flag.get('message')))}. "
                     f"Fix: {cell(str(flag.get('fix')))}"
                 )
+        lines += _intervals(records)
     lines += ["", "<details><summary>Run details</summary>", ""]
     facts = {
         "settings": run.get("settings"),
@@ -96,3 +100,32 @@ def build_markdown(
     lines += [f"- {name}: {code(str(value))}" for name, value in facts.items() if value]
     lines += ["", "</details>", ""]
     return "\n".join(lines)
+
+
+def _intervals(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Robust accuracy in [certified, attacked] where a certificate and an attack measured
+    the same model, data, norm and eps (report/intervals.py); [] when nothing pairs."""
+    found = intervals(records)
+    if not found:
+        return []
+    lines = [
+        "",
+        "**Robust accuracy in [certified, attacked]** (the width is what the evaluation "
+        "leaves open)",
+        "",
+        "| Model | ε | n | Interval | Width | Certified by | Attacked by |",
+        "|---|--:|--:|---|--:|---|---|",
+    ]
+    notes = []
+    for i in found:
+        certified = "<br>".join(
+            f"{cell(c['attack'])} {code(c['nodeid'])}" for c in i["certificates"]
+        )
+        attacked = "<br>".join(f"{cell(a['attack'])} {code(a['nodeid'])}" for a in i["attacks"])
+        lines.append(
+            f"| {code(model_text(i))} | {i['eps']:g} {i['norm']} | {i['n']} | "
+            f"**[{i['certified']:.3f}, {i['attacked']:.3f}]** | {i['width']:.3f} | "
+            f"{certified} | {attacked} |"
+        )
+        notes += [f"- ❗ {cell(contradiction_text(c, i['eps'], {}))}" for c in i["contradictions"]]
+    return lines + (["", *notes] if notes else [])

@@ -165,6 +165,37 @@ def sweep_curve(records: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
     return key, _png(figure)
 
 
+def interval_curve(curve: Mapping[str, Any]) -> str:
+    """Both bounds of robust accuracy against eps (a curve of report/intervals.py): the
+    certified lower bound dashed, the attacked upper bound solid, the gap shaded where both
+    were measured."""
+    figure = Figure(figsize=(5.0, 3.0), layout="constrained")
+    ax = figure.subplots()
+    upper = dict(curve["attacked"])
+    lower = dict(curve["certified"])
+    if upper:
+        xs, ys = zip(*sorted(upper.items()), strict=True)
+        label = "attacked (upper): " + ", ".join(curve["attacked_by"])
+        ax.plot(xs, ys, marker="o", color="#d62728", label=label)
+    if lower:
+        xs, ys = zip(*sorted(lower.items()), strict=True)
+        label = "certified (lower): " + ", ".join(curve["certified_by"])
+        ax.plot(xs, ys, marker="s", linestyle="--", color="#1f77b4", label=label)
+    both = sorted(set(upper) & set(lower))
+    if len(both) >= 2:
+        ax.fill_between(
+            both, [lower[e] for e in both], [upper[e] for e in both], color="#9467bd", alpha=0.2
+        )
+    # Each interval also as a bar, so that a single eps shows its gap too.
+    ax.vlines(both, [lower[e] for e in both], [upper[e] for e in both], color="#9467bd", lw=3)
+    ax.set_xlabel(f"eps ({curve['norm']})")
+    ax.set_ylabel("robust accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(figure)
+
+
 def gradient_histogram(stats: Mapping[str, Any]) -> str | None:
     """The histogram of per-sample input-gradient amplitudes of check='gradients'."""
     bins = stats.get("bins") or []

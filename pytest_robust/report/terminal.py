@@ -181,3 +181,56 @@ def format_full(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
         for flag in (r.get("details") or {}).get("flags") or []:
             out.append(("      " + flag_note(flag), "note"))
     return out
+
+
+def format_intervals(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Under the table: robust accuracy in [certified, attacked] wherever a certificate and
+    an attack measured the same model, data, norm and eps (report/intervals.py), and a
+    note per contradiction. (line, kind) pairs as in format_full; [] when nothing pairs."""
+    from pytest_robust.report.intervals import contradiction_text
+    from pytest_robust.report.intervals import intervals
+    from pytest_robust.report.intervals import model_text
+
+    found = intervals(records)
+    if not found:
+        return []
+    nodeids = [str(r.get("nodeid", "")) for r in records]
+    names = dict(zip(nodeids, short_names(nodeids), strict=True))
+    header = ["model", "eps", "n", "robust acc in [certified, attacked]", "width", "by"]
+    rows = [
+        [
+            model_text(i),
+            f"{i['eps']:g} {i['norm']}",
+            str(i["n"]),
+            f"[{i['certified']:.3f}, {i['attacked']:.3f}]",
+            f"{i['width']:.3f}",
+            interval_sources(i),
+        ]
+        for i in found
+    ]
+    widths = [max(len(line[k]) for line in [header, *rows]) for k in range(len(header))]
+    numeric = {"n", "width"}
+
+    def fmt(line: list[str]) -> str:
+        cells = [
+            cell.rjust(w) if name in numeric else cell.ljust(w)
+            for cell, w, name in zip(line, widths, header, strict=True)
+        ]
+        return ("  " + "  ".join(cells)).rstrip()
+
+    out = [
+        ("robust accuracy intervals (the width is what the evaluation leaves open):", "title"),
+        (fmt(header), "header"),
+    ]
+    for interval, row in zip(found, rows, strict=True):
+        out.append((fmt(row), ""))
+        for item in interval["contradictions"]:
+            out.append(("      ! " + contradiction_text(item, interval["eps"], names), "fail"))
+    return out
+
+
+def interval_sources(interval: Mapping[str, Any]) -> str:
+    """'certify-ibp <= pgd, square': what proved the lower end and what set the upper."""
+    certified = dict.fromkeys(c["attack"] for c in interval["certificates"])
+    attacked = dict.fromkeys(a["attack"] for a in interval["attacks"])
+    return f"{', '.join(certified)} <= {', '.join(attacked)}"

@@ -16,7 +16,7 @@ THRESHOLDS = ("min_acc", "max_success", "max_drop", "max_confidence", "max_zero_
 GRADIENT_THRESHOLDS = ("max_zero_frac", "min_median")
 CHECKS = ("gradients", "masking", "certify")
 # What check="certify" can prove with (docs/certify.md).
-CERTIFY_METHODS = ("ibp",)
+CERTIFY_METHODS = ("ibp", "crown")
 SANITY_LEVELS = ("off", "cheap", "full")
 
 # Arguments every attack takes. Attack-specific ones (steps, alpha, ...) are declared by
@@ -136,7 +136,8 @@ CERTIFY_PARAMS: dict[str, Param] = {
         None,
         optional=True,
         choices=CERTIFY_METHODS,
-        doc="check='certify': how to prove it; 'ibp' (interval bound propagation)",
+        doc="check='certify': how to prove it; 'ibp' (interval bound propagation) or 'crown' "
+        "(linear bounds, tighter, ReLU networks)",
     ),
 }
 
