@@ -136,6 +136,7 @@ def certify(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """CERTIFY for every row of x: (labels with ABSTAIN, radii (0 where abstained), the
     count n_A of the guessed class among the n estimation draws)."""
+
     def counts(phase: int, num: int) -> torch.Tensor:
         return class_counts(forward, x, keys, phase, num, sigma, seed, batch_size)
 

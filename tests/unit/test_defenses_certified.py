@@ -53,7 +53,7 @@ def test_ensemble_adversarial_training_resists_transfer_far_better_than_white_bo
     transfer = {"attack": "transfer", "surrogate": [cm.held_out_mlp()]}
     ours, theirs = acc(ensemble, **transfer), acc(standard, **transfer)
     white_box = acc(ensemble, attack="pgd")
-    assert ours > theirs + 0.15, (ours, theirs)  # measured 0.93 vs 0.64 (README)
+    assert ours > theirs + 0.15, (ours, theirs)  # measured 0.89 vs 0.47 (README)
     assert ours > white_box + 0.1, (ours, white_box)
 
 
