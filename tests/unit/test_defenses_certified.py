@@ -33,13 +33,20 @@ def test_ibp_training_makes_the_certificate_a_real_gate() -> None:
     assert clean.robust_acc > 0.95
 
 
-def test_gaussian_noise_training_makes_the_votes_under_noise_stable() -> None:
+def test_gaussian_noise_training_makes_the_smoothed_classifier_certifiable() -> None:
     x, y = dm.held_out_data()
-    noisy = x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     trained = defenses.gaussian_noise_training(dm.mlp(), dm.train_loader(), sigma=0.5, epochs=10)
-    with torch.no_grad():
-        ours = float((trained(noisy).argmax(1) == y).float().mean())
-        plain = float((dm.standard_model()(noisy).argmax(1) == y).float().mean())
+
+    def smoothed(model: nn.Module) -> tuple[float, float]:
+        result = evaluate(
+            model, (x[:100], y[:100]), check="certify", method="smoothing", sigma=0.5,
+            eps=0.5, n0=50, n=500,
+        )  # fmt: skip
+        return result.clean_acc, result.robust_acc
+
+    (ours_clean, ours), (plain_clean, plain) = smoothed(trained), smoothed(dm.standard_model())
+    # Measured: smoothed accuracy 0.78 vs 0.56, certified at radius 0.5: 0.26 vs 0.01.
+    assert ours_clean > plain_clean + 0.1, (ours_clean, plain_clean)
     assert ours > plain + 0.15, (ours, plain)
 
 
@@ -60,8 +67,8 @@ def test_ensemble_adversarial_training_resists_transfer_far_better_than_white_bo
 def test_the_recipes_are_deterministic_and_leave_what_they_borrow_as_it_was() -> None:
     surrogate = dm.mlp(seed=3).train()
     before = [p.clone() for p in surrogate.parameters()]
+    loader = [next(iter(dm.train_loader()))] * 3  # (shuffling draws from the global RNG)
     state = torch.get_rng_state()
-    loader = [next(iter(dm.train_loader()))] * 3
 
     def weights(recipe: str) -> list[torch.Tensor]:
         model = dm.mlp()
