@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pytest_robust.attacks import ThreatModel
     from pytest_robust.attacks import register_attack
     from pytest_robust.attacks import registered_attacks
+    from pytest_robust.checks.smoothing import Smoothed
     from pytest_robust.engine import EvaluationCache
     from pytest_robust.engine import RobustnessResult
     from pytest_robust.engine.evaluate import evaluate
@@ -49,6 +50,7 @@ _LAZY = {
     "evaluate": "pytest_robust.engine",
     "BPDA": "pytest_robust.modules",
     "Normalize": "pytest_robust.modules",
+    "Smoothed": "pytest_robust.checks.smoothing",
     "selftest": "pytest_robust.known_answers.run",
     "ProbabilityOutputWarning": "pytest_robust.errors",
     "RobustConfigError": "pytest_robust.errors",
@@ -71,6 +73,7 @@ __all__ = [
     "RobustnessResult",
     "ShuffledDataWarning",
     "SmallSampleWarning",
+    "Smoothed",
     "ThreatModel",
     "__version__",
     "evaluate",

@@ -45,6 +45,7 @@ from pytest_robust.engine.prepare import Prepared
 from pytest_robust.engine.prepare import prepare
 from pytest_robust.engine.result import RobustnessResult
 from pytest_robust.engine.result import flag_string
+from pytest_robust.engine.smoothing_pass import measure_smoothing
 from pytest_robust.engine.stores import Store
 from pytest_robust.engine.stores.counterexamples import CounterexampleMemory
 from pytest_robust.engine.stores.result_reuse import load
@@ -80,7 +81,8 @@ def evaluate(
     `check="gradients"` measures input gradients instead of attacking (no attack, no eps);
     `check="masking"` adds the full gradient-masking diagnosis to the attack.
     `check="certify", method="ibp"` proves instead of attacking: `robust_acc` is then the
-    certified accuracy, a lower bound (docs/certify.md).
+    certified accuracy, a lower bound (docs/certify.md); `method="smoothing"` (with sigma=,
+    n0=, n=, alpha=) certifies the smoothed classifier, not the model itself.
     `memory` keeps counterexamples between calls (attacks that replay them try them first).
     `keep_examples=k` keeps the k most confidently fooled samples in `result.examples`.
     `eps` is required by eps-ball attacks and refused by the others (transform, noise).
@@ -152,6 +154,8 @@ def run_check(
         given = Inputs(forward, clean, dtype, backoff, key)
         if spec.check == "gradients":
             measured = measure_gradients(run, given)
+        elif spec.check == "certify" and spec.attack_params["method"] == "smoothing":
+            measured = measure_smoothing(run, given)
         elif spec.check == "certify":
             measured = measure_certificate(run, given)
         else:

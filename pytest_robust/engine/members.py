@@ -71,6 +71,8 @@ def describe_params(members: Members, spec: Spec) -> dict[str, Any]:
 
     if spec.check == "certify":  # the method is in the result's name (certify-ibp)
         params: dict[str, Any] = {}
+        if spec.attack_params["method"] == "smoothing":
+            params = {k: spec.attack_params[k] for k in ("sigma", "n0", "n", "alpha")}
     elif not members:  # check="gradients"
         params = {"check": "gradients", "losses": "ce margin dlr ce_rescaled"}
     elif len(members) == 1:

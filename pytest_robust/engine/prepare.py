@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from pytest_robust.checks.smoothing import Smoothed
 from pytest_robust.engine.borrow import check_weights
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.data import check_bounds
@@ -48,6 +49,8 @@ def prepare(model: Any, data: Any, spec: Spec, cache: EvaluationCache) -> Prepar
         raise RobustConfigError(
             f"model is a {type(model).__name__}; it must be a torch.nn.Module returning logits"
         )
+    if isinstance(model, Smoothed):
+        raise RobustConfigError(_SMOOTHED)
     check_weights(model, "model")
     rank, world_size = world_for(spec)
     members = build_members(spec, threat_of(spec))
@@ -58,6 +61,14 @@ def prepare(model: Any, data: Any, spec: Spec, cache: EvaluationCache) -> Prepar
     check_bounds(samples, spec.bounds)
     first, stop = shard(len(samples), rank, world_size)
     return Prepared(model, data, spec, members, samples, device, cache, world_size, first, stop)
+
+
+_SMOOTHED = (
+    "model is a pytest_robust.Smoothed: it returns labels (PREDICT's majority vote, -1 "
+    "for abstain), not logits, so no attack can follow its gradient and IBP cannot bound "
+    "it. To certify it, pass its base model with check='certify', method='smoothing', "
+    "sigma=... (the same sigma, n, alpha); to attack, pass the base model (model.base)"
+)
 
 
 def world_for(spec: Spec) -> tuple[int, int]:

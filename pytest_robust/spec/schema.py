@@ -16,7 +16,7 @@ THRESHOLDS = ("min_acc", "max_success", "max_drop", "max_confidence", "max_zero_
 GRADIENT_THRESHOLDS = ("max_zero_frac", "min_median")
 CHECKS = ("gradients", "masking", "certify")
 # What check="certify" can prove with (docs/certify.md).
-CERTIFY_METHODS = ("ibp", "crown")
+CERTIFY_METHODS = ("ibp", "crown", "smoothing")
 SANITY_LEVELS = ("off", "cheap", "full")
 
 # Arguments every attack takes. Attack-specific ones (steps, alpha, ...) are declared by
@@ -136,9 +136,31 @@ CERTIFY_PARAMS: dict[str, Param] = {
         None,
         optional=True,
         choices=CERTIFY_METHODS,
-        doc="check='certify': how to prove it; 'ibp' (interval bound propagation) or 'crown' "
-        "(linear bounds, tighter, ReLU networks)",
+        doc="check='certify': how to prove it; 'ibp' (interval bound propagation), 'crown' "
+        "(linear bounds, tighter, ReLU networks) or 'smoothing' (randomized smoothing: "
+        "certifies the smoothed classifier)",
     ),
+    # method="smoothing" only (validate.py refuses them for ibp). alpha is a confidence
+    # level here, unrelated to an attack's step size: certify never reads attack params.
+    "sigma": Param(
+        float, None, optional=True, doc="smoothing: the noise's standard deviation (> 0)"
+    ),
+    "n0": Param(int, 100, minimum=1, doc="smoothing: draws that pick the class to certify"),
+    "n": Param(int, 10000, minimum=1, doc="smoothing: draws that estimate its probability"),
+    "alpha": Param(
+        float, 0.001, doc="smoothing: the probability that a certificate is wrong, in (0, 0.5)"
+    ),
+}
+# What only method="smoothing" takes (sigma is required there).
+SMOOTHING_ARGS = ("sigma", "n0", "n", "alpha", "seed", "output")
+# Why method="ibp" refuses each of them.
+IBP_REFUSED = {
+    "seed": "IBP is deterministic: nothing is drawn at random",
+    "output": "IBP bounds a model that returns logits (a chain of layers), not an adapter",
+    **{
+        name: "it is a setting of method='smoothing' (randomized smoothing)"
+        for name in ("sigma", "n0", "n", "alpha")
+    },
 }
 
 # What check="certify" takes: a budget and accuracy thresholds, no attack settings.
@@ -156,6 +178,7 @@ CERTIFY_CHECK_ARGS = (
     "device",
     "model",
     "data",
+    *SMOOTHING_ARGS,
 )
 # Why an argument that check="certify" refuses does not apply, where a reason helps.
 CERTIFY_REFUSED = {
@@ -163,9 +186,7 @@ CERTIFY_REFUSED = {
     "max_success": "no attack runs, so nothing succeeds; gate the certified accuracy with min_acc",
     "max_confidence": "no attack runs, so there is no adversarial input; use min_acc",
     "target": "a certificate covers every class at once (the untargeted claim)",
-    "seed": "IBP is deterministic: nothing is drawn at random",
     "amp": "the bounds are computed in float64; reduced precision would make them unsound",
-    "output": "IBP bounds a model that returns logits (a chain of layers), not an adapter",
     "sanity": "the sanity checks diagnose attacks; a certificate needs no such diagnosis",
     "decide_early": "the certificate of every sample costs about two forward passes: no need",
     "allow_masking": "no attack runs, so there is no masking to allow",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 from pytest_robust.errors import RobustConfigError
@@ -21,6 +22,7 @@ from pytest_robust.spec.schema import CERTIFY_REFUSED
 from pytest_robust.spec.schema import COMMON_PARAMS
 from pytest_robust.spec.schema import GRADIENT_CHECK_ARGS
 from pytest_robust.spec.schema import GRADIENT_THRESHOLDS
+from pytest_robust.spec.schema import IBP_REFUSED
 from pytest_robust.spec.schema import NOT_ON_MARKER
 from pytest_robust.spec.schema import PRESETS
 from pytest_robust.spec.schema import THRESHOLDS
@@ -217,7 +219,56 @@ def _validate_certify_check(kwargs: Mapping[str, Any], where: str) -> dict[str, 
             f"{', '.join(map(repr, CERTIFY_METHODS))} (a list of methods: one test each)"
         )
     _check_list_lengths(lengths)
+    if out["method"] == "smoothing":
+        _check_smoothing(kwargs, out, max(lengths.values(), default=1))
+    else:
+        for name in kwargs:
+            if name in IBP_REFUSED:
+                raise RobustConfigError(
+                    f"{name}= does not apply to method={out['method']!r}: {IBP_REFUSED[name]}"
+                )
     return out
+
+
+def _check_smoothing(kwargs: Mapping[str, Any], out: dict[str, Any], cases: int) -> None:
+    """method="smoothing": sigma given and > 0, an L2 ball, alpha in (0, 0.5), and each eps
+    within the largest radius that n draws can certify."""
+    if "sigma" not in kwargs:
+        raise RobustConfigError(
+            "sigma is missing: method='smoothing' needs the noise level, e.g. sigma=0.25 "
+            "(the base model should be trained with that noise: defenses.gaussian_noise_training)"
+        )
+    out.setdefault("norm", "l2")
+    for i in range(cases):
+        case = {k: v[i] if isinstance(v, list) else v for k, v in out.items()}
+        if case["norm"] != "l2":
+            raise RobustConfigError(
+                f"norm={case['norm']!r}: Gaussian smoothing certifies L2 balls; use norm='l2' "
+                "(or method='ibp' for an L-inf box)"
+            )
+        if case["sigma"] is None or case["sigma"] <= 0:
+            raise RobustConfigError(f"sigma={case['sigma']!r}: the noise level must be > 0")
+        alpha = case.get("alpha", CERTIFY_PARAMS["alpha"].default)
+        if not 0 < alpha < 0.5:
+            raise RobustConfigError(
+                f"alpha={alpha!r}: the probability that a certificate is wrong must be in "
+                "(0, 0.5), e.g. alpha=0.001"
+            )
+        n = case.get("n", CERTIFY_PARAMS["n"].default)
+        most = largest_radius(case["sigma"], n, alpha)
+        if case["eps"] > most:
+            raise RobustConfigError(
+                f"eps={case['eps']:g} > {most:.3g}, the largest radius that n={n}, "
+                f"alpha={alpha:g}, sigma={case['sigma']:g} can certify (every draw agreeing); "
+                "raise n or sigma"
+            )
+
+
+def largest_radius(sigma: float, n: int, alpha: float) -> float:
+    """sigma * PhiInverse(alpha ** (1 / n)): the radius when all n draws agree (the same
+    formula as checks/smoothing.py, kept here so that validation needs no torch)."""
+    p = alpha ** (1 / n)
+    return sigma * NormalDist().inv_cdf(p) if p > 0.5 else 0.0
 
 
 def attack_members(attack: Any, attacks: Mapping[str, AttackSchema]) -> tuple[str, ...]:

@@ -94,3 +94,14 @@ def test_the_package_and_plugin_load_without_hypothesis() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_scipy_is_the_certify_extra_not_a_runtime_dependency() -> None:
+    # Only randomized smoothing (its Clopper-Pearson and binomial statistics) needs scipy;
+    # the error without it names the extra (tests/unit/test_certify_smoothing.py).
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert {Requirement(r).name for r in extras["certify"]} == {"scipy"}
+    assert "scipy" in {Requirement(r).name for r in extras["dev"]}
+    assert "scipy" not in unconditional(project["dependencies"])
