@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_robust.report.json_report import ENVIRONMENT_KEYS
 from pytest_robust.report.intervals import contradiction_text
 from pytest_robust.report.intervals import intervals
 from pytest_robust.report.intervals import model_text
+from pytest_robust.report.json_report import ENVIRONMENT_KEYS
 from pytest_robust.report.terminal import THRESHOLD_SIGNS
 from pytest_robust.report.terminal import delta
 from pytest_robust.report.terminal import format_totals
