@@ -14,6 +14,7 @@ A new attack is one new file (a subclass of `Attack` or `GradientAttack`, decora
 # The families: each import registers the family's attacks.
 from pytest_robust.attacks import apgd
 from pytest_robust.attacks import deepfool
+from pytest_robust.attacks import fab
 from pytest_robust.attacks import fgsm
 from pytest_robust.attacks import fooling
 from pytest_robust.attacks import iterative
@@ -39,6 +40,7 @@ __all__ = [
     "ThreatModel",
     "apgd",
     "deepfool",
+    "fab",
     "fgsm",
     "fooling",
     "get_attack",
