@@ -233,7 +233,7 @@ def window_fraction(i: int, budget: int, p_init: float, rescale: bool) -> float:
     `budget` queries: p_init halved after each of HALVINGS, counted in iterations of 10000
     rescaled to the budget, or (rescale=False, AutoAttack's standard setting) as they are."""
     it = int(i / budget * 10000) if rescale else i
-    return p_init / 2 ** sum(it > h for h in HALVINGS)
+    return p_init / 2.0 ** sum(it > h for h in HALVINGS)
 
 
 def _as_image(shape: torch.Size) -> tuple[int, int, int, int]:
