@@ -92,6 +92,7 @@ def main() -> None:
             f"{theirs_acc:.4f} ({round(theirs_acc * len(x))}/{len(x)}) | "
             f"{statistics.median(ours_t) / statistics.median(theirs_t):.2f} | {broken_by} |"
         )
+        print(rows[-1], flush=True)
         if args.no_square:
             continue
         # Square alone on the samples APGD-CE leaves robust: all of them spend the budget.
@@ -118,6 +119,7 @@ def main() -> None:
             f"| Square 5000 on the {len(xs)} APGD-CE left | {norm} | {eps:g} | {ours_s:.1f} | "
             f"{sq_oacc:.4f} | {theirs_s:.1f} | {sq_tacc:.4f} | {ours_s / theirs_s:.2f} | - |"
         )
+        print(rows[-1], flush=True)
     print(
         f"\ntorch {torch.__version__}, torchattacks {torchattacks.__version__}, "
         f"threads {torch.get_num_threads()}, {args.repeats} repeat(s), n={len(x)}\n"
