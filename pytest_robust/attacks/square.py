@@ -104,15 +104,20 @@ class Square(Attack):
         spent = torch.ones(len(best), dtype=torch.long, device=best.device)
         active = everyone[~done]
         l2 = self.threat.norm == "l2"
-        c = x0.shape[1]
+        n, c, h, w = x0.shape
+        eps, bounds = self.threat.eps, self.threat.bounds
+        up, down = (x0 + eps).clamp(*bounds), (x0 - eps).clamp(*bounds)
         # With eps = 0 the ball is one point: no candidate can differ, so nothing to search.
-        iterations = budget - 1 if self.threat.eps > 0 else 0
-        for first in range(0, iterations, CHUNK):
+        iterations = budget - 1 if eps > 0 else 0
+        # A chunk's windows are laid out at once: at most 2**24 mask entries per chunk.
+        chunk = max(1, min(CHUNK, 2**24 // max(n * h * w, 1)))
+        for first in range(0, iterations, chunk):
             if active.numel() == 0:
                 break
             # The random numbers of a chunk of iterations, drawn in one call per kind; the
             # same as drawing them one iteration at a time (each has its own streams).
-            its = range(first, min(first + CHUNK, iterations))
+            its = range(first, min(first + chunk, iterations))
+            fractions = [window_fraction(i, budget, p_init, rescale) for i in its]
             streams = 1 + 16 * torch.tensor(list(its), device=best.device)
             draw_ids = ids[active]
             windows = sampling.uniform_streams(seed, draw_ids, streams, (2,), torch.float64)
@@ -124,18 +129,23 @@ class Square(Attack):
             signs = sampling.uniform_streams(
                 seed, draw_ids, streams + 2, (c + 1,) if l2 else (RETRIES, c), x0.dtype
             )
+            if not l2:
+                sizes = [_side(p, h, w, odd=False) for p in fractions]
+                masks = _windows(windows, sizes, h, w)[0]
             at = torch.arange(len(active), device=best.device)  # each row's place in the draws
-            for k, i in enumerate(its):
+            for k in range(len(its)):
                 if active.numel() == 0:
                     break
-                p = window_fraction(i, budget, p_init, rescale)
                 current = best[active]
                 if l2:
                     cand = self._step_l2(
-                        current, x0[active], windows[at, k], seconds[at, k], signs[at, k], p
-                    )
+                        current, x0[active], windows[at, k], seconds[at, k], signs[at, k],
+                        fractions[k],
+                    )  # fmt: skip
                 else:
-                    cand = self._step_linf(current, x0[active], windows[at, k], signs[at, k], p)
+                    cand = self._step_linf(
+                        current, up[active], down[active], masks[at, k], signs[at, k]
+                    )
                 # A candidate equal to the current point would waste a query: skip it.
                 changed = (cand != current).flatten(1).any(dim=1)
                 rows, cand = active[changed], cand[changed]
@@ -159,17 +169,15 @@ class Square(Attack):
     def _step_linf(
         self,
         best: torch.Tensor,
-        x0: torch.Tensor,
-        u_window: torch.Tensor,
+        up: torch.Tensor,
+        down: torch.Tensor,
+        window: torch.Tensor,
         u_signs: torch.Tensor,
-        p: float,
     ) -> torch.Tensor:
-        """One candidate per row: u_window (n, 2) places the window, u_signs (n, RETRIES, c)
-        are the sign draws."""
-        n, _, h, w = x0.shape
-        eps, bounds = self.threat.eps, self.threat.bounds
-        window, _, _ = _window(u_window, _side(p, h, w, odd=False), h, w)
-        up, down = (x0 + eps).clamp(*bounds), (x0 - eps).clamp(*bounds)
+        """One candidate per row: `window` (n, 1, h, w) is the mask of the window to change,
+        up and down the points at +eps and -eps (clipped), u_signs (n, RETRIES, c) the
+        sign draws."""
+        n = len(best)
         # Does +eps (or -eps) in a channel change any pixel of the window?
         moves_up = ((up != best) & window).flatten(2).any(dim=2)[:, None]
         moves_down = ((down != best) & window).flatten(2).any(dim=2)[:, None]
@@ -177,7 +185,7 @@ class Square(Attack):
         # the first that changes something is taken (argmax finds the first True).
         plus = _signs(u_signs) > 0
         changes = torch.where(plus, moves_up, moves_down).any(dim=2)
-        chosen = plus[torch.arange(n, device=x0.device), changes.float().argmax(dim=1)]
+        chosen = plus[torch.arange(n, device=best.device), changes.float().argmax(dim=1)]
         return torch.where(window, torch.where(chosen[:, :, None, None], up, down), best)
 
     def _init_l2(self, x0: torch.Tensor, seed: int, ids: torch.Tensor) -> torch.Tensor:
@@ -211,8 +219,8 @@ class Square(Attack):
         c, h, w = x0.shape[1:]
         eps, delta = self.threat.eps, best - x0
         sh, sw = _side(p, h, w, odd=True)
-        first, rows, cols = _window(u_first, (sh, sw), h, w)
-        second, _, _ = _window(u_second, (sh, sw), h, w)
+        first, rows, cols = (t[:, 0] for t in _windows(u_first[:, None], [(sh, sw)], h, w))
+        second = _windows(u_second[:, None], [(sh, sw)], h, w)[0][:, 0]
         bumps = torch.stack([_bump(sh, sw, False), _bump(sh, sw, True)]).to(x0)
         # Lay each sample's bump into its own window (indices clamped; masked outside it).
         turned = (u_signs[:, c] < 0.5).long()
@@ -253,18 +261,21 @@ def _side(p: float, h: int, w: int, odd: bool) -> tuple[int, int]:
     return sh, min(w, max(round(s * s / sh), 1))
 
 
-def _window(
-    u: torch.Tensor, size: tuple[int, int], h: int, w: int
+def _windows(
+    u: torch.Tensor, sizes: list[tuple[int, int]], h: int, w: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A random window per sample, placed by u (n, 2) in [0, 1): its (n, 1, h, w) mask and,
-    per pixel row and column, the clamped offset inside the window."""
-    offsets = []
-    for k, (side, full) in enumerate(zip(size, (h, w), strict=True)):
-        start = (u[:, k] * (full - side + 1)).long().clamp(max=full - side)
-        offsets.append(torch.arange(full, device=u.device)[None] - start[:, None])
-    inside = [(o >= 0) & (o < side) for o, side in zip(offsets, size, strict=True)]
-    mask = (inside[0][:, :, None] & inside[1][:, None, :])[:, None]
-    return mask, offsets[0].clamp(0, size[0] - 1), offsets[1].clamp(0, size[1] - 1)
+    """A random window per sample and iteration, placed by u (n, k, 2) in [0, 1), of size
+    sizes[j] at iteration j: its (n, k, 1, h, w) mask and, per pixel row and column, the
+    clamped offset inside the window ((n, k, h) and (n, k, w))."""
+    offsets, inside = [], []
+    for d, full in enumerate((h, w)):
+        side = torch.tensor([size[d] for size in sizes], device=u.device)
+        start = torch.minimum((u[:, :, d] * (full - side + 1)).long(), full - side)
+        offset = torch.arange(full, device=u.device) - start[:, :, None]
+        inside.append((offset >= 0) & (offset < side[:, None]))
+        offsets.append(torch.minimum(offset.clamp_min(0), side[:, None] - 1))
+    mask = (inside[0][:, :, :, None] & inside[1][:, :, None, :])[:, :, None]
+    return mask, offsets[0], offsets[1]
 
 
 def _rings(a: int, b: int) -> torch.Tensor:
