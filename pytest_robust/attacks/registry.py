@@ -8,11 +8,14 @@ of registered attacks; the spec expands it (`spec.PRESETS`), this module declare
 
 from __future__ import annotations
 
+from typing import Any
+
 from pytest_robust import registrars
 from pytest_robust.attacks.base import Attack
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import suggest
 from pytest_robust.spec import PRESETS
+from pytest_robust.spec import Preset
 
 _REGISTRY: dict[str, type[Attack]] = {}
 
@@ -62,6 +65,48 @@ def registered_attacks() -> dict[str, type[Attack]]:
     return dict(_REGISTRY)
 
 
-# attack="strong": the worst case per sample over these three (docs/attacks.md says exactly
-# what runs; it is not AutoAttack).
-PRESETS["strong"] = ("apgd-ce", "apgd-dlr", "square")
+# attack="strong": the worst case per sample over these three with the user's parameters
+# (docs/attacks.md says exactly what runs; it is the cheaper preset, not AutoAttack).
+PRESETS["strong"] = Preset({"": (("apgd-ce", {}), ("apgd-dlr", {}), ("square", {}))})
+
+# attack="autoattack": AutoAttack's members with the reference's settings (Croce & Hein
+# 2020; fra31/auto-attack, run_standard_evaluation), each only on the samples still robust.
+# Square counts its initial query, so 5001 queries are the reference's 5000 iterations.
+AUTOATTACK_STANDARD: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("apgd-ce", {"steps": 100, "restarts": 1}),
+    ("apgd-t", {"steps": 100, "restarts": 1, "n_target_classes": 9}),
+    (
+        "fab-t",
+        {
+            "steps": 100,
+            "restarts": 1,
+            "n_target_classes": 9,
+            "alpha_max": 0.1,
+            "eta": 1.05,
+            "beta": 0.9,
+            # A sample stops at its first point within eps: the verdict the reference's
+            # FAB-T reaches, without shrinking the norm further.
+            "stop_at_eps": True,
+        },
+    ),
+    ("square", {"queries": 5001, "p_init": 0.8, "rescale_schedule": False}),
+)
+# version="rand", for randomised defences: APGD-CE and APGD-DLR, 100 steps, each gradient
+# averaged over 20 draws of the model's randomness. It needs eot= on the gradient attacks:
+# once they have it, add "eot": 20 to both entries, drop it from `withheld`, and let the
+# user's eot=/draws= through (passes=("eot", "draws")).
+AUTOATTACK_RAND: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("apgd-ce", {"steps": 100, "restarts": 1}),
+    ("apgd-dlr", {"steps": 100, "restarts": 1}),
+)
+PRESETS["autoattack"] = Preset(
+    {"standard": AUTOATTACK_STANDARD, "rand": AUTOATTACK_RAND},
+    default="standard",
+    withheld={
+        "rand": "AutoAttack's version for randomised models (APGD-CE and APGD-DLR with "
+        "gradients averaged over 20 draws, EOT) needs eot=, which the gradient attacks do "
+        "not take yet. A deterministic model runs version='standard' (the default); for a "
+        "randomised one, see docs/masking.md"
+    },
+    black_box_check=0.002,
+)

@@ -30,12 +30,21 @@ def _mix(h: torch.Tensor) -> torch.Tensor:
 
 def _hash(seed: int, sample_ids: torch.Tensor, stream: int, numel: int) -> torch.Tensor:
     """(len(sample_ids), numel) uint32 values as int64."""
+    streams = torch.tensor([stream & _MASK], device=sample_ids.device, dtype=torch.int64)
+    return _hash_streams(seed, sample_ids, streams, numel)[:, 0]
+
+
+def _hash_streams(
+    seed: int, sample_ids: torch.Tensor, streams: torch.Tensor, numel: int
+) -> torch.Tensor:
+    """(len(sample_ids), len(streams), numel) uint32 values as int64: _hash of each stream."""
     device = sample_ids.device
     key = torch.full_like(sample_ids, (seed ^ 0x9E3779B9) & _MASK, dtype=torch.int64)
     key = _mix(_mix(key) ^ _mix(sample_ids.to(torch.int64) & _MASK))
-    key = _mix(key ^ ((stream * 0x632BE5AB + 0x2545F491) & _MASK))
+    # (stream * c) mod 2**32 from stream mod 2**32: the product stays below 2**63.
+    key = _mix(key[:, None] ^ (((streams & _MASK) * 0x632BE5AB + 0x2545F491) & _MASK)[None, :])
     counter = _mix(torch.arange(numel, device=device, dtype=torch.int64) * 2 + 1)
-    return _mix(key[:, None] ^ counter[None, :])
+    return _mix(key[:, :, None] ^ counter[None, None, :])
 
 
 def uniform(
@@ -45,6 +54,19 @@ def uniform(
     numel = math.prod(shape[1:])
     bits = _hash(seed, sample_ids, stream, numel) >> 8  # 24 bits: exact in float32
     return (bits.to(dtype) / float(1 << 24)).reshape(len(sample_ids), *shape[1:])
+
+
+def uniform_streams(
+    seed: int,
+    sample_ids: torch.Tensor,
+    streams: torch.Tensor,
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """uniform() of several streams in one call: (len(sample_ids), len(streams), *shape),
+    where [:, s] equals uniform(seed, sample_ids, (n, *shape), streams[s], dtype)."""
+    bits = _hash_streams(seed, sample_ids, streams, math.prod(shape)) >> 8
+    return (bits.to(dtype) / float(1 << 24)).reshape(len(sample_ids), len(streams), *shape)
 
 
 def normal(

@@ -3,7 +3,8 @@
 Each query changes one random square window of the current perturbation and keeps the
 change if it lowers the loss (the margin z_y - max_{i != y} z_i untargeted, cross-entropy
 to the target when targeted). The window covers a fraction p of the image, halved at the
-paper's iteration fractions (10, 50, 200, ... of 10000) rescaled to the query budget.
+paper's iteration fractions (10, 50, 200, ... of 10000) rescaled to the query budget, or at
+those iterations as they are (rescale_schedule=False, as in AutoAttack's standard version).
 
 - L-inf: starts from vertical stripes of +-eps; a window gets one new sign per channel.
 - L2: starts from a grid of +-bumps; a window gets a new bump plus its old content, and
@@ -32,6 +33,7 @@ from pytest_robust.params import Param
 
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of 10000 iterations
 RETRIES = 8  # L-inf sign draws per query: the first one that changes the window is used
+CHUNK = 50  # iterations whose random numbers are drawn together
 
 
 @register_attack
@@ -41,6 +43,12 @@ class Square(Attack):
         "queries": Param(int, 1000, minimum=1, doc="model queries per sample, the init included"),
         "p_init": Param(
             float, 0.8, minimum=1e-6, maximum=1.0, doc="initial fraction of pixels per window"
+        ),
+        "rescale_schedule": Param(
+            bool,
+            True,
+            doc="halve the window at the iterations 10, 50, 200, ... of 10000 rescaled to the "
+            "budget (True) or at those iterations as they are (False: AutoAttack's choice)",
         ),
     }
     targetable = True
@@ -74,8 +82,9 @@ class Square(Attack):
             return self._search(batch)
 
     def _search(self, batch: AttackBatch) -> torch.Tensor:
-        budget = int(self.config.get("queries", 1000))
-        p_init = float(self.config.get("p_init", 0.8))
+        budget = int(self.option("queries"))
+        p_init = float(self.option("p_init"))
+        rescale = bool(self.option("rescale_schedule"))
         shape, seed, ids = batch.x.shape, batch.seed, batch.sample_ids
         x0 = batch.x.reshape(_as_image(shape))
         best = (
@@ -94,25 +103,61 @@ class Square(Attack):
         loss_min, done = query(best, everyone)
         spent = torch.ones(len(best), dtype=torch.long, device=best.device)
         active = everyone[~done]
-        step = self._step_l2 if self.threat.norm == "l2" else self._step_linf
+        l2 = self.threat.norm == "l2"
+        n, c, h, w = x0.shape
+        eps, bounds = self.threat.eps, self.threat.bounds
+        up, down = (x0 + eps).clamp(*bounds), (x0 - eps).clamp(*bounds)
         # With eps = 0 the ball is one point: no candidate can differ, so nothing to search.
-        for i in range(budget - 1 if self.threat.eps > 0 else 0):
+        iterations = budget - 1 if eps > 0 else 0
+        # A chunk's windows are laid out at once: at most 2**24 mask entries per chunk.
+        chunk = max(1, min(CHUNK, 2**24 // max(n * h * w, 1)))
+        for first in range(0, iterations, chunk):
             if active.numel() == 0:
                 break
-            p = p_init / 2 ** sum(int(i / budget * 10000) > h for h in HALVINGS)
-            current = best[active]
-            cand = step(current, x0[active], seed, ids[active], 1 + 16 * i, p)
-            # A candidate equal to the current point would waste a query: skip it.
-            changed = (cand != current).flatten(1).any(dim=1)
-            rows, cand = active[changed], cand[changed]
-            if rows.numel() == 0:
-                continue
-            loss, hit = query(cand, rows)
-            spent[rows] += 1
-            better = (loss < loss_min[rows]) | hit
-            best[rows[better]], loss_min[rows[better]] = cand[better], loss[better]
-            done[rows[hit]] = True
-            active = active[~done[active]]
+            # The random numbers of a chunk of iterations, drawn in one call per kind; the
+            # same as drawing them one iteration at a time (each has its own streams).
+            its = range(first, min(first + chunk, iterations))
+            fractions = [window_fraction(i, budget, p_init, rescale) for i in its]
+            streams = 1 + 16 * torch.tensor(list(its), device=best.device)
+            draw_ids = ids[active]
+            windows = sampling.uniform_streams(seed, draw_ids, streams, (2,), torch.float64)
+            seconds = (
+                sampling.uniform_streams(seed, draw_ids, streams + 1, (2,), torch.float64)
+                if l2
+                else windows
+            )
+            signs = sampling.uniform_streams(
+                seed, draw_ids, streams + 2, (c + 1,) if l2 else (RETRIES, c), x0.dtype
+            )
+            if not l2:
+                sizes = [_side(p, h, w, odd=False) for p in fractions]
+                masks = _windows(windows, sizes, h, w)[0]
+            at = torch.arange(len(active), device=best.device)  # each row's place in the draws
+            for k in range(len(its)):
+                if active.numel() == 0:
+                    break
+                current = best[active]
+                if l2:
+                    cand = self._step_l2(
+                        current, x0[active], windows[at, k], seconds[at, k], signs[at, k],
+                        fractions[k],
+                    )  # fmt: skip
+                else:
+                    cand = self._step_linf(
+                        current, up[active], down[active], masks[at, k], signs[at, k]
+                    )
+                # A candidate equal to the current point would waste a query: skip it.
+                changed = (cand != current).flatten(1).any(dim=1)
+                rows, cand = active[changed], cand[changed]
+                if rows.numel() == 0:
+                    continue
+                loss, hit = query(cand, rows)
+                spent[rows] += 1
+                better = (loss < loss_min[rows]) | hit
+                best[rows[better]], loss_min[rows[better]] = cand[better], loss[better]
+                done[rows[hit]] = True
+                still = ~done[active]
+                active, at = active[still], at[still]
         self._queries.extend(spent.tolist())
         return best.reshape(shape)
 
@@ -124,25 +169,23 @@ class Square(Attack):
     def _step_linf(
         self,
         best: torch.Tensor,
-        x0: torch.Tensor,
-        seed: int,
-        ids: torch.Tensor,
-        stream: int,
-        p: float,
+        up: torch.Tensor,
+        down: torch.Tensor,
+        window: torch.Tensor,
+        u_signs: torch.Tensor,
     ) -> torch.Tensor:
-        n, c, h, w = x0.shape
-        eps, bounds = self.threat.eps, self.threat.bounds
-        window, _, _ = _window(seed, ids, stream, _side(p, h, w, odd=False), h, w)
-        up, down = (x0 + eps).clamp(*bounds), (x0 - eps).clamp(*bounds)
+        """One candidate per row: `window` (n, 1, h, w) is the mask of the window to change,
+        up and down the points at +eps and -eps (clipped), u_signs (n, RETRIES, c) the
+        sign draws."""
+        n = len(best)
         # Does +eps (or -eps) in a channel change any pixel of the window?
         moves_up = ((up != best) & window).flatten(2).any(dim=2)[:, None]
         moves_down = ((down != best) & window).flatten(2).any(dim=2)[:, None]
         # The paper redraws the signs until the window changes; RETRIES draws at once, and
         # the first that changes something is taken (argmax finds the first True).
-        u = sampling.uniform(seed, ids, torch.Size([n, RETRIES, c]), stream + 2, x0.dtype)
-        plus = _signs(u) > 0
+        plus = _signs(u_signs) > 0
         changes = torch.where(plus, moves_up, moves_down).any(dim=2)
-        chosen = plus[torch.arange(n, device=x0.device), changes.float().argmax(dim=1)]
+        chosen = plus[torch.arange(n, device=best.device), changes.float().argmax(dim=1)]
         return torch.where(window, torch.where(chosen[:, :, None, None], up, down), best)
 
     def _init_l2(self, x0: torch.Tensor, seed: int, ids: torch.Tensor) -> torch.Tensor:
@@ -166,21 +209,23 @@ class Square(Attack):
         self,
         best: torch.Tensor,
         x0: torch.Tensor,
-        seed: int,
-        ids: torch.Tensor,
-        stream: int,
+        u_first: torch.Tensor,
+        u_second: torch.Tensor,
+        u_signs: torch.Tensor,
         p: float,
     ) -> torch.Tensor:
-        n, c, h, w = x0.shape
+        """One candidate per row: u_first and u_second (n, 2) place the two windows, u_signs
+        (n, c + 1) are the channel signs and the bump's orientation."""
+        c, h, w = x0.shape[1:]
         eps, delta = self.threat.eps, best - x0
         sh, sw = _side(p, h, w, odd=True)
-        first, rows, cols = _window(seed, ids, stream, (sh, sw), h, w)
-        second, _, _ = _window(seed, ids, stream + 1, (sh, sw), h, w)
-        u = sampling.uniform(seed, ids, torch.Size([n, c + 1]), stream + 2, x0.dtype)
+        first, rows, cols = (t[:, 0] for t in _windows(u_first[:, None], [(sh, sw)], h, w))
+        second = _windows(u_second[:, None], [(sh, sw)], h, w)[0][:, 0]
         bumps = torch.stack([_bump(sh, sw, False), _bump(sh, sw, True)]).to(x0)
         # Lay each sample's bump into its own window (indices clamped; masked outside it).
-        placed = bumps[(u[:, c] < 0.5).long()[:, None, None], rows[:, :, None], cols[:, None, :]]
-        new = placed[:, None] * _signs(u[:, :c])[:, :, None, None] * first
+        turned = (u_signs[:, c] < 0.5).long()
+        placed = bumps[turned[:, None, None], rows[:, :, None], cols[:, None, :]]
+        new = placed[:, None] * _signs(u_signs[:, :c])[:, :, None, None] * first
         old = delta * first
         new = new + old / (1e-10 + _norm(old, (2, 3)))
         # Budget per channel: what the image has left, plus the mass of both windows.
@@ -189,6 +234,14 @@ class Square(Attack):
         new = new / _norm(new, (2, 3)).clamp_min(1e-12) * (spare + mass).sqrt()
         delta = torch.where(first, new, torch.where(second, 0.0, delta))
         return (x0 + _rescale(delta, eps)).clamp(*self.threat.bounds)
+
+
+def window_fraction(i: int, budget: int, p_init: float, rescale: bool) -> float:
+    """The fraction of the image a window covers at iteration i (from 0) of a search with
+    `budget` queries: p_init halved after each of HALVINGS, counted in iterations of 10000
+    rescaled to the budget, or (rescale=False, AutoAttack's standard setting) as they are."""
+    it = int(i / budget * 10000) if rescale else i
+    return p_init / 2.0 ** sum(it > h for h in HALVINGS)
 
 
 def _as_image(shape: torch.Size) -> tuple[int, int, int, int]:
@@ -208,19 +261,21 @@ def _side(p: float, h: int, w: int, odd: bool) -> tuple[int, int]:
     return sh, min(w, max(round(s * s / sh), 1))
 
 
-def _window(
-    seed: int, ids: torch.Tensor, stream: int, size: tuple[int, int], h: int, w: int
+def _windows(
+    u: torch.Tensor, sizes: list[tuple[int, int]], h: int, w: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A random window per sample: its (n, 1, h, w) mask and, per pixel row and column,
-    the clamped offset inside the window."""
-    u = sampling.uniform(seed, ids, torch.Size([len(ids), 2]), stream, torch.float64)
-    offsets = []
-    for k, (side, full) in enumerate(zip(size, (h, w), strict=True)):
-        start = (u[:, k] * (full - side + 1)).long().clamp(max=full - side)
-        offsets.append(torch.arange(full, device=ids.device)[None] - start[:, None])
-    inside = [(o >= 0) & (o < side) for o, side in zip(offsets, size, strict=True)]
-    mask = (inside[0][:, :, None] & inside[1][:, None, :])[:, None]
-    return mask, offsets[0].clamp(0, size[0] - 1), offsets[1].clamp(0, size[1] - 1)
+    """A random window per sample and iteration, placed by u (n, k, 2) in [0, 1), of size
+    sizes[j] at iteration j: its (n, k, 1, h, w) mask and, per pixel row and column, the
+    clamped offset inside the window ((n, k, h) and (n, k, w))."""
+    offsets, inside = [], []
+    for d, full in enumerate((h, w)):
+        side = torch.tensor([size[d] for size in sizes], device=u.device)
+        start = torch.minimum((u[:, :, d] * (full - side + 1)).long(), full - side)
+        offset = torch.arange(full, device=u.device) - start[:, :, None]
+        inside.append((offset >= 0) & (offset < side[:, None]))
+        offsets.append(torch.minimum(offset.clamp_min(0), side[:, None] - 1))
+    mask = (inside[0][:, :, :, None] & inside[1][:, :, None, :])[:, :, None]
+    return mask, offsets[0], offsets[1]
 
 
 def _rings(a: int, b: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -183,6 +184,37 @@ def resting_on_black_box(
         if flag.name in GRADIENT_FLAGS
         else flag
         for flag in flags
+    ]
+
+
+def black_box_share_flag(
+    broken_by: Mapping[str, int],
+    members: list[tuple[str, Attack]],
+    evaluated: int,
+    alpha: float,
+) -> list[Flag]:
+    """AutoAttack's check_square_sr, for a preset whose black-box members run after its
+    gradient members: they must not break more than `alpha` of the samples evaluated, or
+    the gradient members were misled there and the result rests on a query-limited search.
+    The full diagnosis makes the same point by running Square on its own
+    (_black_box_flags); here the members' own counts say it at no extra cost."""
+    black = [name for name, attack in members if attack.black_box]
+    white = [name for name, attack in members if attack.gradient_loss() is not None]
+    broken = sum(broken_by.get(name, 0) for name in black)
+    if not black or not white or evaluated == 0 or broken <= alpha * evaluated:
+        return []
+    return [
+        Flag(
+            "black_box_beats_white_box",
+            MASKING,
+            f"{', '.join(black)} broke {broken} of the {evaluated} samples "
+            f"({broken / evaluated:.1%}) that {', '.join(white)} left robust, more than "
+            f"{alpha:.1%} (AutoAttack's check_square_sr): the gradients mislead the white-box "
+            "members there, so the result rests on a query-limited search",
+            "the gradients are masked; measure with an adaptive attack (BPDA or EOT, "
+            "docs/masking.md) or Square with more queries (attack='square', queries=20000), "
+            "or accept the number with allow_masking=True",
+        )
     ]
 
 

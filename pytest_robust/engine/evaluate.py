@@ -230,6 +230,8 @@ def _check_name(spec: Spec, members: list[tuple[str, Any]]) -> str:
     """The result's `attack`: the members' names, or what ran instead of an attack."""
     if spec.check == "certify":
         return f"certify-{spec.attack_params['method']}"
+    if spec.preset is not None:  # attack='autoattack': the name the user wrote
+        return str(spec.attack)
     return "+".join(name for name, _ in members) or "gradients"
 
 

@@ -16,6 +16,7 @@ import torch
 from pytest_robust.checks import certify
 from pytest_robust.checks import crown
 from pytest_robust.checks.flags import Flag
+from pytest_robust.checks.sanity import black_box_share_flag
 from pytest_robust.checks.sanity import resting_on_black_box
 from pytest_robust.engine.attack_passes import AttackPasses
 from pytest_robust.engine.attack_passes import PassContext
@@ -190,6 +191,10 @@ def measure_attacks(
     if stopped is not None:  # the result covers the samples evaluated, a prefix of the data
         n, verdict = stopped
         decided = {"verdict": verdict, "after": n, "of": len(samples)}
+    preset = spec.preset
+    if preset is not None and preset.black_box_check is not None and spec.sanity != "off":
+        share = preset.black_box_check
+        flags = [*flags, *black_box_share_flag(passes.broken_by, members, n, share)]
     details = {
         **passes.details(members, n),
         **given.backoff.details(),

@@ -29,12 +29,12 @@ def threat_of(spec: Spec) -> ThreatModel:
 
 def build_members(spec: Spec, threat: ThreatModel) -> Members:
     """(name, configured attack) for each attack of the spec, in order."""
-    names = spec.attack if isinstance(spec.attack, tuple) else (spec.attack,)
+    configured = spec.members
     registry = registered_attacks()
     members = []
-    for name in names:
+    for name, fixed in configured:
         cls = get_attack(name)  # target= was checked against the attack by validate()
-        if cls.targeted and len(names) > 1:
+        if cls.targeted and len(configured) > 1:
             raise RobustConfigError(
                 f"attack {name!r} always picks its own targets, so it cannot be combined with "
                 "other attacks; run it in its own test"
@@ -43,8 +43,13 @@ def build_members(spec: Spec, threat: ThreatModel) -> Members:
         config = {}
         for key, param in own.items():
             # In a combination, a parameter nobody set takes each attack's own default.
-            given = len(names) == 1 or spec.provenance.get(key, "default") != "default"
-            config[key] = spec.attack_params.get(key, param.default) if given else param.default
+            given = len(configured) == 1 or spec.provenance.get(key, "default") != "default"
+            if fixed is not None:  # a fixed preset: its settings, or what the user passed
+                given = given and key in spec.attack_params
+                default = fixed.get(key, param.default)
+            else:
+                default = param.default
+            config[key] = spec.attack_params.get(key, default) if given else default
         config = cls.finalize(config, threat)
         members.append((name, cls(threat, **config)))
     return members
@@ -79,6 +84,8 @@ def describe_params(members: Members, spec: Spec) -> dict[str, Any]:
         params = plain(members[0][1].config)
     else:
         params = {"attacks": {name: plain(attack.config) for name, attack in members}}
+        if spec.preset is not None:
+            params = {"version": spec.attack_params["version"], **params}
     if spec.target is not None:
         params["target"] = describe(spec.target)
     if spec.output is not None:

@@ -22,6 +22,7 @@ from pytest_robust.spec.schema import RUN_SETTINGS
 from pytest_robust.spec.schema import SANITY_LEVELS
 from pytest_robust.spec.schema import THRESHOLDS
 from pytest_robust.spec.schema import AttackSchema
+from pytest_robust.spec.schema import Preset
 from pytest_robust.spec.validate import Case
 from pytest_robust.spec.validate import attack_members
 from pytest_robust.spec.validate import attack_params
@@ -40,6 +41,7 @@ __all__ = [
     "THRESHOLDS",
     "AttackSchema",
     "Case",
+    "Preset",
     "SourceLabels",
     "Spec",
     "attack_members",

@@ -27,7 +27,9 @@ from typing import Any
 from pytest_robust.params import Param
 from pytest_robust.spec.profiles import Profile
 from pytest_robust.spec.schema import COMMON_PARAMS
+from pytest_robust.spec.schema import PRESETS
 from pytest_robust.spec.schema import THRESHOLDS
+from pytest_robust.spec.schema import Preset
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,22 @@ class Spec:
     strict: bool = False  # thresholds must be cleared by the 95% interval
     decide_early: bool = False
     amp: bool = False
+
+    @property
+    def preset(self) -> Preset | None:
+        """The fixed preset this check runs (attack='autoattack'), or None."""
+        preset = PRESETS.get(self.attack) if isinstance(self.attack, str) else None
+        return preset if preset is not None and preset.fixed else None
+
+    @property
+    def members(self) -> tuple[tuple[str, Mapping[str, Any] | None], ...]:
+        """The attacks that run, in order, each with the settings a fixed preset gives it
+        (None: the spec's attack_params, as for attack=[...])."""
+        preset = self.preset
+        if preset is not None:
+            return preset.configured(self.attack_params.get("version"))
+        names = self.attack if isinstance(self.attack, tuple) else (self.attack,)
+        return tuple((name, None) for name in names)
 
     @property
     def thresholds(self) -> dict[str, float]:

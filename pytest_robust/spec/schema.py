@@ -7,6 +7,9 @@ command-line parsers (plugin/options.py) and the attacks read it. No torch, no p
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
 from typing import Protocol
 
 from pytest_robust.params import Param
@@ -102,9 +105,58 @@ COMMON_PARAMS: dict[str, Param] = {
     "data": Param(str, "robust_data", doc="name of the fixture that gives the data"),
 }
 
-# Named combinations of attacks (worst case per sample), filled in by attacks/__init__.py
-# from the names it registers; documented in docs/attacks.md.
-PRESETS: dict[str, tuple[str, ...]] = {}
+
+@dataclass(frozen=True)
+class Preset:
+    """A named worst case per sample over registered attacks (docs/attacks.md).
+
+    `versions` maps each version to its members, in order, each with the settings it runs
+    with. An open preset ("strong": one version, no settings) stands for its list of
+    members: the user's attack parameters reach them as in attack=[...]. A fixed preset
+    ("autoattack") runs its members' own settings, chosen by `version=`; the members'
+    parameters are refused (to change them, list the members). `withheld` names versions
+    that exist but cannot be chosen yet, with the reason.
+    """
+
+    versions: Mapping[str, tuple[tuple[str, Mapping[str, Any]], ...]]
+    default: str = ""
+    withheld: Mapping[str, str] = field(default_factory=dict)
+    # Member parameters the user may still set on a fixed preset (they reach every member
+    # that declares them), e.g. a randomised model's eot=.
+    passes: tuple[str, ...] = ()
+    # AutoAttack's check_square_sr: flag a black-box member that breaks more than this
+    # fraction of the attacked samples the gradient members left (None: no such check).
+    black_box_check: float | None = None
+
+    @property
+    def fixed(self) -> bool:
+        return any(config for members in self.versions.values() for _, config in members)
+
+    @property
+    def params(self) -> dict[str, Param]:
+        """The preset's own parameters: version= for a fixed preset."""
+        if not self.fixed:
+            return {}
+        choices = tuple(v for v in self.versions if v not in self.withheld)
+        return {
+            "version": Param(
+                str,
+                self.default,
+                choices=choices,
+                doc=f"which version of the preset runs: {', '.join(map(repr, choices))}",
+            )
+        }
+
+    def members(self, version: str | None = None) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.configured(version))
+
+    def configured(self, version: str | None = None) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        return self.versions[self.default if version is None else version]
+
+
+# Named combinations of attacks (worst case per sample), declared by attacks/registry.py
+# once the attacks they name are registered; documented in docs/attacks.md.
+PRESETS: dict[str, Preset] = {}
 
 # Settings that also have a command-line option and an ini key.
 RUN_SETTINGS = ("device", "seed", "max_samples", "batch_size", "sanity")

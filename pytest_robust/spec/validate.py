@@ -27,6 +27,7 @@ from pytest_robust.spec.schema import NOT_ON_MARKER
 from pytest_robust.spec.schema import PRESETS
 from pytest_robust.spec.schema import THRESHOLDS
 from pytest_robust.spec.schema import AttackSchema
+from pytest_robust.spec.schema import Preset
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,20 @@ def validate(
             f"attack is missing: name one of {', '.join(sorted(attacks))}, for example "
             "attack='pgd' (or check='gradients' to measure input gradients without an attack)"
         )
-    members = attack_members(kwargs["attack"], attacks)
+    members = attack_members(kwargs["attack"], attacks, kwargs)
+    preset = fixed_preset(kwargs["attack"])
     _refuse_gradient_thresholds(kwargs)
-    known = {**COMMON_PARAMS, **attack_params(members, attacks, kwargs)}
+    if preset is not None and kwargs.get("target") is not None:
+        raise RobustConfigError(
+            f"target=: attack={kwargs['attack']!r} is untargeted, like the reference: its "
+            "targeted members pick their own targets to find any wrong class. For a targeted "
+            f"worst case, list targetable attacks: attack=['apgd-ce', 'square'], target=..."
+        )
+    if preset is not None:
+        own = _preset_params(preset, members, attacks)
+    else:
+        own = attack_params(members, attacks, kwargs)
+    known = {**COMMON_PARAMS, **own}
     _check_names(members, attacks, kwargs, known, where)
     _check_threat_model(members, attacks, kwargs)
     if "eps" not in kwargs and attacks[members[0]].eps_ball:
@@ -74,6 +86,8 @@ def validate(
             "(for inputs in [0, 1]), or a list eps=[0.05, 0.1] for one test per value"
         )
     out, lengths = _parse_values(members, kwargs, known)
+    if preset is not None:
+        out["attack"] = kwargs["attack"]  # the preset's name: its members' settings go with it
     _default_norm(members, attacks, kwargs, out)
     _check_members(members, attacks, out)
     _check_list_lengths(lengths)
@@ -103,10 +117,18 @@ def _check_names(
 ) -> None:
     """Every argument is one the attack (or combination) takes, or a named mistake."""
     attack = "+".join(members)
+    preset = fixed_preset(kwargs["attack"])
     for name in kwargs:
         _refuse_per_run_setting(name, where)
+        if (
+            name not in known
+            and preset is not None
+            and any(name in attacks[m].params for m in members)
+        ):
+            raise RobustConfigError(_fixed_setting(str(kwargs["attack"]), preset, name, kwargs))
         if name not in known:
             others = [a for a, schema in attacks.items() if name in schema.params]
+            others += [f"the {p!r} preset" for p, pr in PRESETS.items() if name in pr.params]
             hint = f"; it is a parameter of {', '.join(sorted(others))}" if others else ""
             raise RobustConfigError(
                 f"{name}= is not an argument of attack {attack!r}{suggest(name, known)}{hint}"
@@ -271,11 +293,63 @@ def largest_radius(sigma: float, n: int, alpha: float) -> float:
     return sigma * NormalDist().inv_cdf(p) if p > 0.5 else 0.0
 
 
-def attack_members(attack: Any, attacks: Mapping[str, AttackSchema]) -> tuple[str, ...]:
+def fixed_preset(attack: Any) -> Preset | None:
+    """The fixed preset `attack` names (attack='autoattack'), or None."""
+    preset = PRESETS.get(attack) if isinstance(attack, str) else None
+    return preset if preset is not None and preset.fixed else None
+
+
+def preset_version(preset: Preset, attack: str, kwargs: Mapping[str, Any]) -> str:
+    """The version= a fixed preset runs: the given one (checked), else the default."""
+    if "version" not in kwargs:
+        return preset.default
+    version = kwargs["version"]
+    if isinstance(version, (list, tuple)):
+        raise RobustConfigError(
+            f"version={version!r}: attack={attack!r} runs one version per test (their "
+            "members differ); use pytest.mark.parametrize for several"
+        )
+    if isinstance(version, str) and version in preset.withheld:
+        raise RobustConfigError(f"version={version!r}: {preset.withheld[version]}")
+    parsed: str = preset.params["version"].parse("version", version)
+    return parsed
+
+
+def _preset_params(
+    preset: Preset, members: tuple[str, ...], attacks: Mapping[str, AttackSchema]
+) -> dict[str, Param]:
+    """What a fixed preset takes: version=, and the member parameters it passes on."""
+    params = dict(preset.params)
+    for name in members:
+        params.update({k: v for k, v in attacks[name].params.items() if k in preset.passes})
+    return params
+
+
+def _fixed_setting(attack: str, preset: Preset, name: str, kwargs: Mapping[str, Any]) -> str:
+    """Why a member parameter is refused by a fixed preset, and the fix."""
+    version = preset_version(preset, attack, kwargs)
+    members = preset.configured(version)
+    settings = "; ".join(
+        f"{m} " + ", ".join(f"{k}={v!r}" for k, v in config.items()) for m, config in members
+    )
+    return (
+        f"{name}= is not an argument of attack={attack!r}: it runs its members with fixed "
+        f"settings (version={version!r}: {settings}), so that its numbers mean what the "
+        f"reference's mean. For other settings, list the members instead: "
+        f"attack={[m for m, _ in members]!r}, {name}=..."
+    )
+
+
+def attack_members(
+    attack: Any, attacks: Mapping[str, AttackSchema], kwargs: Mapping[str, Any] | None = None
+) -> tuple[str, ...]:
     """The attack names a marker's `attack=` stands for: one name, a list of names (worst
-    case per sample over all of them), or a preset name."""
+    case per sample over all of them), or a preset name (for a fixed preset, the members
+    of the version= in `kwargs`)."""
     if isinstance(attack, str) and attack in PRESETS:
-        return PRESETS[attack]
+        preset = PRESETS[attack]
+        version = preset_version(preset, attack, kwargs or {}) if preset.fixed else None
+        return preset.members(version)
     names = tuple(attack) if isinstance(attack, (list, tuple)) else (attack,)
     if not names:
         raise RobustConfigError("attack=[]: name at least one attack")
@@ -299,7 +373,10 @@ def attack_params(
     runs no attack, the certificate's own (method=)."""
     if kwargs.get("check") == "certify":
         return dict(CERTIFY_PARAMS)
-    names = members if isinstance(members, tuple) else attack_members(members, attacks)
+    preset = fixed_preset(members)
+    if preset is not None:
+        return _preset_params(preset, attack_members(members, attacks, kwargs), attacks)
+    names = members if isinstance(members, tuple) else attack_members(members, attacks, kwargs)
     params: dict[str, Param] = {}
     for name in names:
         schema = attacks[name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -122,3 +123,62 @@ def test_the_search_does_the_work_not_the_initialisation(norm, eps, digits_cnn, 
     # Measured: linf 0.97 -> 0.49, l2 0.96 -> 0.07.
     assert init_only.robust_acc > 0.9
     assert searched.robust_acc < init_only.robust_acc - 0.4
+
+
+def _reference_p_selection(it: int, n_queries: int, p_init: float, rescale: bool) -> float:
+    """fra31/auto-attack square.py, SquareAttack.p_selection, transcribed."""
+    if rescale:
+        it = int(it / n_queries * 10000)
+    bounds = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000, 10**9)
+    for k, (low, high) in enumerate(itertools.pairwise(bounds)):
+        if low < it <= high:
+            return p_init / 2 ** (k + 1)
+    return p_init
+
+
+@pytest.mark.parametrize("rescale", [False, True])
+def test_window_schedule_is_autoattacks(rescale):
+    """rescale_schedule=False halves p at the absolute iterations 10, 50, 200, 500, 1000,
+    2000, 4000 (AutoAttack's standard Square, resc_schedule=False); True rescales them to
+    the budget. Our budget counts the initial query: queries=5001 is the reference's 5000
+    iterations, numbered 0..4999 in both."""
+    from pytest_robust.attacks.square import window_fraction
+
+    budget = 5001
+    ours = [window_fraction(i, budget, 0.8, rescale) for i in range(budget - 1)]
+    # With rescaling the reference divides by its own iteration count (5000), we by the
+    # query budget (5001): the same schedule up to one iteration at each boundary.
+    reference = [
+        _reference_p_selection(i, budget if rescale else budget - 1, 0.8, rescale)
+        for i in range(budget - 1)
+    ]
+    assert ours == reference
+    if not rescale:
+        halvings = [i for i in range(1, budget - 1) if ours[i] < ours[i - 1]]
+        assert halvings == [11, 51, 201, 501, 1001, 2001, 4001]
+
+
+def test_chunked_draws_are_the_per_stream_draws():
+    """Square draws a chunk of iterations' random numbers in one call: each iteration's
+    numbers must be exactly those of its own stream (so results do not depend on the
+    chunking, and a sample's search on the batch it is in)."""
+    from pytest_robust.attacks import sampling
+
+    ids = torch.tensor([0, 7, 450, 2**40 + 3])
+    streams = torch.tensor([1, 17, 33, (1 << 33) + 5])
+    drawn = sampling.uniform_streams(5, ids, streams, (3, 2), torch.float32)
+    for k, stream in enumerate(streams.tolist()):
+        one = sampling.uniform(5, ids, torch.Size([4, 3, 2]), stream, torch.float32)
+        assert torch.equal(drawn[:, k], one)
+
+
+def test_autoattack_schedule_is_a_square_parameter(digits_cnn, digits_data):
+    x, y = digits_data
+    fixed = evaluate(
+        digits_cnn, (x[:30], y[:30]), attack="square", eps=0.1, queries=300,
+        rescale_schedule=False,
+    )  # fmt: skip
+    rescaled = evaluate(digits_cnn, (x[:30], y[:30]), attack="square", eps=0.1, queries=300)
+    assert fixed.params["rescale_schedule"] is False
+    # The same search with larger windows for longer: a different path, both valid.
+    assert fixed.robust != rescaled.robust or fixed.details != rescaled.details

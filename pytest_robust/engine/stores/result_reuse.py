@@ -60,7 +60,7 @@ def result_key(
         plugin = version("pytest-robust")
     except PackageNotFoundError:
         plugin = "unknown"
-    names = spec.attack if isinstance(spec.attack, tuple) else (spec.attack,)
+    names = [name for name, _ in spec.members]
     try:
         described = {
             "model": model_identity,
