@@ -60,6 +60,7 @@ class Spec:
     strict: bool = False  # thresholds must be cleared by the 95% interval
     decide_early: bool = False
     amp: bool = False
+    draws: int | None = None  # None: 1, or 10 when a member has eot > 1 (engine/stochastic.py)
 
     @property
     def thresholds(self) -> dict[str, float]:
