@@ -46,6 +46,10 @@ def build_members(spec: Spec, threat: ThreatModel) -> Members:
             given = len(names) == 1 or spec.provenance.get(key, "default") != "default"
             config[key] = spec.attack_params.get(key, param.default) if given else param.default
         config = cls.finalize(config, threat)
+        if config.get("eot") == 1:
+            # One draw is no EOT: left out, so a deterministic check's params (and stored
+            # results' keys) read as they did before eot= existed.
+            del config["eot"]
         members.append((name, cls(threat, **config)))
     return members
 
