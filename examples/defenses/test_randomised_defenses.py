@@ -28,15 +28,15 @@ NOISY: dict[str, Any] = {"eps": 0.1, "model": "noisy_cnn", "max_samples": 200}
 @pytest.mark.xfail(reason="not trustworthy: nondeterministic", strict=True)
 @robust(attack="pgd", steps=20, min_acc=0.7, **NOISY)
 def test_a_pgd_gate_on_the_noisy_model_is_not_trusted() -> None:
-    """PGD with one noise draw per step measures about 0.83 >= 0.7, a PASS the
+    """PGD with one noise draw per step measures about 0.8 >= 0.7, a PASS the
     `nondeterministic` flag turns into a FAIL: one draw is a random sample of the
     gradient, and one judging pass a lucky draw."""
 
 
-@robust(attack="pgd", steps=40, eot=10, min_acc=0.2, **NOISY)
+@robust(attack="pgd", steps=40, eot=10, min_acc=0.15, **NOISY)
 def test_eot_pgd_measures_the_noisy_model(robustness: RobustnessResult) -> None:
     """EOT over 10 draws, judged over 10 draws: a much lower number, and a trusted one."""
-    assert robustness.robust_acc < 0.5  # the naive PGD gate above saw about 0.83
+    assert robustness.robust_acc < 0.5  # about 0.25; the naive PGD gate above saw about 0.8
     assert [(f["name"], f["severity"]) for f in robustness.flags] == [
         ("nondeterministic", "warning")
     ]

@@ -117,9 +117,9 @@ def test_the_global_rng_comes_back_after_an_error(digits_cnn, first_100, eot):
 def test_eot_pgd_is_at_least_as_strong_as_pgd_and_square(noisy, first_100):
     """Same judge for all three (10 seeded draws, robust only if correct on every one)."""
     judge = {"eps": EPS, "draws": 10, "seed": 0}
-    eot_pgd = evaluate(noisy, first_100, attack="pgd", steps=40, eot=10, **judge)
-    pgd = evaluate(noisy, first_100, attack="pgd", steps=40, allow_masking=True, **judge)
-    square = evaluate(noisy, first_100, attack="square", queries=1000, **judge)
+    eot_pgd = evaluate(noisy, first_100, attack="pgd", steps=20, eot=10, **judge)
+    pgd = evaluate(noisy, first_100, attack="pgd", steps=20, allow_masking=True, **judge)
+    square = evaluate(noisy, first_100, attack="square", queries=500, **judge)
     # Same clean judge (seeded draws of the clean pass, independent of the attack).
     assert eot_pgd.clean_correct == pgd.clean_correct == square.clean_correct
     assert eot_pgd.robust_acc <= min(pgd.robust_acc, square.robust_acc)
@@ -240,6 +240,9 @@ def test_eot_and_draws_are_validated(noisy, first_100):
     assert "eot" not in both.params["attacks"]["square"]
     assert both.details["draws"] == 10  # the default with eot > 1
     assert evaluate(noisy, (x, y), attack="fgsm", eps=EPS, eot=2, draws=3).details["draws"] == 3
+    # attack="noise" keeps its own draws= (noisy copies of the input per sample).
+    noise = evaluate(noisy, (x, y), attack="noise", sigma=0.1, draws=3, sanity="off")
+    assert noise.params["draws"] == 3 and "draws" not in noise.details
 
 
 @pytest.mark.parametrize("attack", ["apgd-ce", "apgd-t", "deepfool", "cw", "mifgsm"])
