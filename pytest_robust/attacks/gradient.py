@@ -6,8 +6,10 @@ model): start each restart from the clean input or a random point of the ball, e
 the unit direction of the threat model's norm and project, and drop the samples already
 broken. With a `judge` (set by the transfer attack: the judge is the target model) every
 step is spent on the model attacked, the final point is kept, and the judge says once per
-restart which samples need no more work. Subclasses change the parameters, the loss, the
-targets or the direction (momentum), not the loop.
+restart which samples need no more work. With eot > 1 (a randomised model: attacks/eot.py)
+each gradient is the mean over the draws, a sample stops only when every draw is fooled, and
+otherwise keeps the point that fooled the most draws. Subclasses change the parameters, the
+loss, the targets or the direction (momentum), not the loop.
 """
 
 from __future__ import annotations

@@ -123,8 +123,9 @@ def test_eot_pgd_is_at_least_as_strong_as_pgd_and_square(noisy, first_100):
     # Same clean judge (seeded draws of the clean pass, independent of the attack).
     assert eot_pgd.clean_correct == pgd.clean_correct == square.clean_correct
     assert eot_pgd.robust_acc <= min(pgd.robust_acc, square.robust_acc)
-    # Measured 0.13 vs PGD 0.34, Square 0.51 (seed 0): EOT is far stronger, not just equal.
-    assert eot_pgd.robust_acc < pgd.robust_acc - 0.1
+    # Measured 0.10 vs PGD 0.22, Square-500 0.43 (seed 0; clean 0.74 on all 10 draws):
+    # EOT is far stronger, not just as strong.
+    assert eot_pgd.robust_acc < pgd.robust_acc - 0.05
 
 
 def test_more_steps_never_report_more_robustness(noisy, first_100):
