@@ -37,3 +37,30 @@ def adversarially_trained() -> torch.nn.Module:
 def distilled() -> torch.nn.Module:
     """Defensive distillation at T = 100, deployed at T = 1: gradients masked, not robust."""
     return distilled_model()
+
+
+# --- randomised and non-differentiable defences of the digits CNN (randomised_models.py) --
+
+
+@pytest.fixture(scope="session")
+def noisy_cnn() -> torch.nn.Module:
+    """Gaussian noise (sigma 0.2) in forward, at inference too; trained with that noise."""
+    from randomised_models import noisy_cnn
+
+    return noisy_cnn()
+
+
+@pytest.fixture(scope="session")
+def quantised_cnn() -> torch.nn.Module:
+    """round(4x)/4 before the digits CNN: zero gradients almost everywhere."""
+    from randomised_models import quantised_cnn
+
+    return quantised_cnn()
+
+
+@pytest.fixture(scope="session")
+def quantised_cnn_bpda() -> torch.nn.Module:
+    """The same model, the rounding wrapped in pytest_robust.BPDA (forward unchanged)."""
+    from randomised_models import quantised_cnn_bpda
+
+    return quantised_cnn_bpda()

@@ -14,7 +14,6 @@ shifting and scaling the logits and so does not suffer from a saturated softmax.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from typing import ClassVar
@@ -24,6 +23,9 @@ import torch.nn.functional as F
 
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
+from pytest_robust.attacks.eot import EOT
+from pytest_robust.attacks.eot import model_draws
+from pytest_robust.attacks.eot import repeat_rows
 from pytest_robust.attacks.gradient import input_gradient
 from pytest_robust.attacks.gradient import keep_rows
 from pytest_robust.attacks.gradient import steps_param
@@ -83,6 +85,12 @@ class _Run:
     rises: torch.Tensor  # steps since the last checkpoint where the loss rose
     loss_max_at_check: torch.Tensor
     halved_at_check: torch.Tensor
+    # eot > 1 only: the fraction of draws the current point fools, and the point that
+    # fooled the most so far (ties: the higher loss) with its fraction and loss.
+    fooled: torch.Tensor | None = None
+    x_fooled: torch.Tensor | None = None
+    fooled_max: torch.Tensor | None = None
+    loss_fooled: torch.Tensor | None = None
 
 
 @register_attack
@@ -97,10 +105,12 @@ class APGD(Attack):
         ),
         "steps": steps_param(100),
         "restarts": Param(int, 1, minimum=1, doc="random restarts, each on unbroken samples"),
+        "eot": EOT,
     }
     norms = ("linf", "l2")
     targetable = True
     supports_judge = True  # with a judge: every step runs, the highest-loss point is kept
+    native_eot = True
     reference = (
         "Croce, Hein 2020, Reliable Evaluation of Adversarial Robustness with an Ensemble of "
         "Diverse Parameter-Free Attacks"
@@ -145,24 +155,29 @@ class APGD(Attack):
 
     def _evaluate(
         self,
-        model: Callable[[torch.Tensor], torch.Tensor],
+        batch: AttackBatch,
         x: torch.Tensor,
         labels: torch.Tensor,
         targets: torch.Tensor | None,
         need_grad: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(success, per-sample loss, input gradient or zeros) at x."""
+        """(fraction of the eot draws fooled, per-sample loss (mean over the draws), input
+        gradient or zeros) at x. With eot = 1 the fraction is 0 or 1."""
+        n = self.eot
         x = x.detach().requires_grad_(need_grad)
         with torch.enable_grad() if need_grad else torch.no_grad():
-            logits = model(x)
-            self._check_classes(logits.shape[1], targets is not None)
-            loss = self.objective(logits, labels, targets)
+            logits = model_draws(batch, x, n)
+            flat = logits.reshape(-1, logits.shape[-1])
+            self._check_classes(flat.shape[1], targets is not None)
+            labels_n, targets_n = repeat_rows(labels, n), repeat_rows(targets, n)
+            assert labels_n is not None
+            loss = self.objective(flat, labels_n, targets_n).view(n, -1).mean(dim=0)
             # Summed, so a sample's gradient does not depend on the batch it is in.
             grad = input_gradient(loss.sum(), x) if need_grad else torch.zeros_like(x)
         # DLR's denominator can be ~0 (tied top logits); a NaN step would poison the point.
         grad = torch.nan_to_num(grad, nan=0.0)
-        broken = self.is_success(logits.detach(), labels, targets)
-        return broken, loss.detach(), grad
+        fooled = self.is_success(flat.detach(), labels_n, targets_n).view(n, -1).float().mean(0)
+        return fooled, loss.detach(), grad
 
     def _step(self, run: _Run, momentum: float) -> torch.Tensor:
         unit = self.threat.unit_step(run.grad)
@@ -174,8 +189,13 @@ class APGD(Attack):
         out = batch.x.clone()
         best_loss = torch.full_like(batch.labels, -math.inf, dtype=batch.x.dtype)
         done = torch.zeros(len(batch.x), dtype=torch.bool, device=batch.x.device)
-        self._restarts(batch, batch.targets, out, best_loss, done, 0)
+        self._restarts(batch, batch.targets, out, best_loss, done, 0, self._best_fooled(batch))
         return out
+
+    def _best_fooled(self, batch: AttackBatch) -> torch.Tensor | None:
+        """With eot > 1: per sample, the fraction of draws its kept point fools (-1: none
+        kept yet); None with eot = 1."""
+        return torch.full((len(batch.x),), -1.0, device=batch.x.device) if self.eot > 1 else None
 
     def _stream(self, restart: int, rank: int) -> int:
         """The random-start stream of one restart (rank: APGD-T's target rank)."""
@@ -189,9 +209,12 @@ class APGD(Attack):
         best_loss: torch.Tensor,
         done: torch.Tensor,
         rank: int,
+        best_fooled: torch.Tensor | None = None,
     ) -> None:
         """All restarts on the samples not `done`, with the loss towards `targets` (None:
-        untargeted); updates out, best_loss and done in place."""
+        untargeted); updates out, best_loss and done in place (and best_fooled, with eot >
+        1: a sample is done only when every draw is fooled, and otherwise keeps the point
+        that fooled the most draws, ties broken by the higher loss)."""
         steps, restarts = int(self.config["steps"]), int(self.config["restarts"])
         marks = checkpoints(steps)
         for restart in range(restarts):
@@ -219,7 +242,10 @@ class APGD(Attack):
                     run = keep_rows(run, alive)
                 if alive.numel() == 0:
                     break
-            _keep_highest_loss(out, best_loss, run)
+            if best_fooled is not None and self.judge is None:
+                _keep_most_fooled(out, best_fooled, best_loss, run)
+            else:
+                _keep_highest_loss(out, best_loss, run)
             if self.judge is not None and restart < restarts - 1:
                 # The judge spares the next restart the samples it sees broken.
                 done.index_copy_(0, run.active, self.judge(out[run.active], run.active))
@@ -236,7 +262,8 @@ class APGD(Attack):
         x0, labels = batch.x[active], batch.labels[active]
         targets = all_targets[active] if all_targets is not None else None
         x = self.threat.random_point(x0, batch.seed, batch.sample_ids[active], stream)
-        broken, loss, grad = self._evaluate(batch.model, x, labels, targets, True)
+        fooled, loss, grad = self._evaluate(batch, x, labels, targets, True)
+        broken = fooled >= 1.0
         eta = torch.full_like(loss, 2 * self.threat.eps)
         run = _Run(
             active=active, x0=x0, labels=labels, targets=targets, x=x, x_prev=x,
@@ -244,6 +271,8 @@ class APGD(Attack):
             rises=torch.zeros_like(loss), loss_max_at_check=loss,
             halved_at_check=torch.zeros_like(broken),
         )  # fmt: skip
+        if self.eot > 1:
+            run.fooled, run.x_fooled, run.fooled_max, run.loss_fooled = fooled, x, fooled, loss
         return run, broken
 
     def _move(self, batch: AttackBatch, run: _Run, i: int, steps: int) -> torch.Tensor:
@@ -251,7 +280,16 @@ class APGD(Attack):
         highest-loss point; returns which samples the new point breaks."""
         # The first step has no previous step to carry momentum from.
         x = self._step(run, 1.0 if i == 1 else MOMENTUM)
-        broken, loss, grad = self._evaluate(batch.model, x, run.labels, run.targets, i < steps)
+        fooled, loss, grad = self._evaluate(batch, x, run.labels, run.targets, i < steps)
+        broken = fooled >= 1.0
+        if run.fooled_max is not None:
+            assert run.x_fooled is not None and run.loss_fooled is not None
+            more = (fooled > run.fooled_max) | (
+                (fooled == run.fooled_max) & (loss > run.loss_fooled)
+            )
+            run.x_fooled = torch.where(per_sample(more, x), x, run.x_fooled)
+            run.fooled_max = torch.where(more, fooled, run.fooled_max)
+            run.loss_fooled = torch.where(more, loss, run.loss_fooled)
         run.rises = run.rises + (loss > run.loss)
         run.x_prev, run.x, run.loss, run.grad = run.x, x, loss, grad
         better = loss > run.loss_max
@@ -283,6 +321,21 @@ def _keep_highest_loss(out: torch.Tensor, best_loss: torch.Tensor, run: _Run) ->
     out.index_copy_(0, run.active, kept)
     kept_loss = torch.where(better, run.loss_max, best_loss[run.active])
     best_loss.index_copy_(0, run.active, kept_loss)
+
+
+def _keep_most_fooled(
+    out: torch.Tensor, best_fooled: torch.Tensor, best_loss: torch.Tensor, run: _Run
+) -> None:
+    """eot > 1: unbroken samples keep the point that fooled the largest fraction of draws
+    over all restarts (ties: the higher mean loss)."""
+    assert run.x_fooled is not None and run.fooled_max is not None
+    assert run.loss_fooled is not None
+    was, was_loss = best_fooled[run.active], best_loss[run.active]
+    more = (run.fooled_max > was) | ((run.fooled_max == was) & (run.loss_fooled > was_loss))
+    kept = torch.where(per_sample(more, run.x_fooled), run.x_fooled, out[run.active])
+    out.index_copy_(0, run.active, kept)
+    best_fooled.index_copy_(0, run.active, torch.where(more, run.fooled_max, was))
+    best_loss.index_copy_(0, run.active, torch.where(more, run.loss_fooled, was_loss))
 
 
 @register_attack
@@ -327,6 +380,7 @@ class APGDT(APGD):
             minimum=1,
             doc="target classes tried, most likely first (capped at the number of classes - 1)",
         ),
+        "eot": EOT,
     }
     targetable = False
     supports_judge = False  # its runs towards different targets have no common loss to keep
@@ -349,7 +403,8 @@ class APGDT(APGD):
     def _ranked_targets(self, batch: AttackBatch) -> torch.Tensor:
         """Each sample's other classes, most likely first on the clean input, (B, k)."""
         with torch.no_grad():
-            logits = batch.model(batch.x)
+            # With eot > 1: the targets are ranked by the mean logits of the draws.
+            logits = model_draws(batch, batch.x, self.eot).mean(dim=0)
         classes = logits.shape[1]
         if classes < 4:
             raise RobustConfigError(
@@ -368,10 +423,11 @@ class APGDT(APGD):
         out = batch.x.clone()
         best_loss = torch.full_like(batch.labels, -math.inf, dtype=batch.x.dtype)
         done = torch.zeros(len(batch.x), dtype=torch.bool, device=batch.x.device)
+        best_fooled = self._best_fooled(batch)
         for rank in range(ranked.shape[1]):
             before = int(done.sum())
             # Only the samples no earlier target broke are attacked towards this one.
-            self._restarts(batch, ranked[:, rank], out, best_loss, done, rank)
+            self._restarts(batch, ranked[:, rank], out, best_loss, done, rank, best_fooled)
             if rank == len(self._broken_by_rank):
                 self._broken_by_rank.append(0)
             self._broken_by_rank[rank] += int(done.sum()) - before

@@ -15,11 +15,13 @@ from abc import abstractmethod
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 from typing import ClassVar
 
 import torch
 
+from pytest_robust.attacks.eot import MeanOfDraws
 from pytest_robust.attacks.threat import ThreatModel
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import Param
@@ -39,6 +41,10 @@ class AttackBatch:
     targets: torch.Tensor | None
     sample_ids: torch.Tensor
     seed: int
+    # draws(x, n): logits of n seeded forward passes at x, shape (n, len(x), classes),
+    # stacked in one batch where the model's randomness allows (the engine sets it; None:
+    # n plain calls). Only attacks with eot > 1 use it (attacks/eot.py).
+    draws: Callable[[torch.Tensor, int], torch.Tensor] | None = None
 
 
 class Attack(ABC):
@@ -65,6 +71,9 @@ class Attack(ABC):
     # never looks at the model's gradients, so in attack=[...] its result stands when the
     # gradient members' evidence is masked (docs/masking.md, "Black-box members").
     black_box: ClassVar[bool] = False
+    # True for attacks whose loop handles eot > 1 itself (per-draw losses, a point judged by
+    # the fraction of draws it fools); the others see the mean logits of the draws.
+    native_eot: ClassVar[bool] = False
 
     # A success also needs this probability for the predicted class (checked by the engine).
     min_confidence: float = 0.0
@@ -86,6 +95,11 @@ class Attack(ABC):
     def finalize(cls, config: dict[str, Any], threat: ThreatModel) -> dict[str, Any]:
         """Fill in defaults that depend on the threat model (e.g. a step size from eps)."""
         return config
+
+    @property
+    def eot(self) -> int:
+        """Forward passes averaged per gradient (1 unless the attack takes eot=)."""
+        return int(self.config.get("eot", 1))
 
     def option(self, name: str) -> Any:
         """A parameter's value, or its declared default (for attacks built directly)."""
@@ -131,6 +145,8 @@ class Attack(ABC):
 
     def run(self, batch: AttackBatch) -> torch.Tensor:
         """Adversarial inputs for the batch, guaranteed inside the threat model."""
+        if self.eot > 1 and not self.native_eot:
+            batch = replace(batch, model=MeanOfDraws(batch, self.eot))
         return self.threat.project(self.propose(batch).detach(), batch.x)
 
 

@@ -17,6 +17,7 @@ import torch
 from pytest_robust.attacks.base import NO_GRADIENT_PATH
 from pytest_robust.attacks.base import AttackBatch
 from pytest_robust.attacks.base import NoGradientPath
+from pytest_robust.attacks.eot import EOT
 from pytest_robust.attacks.minimum_norm import MinimumNormAttack
 from pytest_robust.attacks.registry import register_attack
 from pytest_robust.attacks.threat import per_sample
@@ -35,6 +36,7 @@ class DeepFool(MinimumNormAttack):
         "candidates": Param(
             int, 10, minimum=2, doc="most likely classes considered (capped by the classes)"
         ),
+        "eot": EOT,
     }
     reference = (
         "Moosavi-Dezfooli, Fawzi, Frossard 2016, DeepFool: a simple and accurate method "

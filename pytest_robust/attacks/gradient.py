@@ -6,13 +6,14 @@ model): start each restart from the clean input or a random point of the ball, e
 the unit direction of the threat model's norm and project, and drop the samples already
 broken. With a `judge` (set by the transfer attack: the judge is the target model) every
 step is spent on the model attacked, the final point is kept, and the judge says once per
-restart which samples need no more work. Subclasses change the parameters, the loss, the
-targets or the direction (momentum), not the loop.
+restart which samples need no more work. With eot > 1 (a randomised model: attacks/eot.py)
+each gradient is the mean over the draws, a sample stops only when every draw is fooled, and
+otherwise keeps the point that fooled the most draws. Subclasses change the parameters, the
+loss, the targets or the direction (momentum), not the loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import fields
 from dataclasses import replace
@@ -28,6 +29,8 @@ from pytest_robust.attacks.base import NO_GRADIENT_PATH
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
 from pytest_robust.attacks.base import NoGradientPath
+from pytest_robust.attacks.eot import model_draws
+from pytest_robust.attacks.eot import repeat_rows
 from pytest_robust.attacks.threat import ThreatModel
 from pytest_robust.attacks.threat import per_sample
 from pytest_robust.errors import RobustConfigError
@@ -90,6 +93,7 @@ class GradientAttack(Attack):
     default_random_start: ClassVar[bool] = False
     targetable = True
     supports_judge = True
+    native_eot = True
 
     @classmethod
     def finalize(cls, config: dict[str, Any], threat: ThreatModel) -> dict[str, Any]:
@@ -150,6 +154,9 @@ class GradientAttack(Attack):
         steps, alpha, restarts, random_start = self.schedule()
         best = batch.x.clone()
         done = torch.zeros(len(batch.x), dtype=torch.bool, device=batch.x.device)
+        # With eot > 1: each sample's best point so far, by the fraction of draws it fools
+        # (ties: the higher mean loss), over all restarts.
+        score = _Score.empty(batch.x) if self.eot > 1 else None
         for restart in range(restarts):
             # Only samples not broken by an earlier restart are attacked again.
             active = (~done).nonzero().squeeze(1)
@@ -157,6 +164,9 @@ class GradientAttack(Attack):
                 break
             walk = self._start(batch, active, restart if random_start else None)
             final = restart == restarts - 1
+            if self.judge is None and score is not None:
+                self._walk_eot(batch, walk, steps, alpha, best, done, score)
+                continue
             if self.judge is None:
                 self._walk_until_broken(batch, walk, steps, alpha, final, best, done)
                 continue
@@ -189,7 +199,7 @@ class GradientAttack(Attack):
         """Step, keeping each sample's first adversarial point in `best` and dropping it
         from the walk; the survivors' last point is kept too."""
         for _ in range(steps):
-            broken, grad = self._evaluate(batch.model, walk, need_grad=True)
+            broken, grad = self._evaluate(batch, walk, need_grad=True)
             _keep_where(best, done, walk, broken)
             # One host sync per step: how many samples are still unbroken.
             alive = (~broken).nonzero().squeeze(1)
@@ -203,29 +213,75 @@ class GradientAttack(Attack):
             # (it would be the same pass twice).
             best.index_copy_(0, walk.active, walk.x)
             return
-        broken, _ = self._evaluate(batch.model, walk, need_grad=False)
+        broken, _ = self._evaluate(batch, walk, need_grad=False)
         _keep_where(best, done, walk, torch.ones_like(broken), broken)
 
     def _walk_every_step(self, batch: AttackBatch, walk: _Walk, steps: int, alpha: float) -> _Walk:
         """All `steps` steps for every sample: nothing stops on the model attacked."""
         for _ in range(steps):
-            _, grad = self._evaluate(batch.model, walk, need_grad=True)
+            _, grad = self._evaluate(batch, walk, need_grad=True)
             self._step(walk, grad, alpha)
         return walk
 
+    def _walk_eot(
+        self,
+        batch: AttackBatch,
+        walk: _Walk,
+        steps: int,
+        alpha: float,
+        best: torch.Tensor,
+        done: torch.Tensor,
+        score: _Score,
+    ) -> None:
+        """The walk with eot > 1 draws per point: a sample stops only when every draw at
+        its point is fooled; otherwise `best` keeps its point that fooled the largest
+        fraction of draws (ties: the highest mean loss). Every point is evaluated, the last
+        one too, so a longer run (same alpha) only adds points to choose from."""
+        for step in range(steps + 1):
+            last = step == steps
+            fooled, loss, grad = self._evaluate_draws(batch, walk, need_grad=not last)
+            score.keep_better(best, walk.active, walk.x, fooled, loss)
+            broken = fooled >= 1.0
+            done.index_copy_(0, walk.active, done[walk.active] | broken)
+            alive = (~broken).nonzero().squeeze(1)
+            if last or alive.numel() == 0:
+                return
+            self._step(walk, grad, alpha)
+            if alive.numel() < len(broken):
+                walk = keep_rows(walk, alive)
+
     def _evaluate(
-        self, model: Callable[[torch.Tensor], torch.Tensor], walk: _Walk, need_grad: bool
+        self, batch: AttackBatch, walk: _Walk, need_grad: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-sample success, input gradient of the loss) at the walk's points; the
-        gradient is zeros when not needed."""
+        gradient is zeros when not needed. With eot > 1 the gradient is the mean over the
+        draws and success means every draw fooled."""
+        fooled, _, grad = self._evaluate_draws(batch, walk, need_grad)
+        return fooled >= 1.0, grad
+
+    def _evaluate_draws(
+        self, batch: AttackBatch, walk: _Walk, need_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(fraction of the eot draws each point fools, its mean per-draw loss (eot > 1
+        only, else zeros), input gradient of the mean loss or zeros)."""
+        n = self.eot
         x = walk.x.detach().requires_grad_(True)
+        labels, targets = repeat_rows(walk.labels, n), repeat_rows(walk.targets, n)
+        assert labels is not None
         with torch.enable_grad():
-            logits = model(x)
-            broken = self.is_success(logits.detach(), walk.labels, walk.targets)
-            loss = self.loss(logits, walk.labels, walk.targets) if need_grad else None
+            logits = model_draws(batch, x, n)
+            flat = logits.reshape(-1, logits.shape[-1])
+            hits = self.is_success(flat.detach(), labels, targets).view(n, -1)
+            # Summed over samples (a sample's gradient is independent of its batch), mean
+            # over draws: the gradient is the mean of the per-draw gradients.
+            loss = self.loss(flat, labels, targets) / n if need_grad else None
             grad = input_gradient(loss, x) if loss is not None else torch.zeros_like(x)
         walk.x = x.detach()
-        return broken, grad
+        fooled = hits.float().mean(dim=0)
+        per_sample_loss = torch.zeros_like(fooled)
+        if n > 1:
+            per_sample_loss = _cross_entropy(flat.detach(), labels, targets).view(n, -1).mean(0)
+        return fooled, per_sample_loss, grad
 
     def _step(self, walk: _Walk, grad: torch.Tensor, alpha: float) -> None:
         """Move the walk one step of size alpha along its direction, onto the threat model."""
@@ -243,6 +299,44 @@ class GradientAttack(Attack):
         # then clamp the step to the ball and the point to the bounds, as project() does.
         delta = torch.add(x, unit, alpha=alpha).sub_(x0).clamp_(-self.threat.eps, self.threat.eps)
         return delta.add_(x0).clamp_(low, high)
+
+
+def _cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+) -> torch.Tensor:
+    """Per-row loss for ranking points: cross-entropy (to the target: its negative)."""
+    if targets is not None:
+        return -F.cross_entropy(logits.float(), targets, reduction="none")
+    return F.cross_entropy(logits.float(), labels, reduction="none")
+
+
+@dataclass
+class _Score:
+    """Per sample of a batch: the fraction of draws its best point fooled, and that
+    point's mean loss (the tie-break)."""
+
+    fooled: torch.Tensor
+    loss: torch.Tensor
+
+    @classmethod
+    def empty(cls, x: torch.Tensor) -> _Score:
+        fooled = torch.full((len(x),), -1.0, device=x.device)
+        return cls(fooled, torch.full_like(fooled, -float("inf")))
+
+    def keep_better(
+        self,
+        best: torch.Tensor,
+        rows: torch.Tensor,
+        x: torch.Tensor,
+        fooled: torch.Tensor,
+        loss: torch.Tensor,
+    ) -> None:
+        """Write x into best where it fools more draws (or as many, at a higher loss)."""
+        was, was_loss = self.fooled[rows], self.loss[rows]
+        better = (fooled > was) | ((fooled == was) & (loss > was_loss))
+        best.index_copy_(0, rows, torch.where(per_sample(better, x), x, best[rows]))
+        self.fooled.index_copy_(0, rows, torch.where(better, fooled, was))
+        self.loss.index_copy_(0, rows, torch.where(better, loss, was_loss))
 
 
 def _keep_where(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from pytest_robust.attacks.eot import EOT
 from pytest_robust.attacks.gradient import ALPHA
 from pytest_robust.attacks.gradient import GradientAttack
 from pytest_robust.attacks.gradient import steps_param
@@ -24,7 +25,7 @@ KURAKIN = "Kurakin, Goodfellow, Bengio 2017, Adversarial Examples in the Physica
 @register_attack
 class BIM(GradientAttack):
     name = "bim"
-    params = {"steps": steps_param(20), "alpha": ALPHA}
+    params = {"steps": steps_param(20), "alpha": ALPHA, "eot": EOT}
     reference = KURAKIN
 
 
@@ -36,6 +37,7 @@ class PGD(GradientAttack):
         "alpha": ALPHA,
         "random_start": Param(bool, True, doc="start from a uniform point of the eps-ball"),
         "restarts": Param(int, 1, minimum=1, doc="random restarts, each on unbroken samples"),
+        "eot": EOT,
     }
     default_random_start = True
     reference = "Madry et al. 2018, Towards Deep Learning Models Resistant to Adversarial Attacks"
@@ -44,7 +46,7 @@ class PGD(GradientAttack):
 @register_attack
 class ILLC(GradientAttack):
     name = "illc"
-    params = {"steps": steps_param(20), "alpha": ALPHA}
+    params = {"steps": steps_param(20), "alpha": ALPHA, "eot": EOT}
     targeted = True
     targetable = False  # its target is always the least likely class
     reference = KURAKIN

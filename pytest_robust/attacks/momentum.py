@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from pytest_robust.attacks.eot import EOT
 from pytest_robust.attacks.gradient import GradientAttack
 from pytest_robust.attacks.gradient import steps_param
 from pytest_robust.attacks.registry import register_attack
@@ -30,6 +31,7 @@ class MIFGSM(GradientAttack):
             float, None, minimum=0.0, optional=True, doc="step size; default eps / steps"
         ),
         "decay": Param(float, 1.0, minimum=0.0, doc="momentum decay factor mu"),
+        "eot": EOT,
     }
     default_steps = 10
     reference = "Dong et al. 2018, Boosting Adversarial Attacks with Momentum"

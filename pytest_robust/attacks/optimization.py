@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from pytest_robust.attacks.base import AttackBatch
+from pytest_robust.attacks.eot import EOT
 from pytest_robust.attacks.minimum_norm import MinimumNormAttack
 from pytest_robust.attacks.registry import register_attack
 from pytest_robust.params import Param
@@ -56,6 +57,7 @@ class CarliniWagnerL2(MinimumNormAttack):
         "initial_const": Param(float, 1e-2, minimum=1e-10, doc="first c of the binary search"),
         "confidence": Param(float, 0.0, minimum=0.0, doc="kappa: required logit margin"),
         "lr": Param(float, 0.1, minimum=0.0, doc="Adam learning rate, in tanh space"),
+        "eot": EOT,
     }
     norms = ("l2",)
     targetable = True

@@ -24,6 +24,7 @@ from pytest_robust.attacks.base import NO_GRADIENT_PATH
 from pytest_robust.attacks.base import Attack
 from pytest_robust.attacks.base import AttackBatch
 from pytest_robust.attacks.base import NoGradientPath
+from pytest_robust.attacks.eot import EOT
 from pytest_robust.attacks.gradient import steps_param
 from pytest_robust.attacks.registry import register_attack
 from pytest_robust.attacks.threat import ThreatModel
@@ -46,6 +47,7 @@ class PenaltyAttack(Attack):
         ),
         "steps": steps_param(100),
         "lr": Param(float, 0.01, minimum=0.0, doc="step size of the gradient descent"),
+        "eot": EOT,
     }
     norms = ("linf", "l2")
     targetable = True

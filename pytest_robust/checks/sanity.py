@@ -114,15 +114,18 @@ def cheap_flags(
     clean_logits: torch.Tensor,
     members: list[tuple[str, Attack]],
     batch_size: int,
+    nondeterminism: Callable[[list[Flag]], list[Flag]] | None = None,
 ) -> list[Flag]:
     """Flags from the model's outputs and input gradients on the samples `x` (already on
-    the device), whose clean logits are `clean_logits`."""
+    the device), whose clean logits are `clean_logits`. `nondeterminism` replaces the
+    two-forward comparison's flag (with EOT: the seeded probe's verdict)."""
     # Every flag looks at these samples only: none attacked, nothing to find (issue 11).
     if len(x) == 0:
         return []
     flags = probability_flag(clean_logits)
     first = slice(0, min(batch_size, len(x)))
-    flags += determinism_flag(forward, x[first], clean_logits[first])
+    compared = determinism_flag(forward, x[first], clean_logits[first])
+    flags += nondeterminism(compared) if nondeterminism is not None else compared
     loss = gradient_loss(members)
     if loss is not None:
         keep = slice(0, GRADIENT_SAMPLES)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from pytest_robust.engine.data import Samples
 from pytest_robust.engine.distributed import gather_rows
 from pytest_robust.engine.distributed import sum_counts
 from pytest_robust.engine.examples import TopExamples
+from pytest_robust.engine.stochastic import Randomness
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class PassContext:
     device: torch.device
     dtype: torch.dtype
     seed: int
+    # A randomised model's draws: seeded per (member, batch); each final point judged over
+    # randomness.draws draws (engine/stochastic.py). Inactive: one plain forward.
+    randomness: Randomness = field(default_factory=Randomness)
 
 
 class AttackPasses:
@@ -121,20 +126,30 @@ class AttackPasses:
         x = self.samples.inputs(ids, device, context.dtype)
         y = labels[ids].to(device)
         t = targets[ids].to(device) if targets is not None else None
-        batch = AttackBatch(context.attack_forward, x, y, t, ids.to(device), context.seed)
+        # The attack's draws and the judging draws come from streams of their own.
+        first = int(ids[0]) if len(ids) else -1
+        attacking = context.randomness.stream(context.attack_forward, "attack", name, first)
+        batch = AttackBatch(attacking, x, y, t, ids.to(device), context.seed, draws=attacking.draws)
         x_adv = attack.run(batch)
         check_inside(attack, x_adv, x, threat)
+        judging = context.randomness.stream(context.forward, "verify", name, first)
         with torch.no_grad():
-            logits = context.forward(x_adv)
+            logits = judging.draws(x_adv, context.randomness.draws)  # (draws, B, classes)
         # A non-finite output on an input inside the threat model counts as broken.
-        pred = torch.where(torch.isfinite(logits).all(dim=1), logits.argmax(dim=1), -1).cpu()
-        hit = pred == t.cpu() if t is not None else pred != labels[ids]
+        preds = torch.where(torch.isfinite(logits).all(dim=2), logits.argmax(dim=2), -1).cpu()
+        hits = preds == t.cpu() if t is not None else preds != labels[ids]
         # Non-finite outputs count as broken, with full confidence.
-        confidence = logits.float().softmax(dim=1).amax(dim=1).nan_to_num(1.0).cpu()
-        hit &= confidence >= attack.min_confidence
+        confidences = logits.float().softmax(dim=2).amax(dim=2).nan_to_num(1.0).cpu()
+        hits &= confidences >= attack.min_confidence
+        # Success on any draw (robust only if correct on every draw); the first such draw
+        # is the one reported.
+        hit = hits.any(dim=0)
+        shown = hits.int().argmax(dim=0)[None]
+        pred = preds.gather(0, shown).squeeze(0)
+        confidence = confidences.gather(0, shown).squeeze(0)
         self.confidences[ids[hit]] = confidence[hit]
         self.success[ids] |= hit
-        self.misclassified[ids] |= pred != labels[ids]
+        self.misclassified[ids] |= (preds != labels[ids]).any(dim=0)
         self.sizes[ids[hit]] = threat.distance(x_adv, x).double().cpu()[hit]
         self.broken_by[name] += int(hit.sum())
         self.examples.offer(ids, x, x_adv, labels[ids], pred, confidence, hit)

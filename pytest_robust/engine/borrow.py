@@ -3,8 +3,10 @@
 Inside the block the model is in eval mode (BatchNorm statistics frozen, dropout off), on
 the evaluation device, with requires_grad off for every parameter (attacks need input
 gradients only). On leaving, also by an exception, the device, every module's training
-flag and every parameter's requires_grad flag are restored. Also the check that a model
-handed over has weights to borrow (`check_weights`).
+flag and every parameter's requires_grad flag are restored, and so is torch's global
+random state (CPU, and the evaluation device's CUDA generator): a randomised model draws
+from a fork of it, which engine/stochastic.py seeds. Also the check that a model handed
+over has weights to borrow (`check_weights`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ def borrowed_all(
     """borrowed() for the model under test and every other model a check runs (e.g. the
     transfer attack's surrogates); all come back, in reverse order, also on error."""
     with contextlib.ExitStack() as borrowing:
+        cuda = (
+            [torch.cuda.current_device() if device.index is None else device.index]
+            if device.type == "cuda"
+            else []
+        )
+        borrowing.enter_context(torch.random.fork_rng(devices=cuda))
         borrowing.enter_context(borrowed(model, device))
         for other in others:
             borrowing.enter_context(borrowed(other, device))

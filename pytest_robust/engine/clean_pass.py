@@ -15,6 +15,7 @@ from pytest_robust.engine.data import Samples
 from pytest_robust.engine.distributed import gather_rows
 from pytest_robust.engine.forward import forward_logits
 from pytest_robust.engine.prepare import Prepared
+from pytest_robust.engine.stochastic import Randomness
 from pytest_robust.errors import ProbabilityOutputWarning
 from pytest_robust.errors import RobustConfigError
 
@@ -22,15 +23,25 @@ CacheKey = tuple[str, str, str, str]
 
 
 def clean_pass(
-    run: Prepared, key: CacheKey | None, dtype: torch.dtype, backoff: BackOff
+    run: Prepared,
+    key: CacheKey | None,
+    dtype: torch.dtype,
+    backoff: BackOff,
+    randomness: Randomness | None = None,
 ) -> torch.Tensor:
     """Clean logits (float32, on the CPU) for all samples, from the cache when `key` (the
-    model's identity, data, device, output=) is there; None: computed every time."""
+    model's identity, data, device, output=) is there; None: computed every time.
+
+    With `randomness.draws` > 1 each sample is judged over that many seeded draws, like an
+    adversarial point: its logits are the mean over the draws when every draw is correct,
+    else those of its first wrong draw (so argmax == label exactly when correct on every
+    draw, and the mean logits rank targets)."""
     clean = run.cache.clean_logits(key) if key is not None else None
     if clean is None:
         forward = functools.partial(forward_logits, run.model, output=run.spec.output)
         ids = torch.arange(run.first, run.stop)
-        clean = _clean_logits(forward, run.samples, ids, run.device, dtype, backoff)
+        randomness = randomness if randomness is not None else Randomness()
+        clean = _clean_logits(forward, run.samples, ids, run.device, dtype, backoff, randomness)
         if run.world_size > 1:
             clean = gather_rows(clean)
         # stacklevel: check_logits, clean_pass, run_check, and the caller of run_check.
@@ -55,14 +66,21 @@ def _clean_logits(
     device: torch.device,
     dtype: torch.dtype,
     backoff: BackOff,
+    randomness: Randomness,
 ) -> torch.Tensor:
     """Clean logits (float32, on the CPU) for all samples; only the rows of `ids` are
     computed here (the others are this rank's zeros, filled in by the other ranks)."""
 
     def logits_of(piece: torch.Tensor) -> torch.Tensor:
         x = samples.inputs(piece, device, dtype)
+        seeded = randomness.stream(model, "clean", int(piece[0]) if len(piece) else -1)
         with torch.no_grad():
-            return model(x).float().cpu()
+            draws = seeded.draws(x, randomness.draws).float().cpu()
+        if len(draws) == 1:
+            return draws[0]
+        wrong = draws.argmax(dim=2) != samples.y.cpu()[piece].to(torch.long)
+        first_wrong = draws[wrong.int().argmax(dim=0), torch.arange(len(piece))]
+        return torch.where(wrong.any(dim=0)[:, None], first_wrong, draws.mean(dim=0))
 
     # A rank with an empty shard still runs one sample, to learn the number of classes.
     computed = torch.cat(backoff.map(logits_of, ids if len(ids) else torch.arange(1)))

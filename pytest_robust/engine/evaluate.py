@@ -46,6 +46,8 @@ from pytest_robust.engine.prepare import prepare
 from pytest_robust.engine.result import RobustnessResult
 from pytest_robust.engine.result import flag_string
 from pytest_robust.engine.smoothing_pass import measure_smoothing
+from pytest_robust.engine.stochastic import Randomness
+from pytest_robust.engine.stochastic import default_draws
 from pytest_robust.engine.stores import Store
 from pytest_robust.engine.stores.counterexamples import CounterexampleMemory
 from pytest_robust.engine.stores.result_reuse import load
@@ -136,7 +138,8 @@ def run_check(
     # The caches reuse a value only for the same model identity (code, structure,
     # attributes, hooks, weights: engine/fingerprint.py); None when it cannot be established.
     fingerprint, identity = identify(model)
-    key = _cache_key(run, identity)
+    randomness = _randomness(run)
+    key = _cache_key(run, identity, randomness)
     was_training = model.training
     reuse_key = None
     if store is not None and run.world_size == 1 and not keep_adversarial:
@@ -147,11 +150,14 @@ def run_check(
     with borrowed_all(model, models_in(run.members), run.device):
         dtype = input_dtype(model, run.samples.x.dtype)
         backoff = BackOff(spec.batch_size)
-        clean = clean_pass(run, key, dtype, backoff)
+        if randomness.active:
+            probed = run.samples.inputs(torch.arange(min(4, len(run.samples))), run.device, dtype)
+            randomness.probe(functools.partial(forward_logits, model, output=spec.output), probed)
+        clean = clean_pass(run, key, dtype, backoff, randomness)
         # The model gave logits for every clean input: a failure from here on is not
         # about input shapes or types (see forward_logits).
         forward = functools.partial(forward_logits, model, output=spec.output, after_clean=True)
-        given = Inputs(forward, clean, dtype, backoff, key)
+        given = Inputs(forward, clean, dtype, backoff, key, randomness)
         if spec.check == "gradients":
             measured = measure_gradients(run, given)
         elif spec.check == "certify" and spec.attack_params["method"] == "smoothing":
@@ -178,12 +184,24 @@ def run_check(
     return result
 
 
-def _cache_key(run: Prepared, identity: str | None) -> CacheKey | None:
-    """The session cache's key for this model, data, device and output= adapter; None
-    when the model's or the adapter's identity cannot be established."""
+def _randomness(run: Prepared) -> Randomness:
+    """How this check drives the model's randomness: active with eot > 1 or draws > 1."""
+    eot = max((attack.eot for _, attack in run.members), default=1)
+    draws = run.spec.draws if run.spec.draws is not None else default_draws(eot)
+    return Randomness(run.spec.seed, run.device, eot, draws)
+
+
+def _cache_key(run: Prepared, identity: str | None, randomness: Randomness) -> CacheKey | None:
+    """The session cache's key for this model, data, device and output= adapter (and, when
+    the model's randomness is seeded, the seed, draws and batch size the clean logits and
+    flags depend on); None when the model's or the adapter's identity cannot be
+    established."""
     output = value_identity(run.spec.output)
     if identity is None or output is None:
         return None
+    if randomness.active:
+        output += f" seed={run.spec.seed} draws={randomness.draws} eot={randomness.eot}"
+        output += f" batch_size={run.spec.batch_size}"
     return (identity, run.samples.fingerprint, str(run.device), output)
 
 

@@ -86,9 +86,12 @@ def sanity_flags(
     backoff: BackOff,
     cache: EvaluationCache,
     key: tuple[str, str, str, str] | None,
+    nondeterminism: Callable[[list[Flag]], list[Flag]] | None = None,
 ) -> list[Flag]:
     """The cheap flags, computed once per model identity, data, loss and attacked samples
-    (every time when the model's identity cannot be established: key None)."""
+    (every time when the model's identity cannot be established: key None).
+    `nondeterminism` turns the two-forward comparison's flag into the check's own (a
+    randomised model's flag depends on its seeded draws: engine/stochastic.py)."""
     sanity_key = None
     if key is not None:
         sanity_key = (*key, gradient_loss(members), flag_string(attacked), backoff.size)
@@ -96,7 +99,9 @@ def sanity_flags(
     if flags is None:
         ids = attacked.nonzero().squeeze(1)[: max(GRADIENT_SAMPLES, backoff.size)]
         x, y = _rows(samples, ids, device, dtype)
-        flags = backoff.retry(lambda size: cheap_flags(forward, x, y, clean[ids], members, size))
+        flags = backoff.retry(
+            lambda size: cheap_flags(forward, x, y, clean[ids], members, size, nondeterminism)
+        )
         if sanity_key is not None:
             cache.store_sanity_flags(sanity_key, flags)
     return flags

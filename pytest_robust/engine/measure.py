@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from pytest_robust.engine.examples import Example
 from pytest_robust.engine.masking_checks import gradient_check
 from pytest_robust.engine.masking_checks import sanity_flags
 from pytest_robust.engine.prepare import Prepared
+from pytest_robust.engine.stochastic import Randomness
 from pytest_robust.engine.stores.counterexamples import CounterexampleMemory
 from pytest_robust.engine.targets import resolve_targets
 from pytest_robust.errors import RobustConfigError
@@ -61,6 +63,8 @@ class Inputs:
     dtype: torch.dtype
     backoff: BackOff
     key: CacheKey | None  # the session cache's key for this model and data, if any
+    # How the model's own randomness is driven (inactive: one draw, nothing seeded).
+    randomness: Randomness = field(default_factory=Randomness)
 
 
 def measure_gradients(run: Prepared, given: Inputs) -> Measured:
@@ -165,9 +169,10 @@ def measure_attacks(
     # A sample already at its target is not attacked (and can never be a success).
     attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
     flags: list[Flag] = []
+    randomness = given.randomness
     if spec.sanity != "off":
         flags = sanity_flags(
-            given.forward,
+            randomness.stream(given.forward, "sanity"),
             samples,
             given.clean,
             attacked,
@@ -177,10 +182,11 @@ def measure_attacks(
             given.backoff,
             run.cache,
             given.key,
+            randomness.flags,
         )
     attack_forward, amp_note = mixed_precision(given.forward, run.device, spec.amp)
     context = PassContext(
-        attack_forward, given.forward, targets, run.device, given.dtype, spec.seed
+        attack_forward, given.forward, targets, run.device, given.dtype, spec.seed, randomness
     )
     names = [name for name, _ in members]
     passes = AttackPasses(samples, context, names, keep_adversarial, given.backoff, keep_examples)
@@ -199,6 +205,7 @@ def measure_attacks(
         **passes.details(members, n),
         **given.backoff.details(),
         **({"amp": amp_note} if spec.amp else {}),
+        **(_randomness_details(randomness) if randomness.active else {}),
         **({"decided_early": decided} if decided else {}),
         **({"world_size": run.world_size} if run.world_size > 1 else {}),
     }
@@ -214,6 +221,16 @@ def measure_attacks(
         flags,
         details,
     )
+
+
+def _randomness_details(randomness: Randomness) -> dict[str, Any]:
+    """What the result says about a randomised model's draws (engine/stochastic.py)."""
+    return {
+        "draws": randomness.draws,
+        "eot": randomness.eot,
+        "randomness": randomness.kind,
+        "judged": "robust only if correct on every draw",
+    }
 
 
 def _targets(run: Prepared, clean: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:

@@ -51,6 +51,10 @@ def build_members(spec: Spec, threat: ThreatModel) -> Members:
                 default = param.default
             config[key] = spec.attack_params.get(key, default) if given else default
         config = cls.finalize(config, threat)
+        if config.get("eot") == 1:
+            # One draw is no EOT: left out, so a deterministic check's params (and stored
+            # results' keys) read as they did before eot= existed.
+            del config["eot"]
         members.append((name, cls(threat, **config)))
     return members
 

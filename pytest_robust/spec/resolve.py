@@ -62,6 +62,7 @@ class Spec:
     strict: bool = False  # thresholds must be cleared by the 95% interval
     decide_early: bool = False
     amp: bool = False
+    draws: int | None = None  # None: 1, or 10 when a member has eot > 1 (engine/stochastic.py)
 
     @property
     def preset(self) -> Preset | None:
@@ -134,7 +135,9 @@ def resolve(
         else:
             values[name], provenance[name] = param.default, "default"
     _cap_max_samples(values, provenance, sources, case_where)
-    common = {name: values.pop(name) for name in _COMMON_FIELDS}
+    # A common parameter an attack declares itself stays the attack's (attack='noise' has
+    # its own draws=: noisy copies per sample); the Spec field keeps its default.
+    common = {name: values.pop(name) for name in _COMMON_FIELDS if name not in attack_params}
     return Spec(**common, attack_params=values, provenance=provenance)
 
 

@@ -83,7 +83,21 @@ COMMON_PARAMS: dict[str, Param] = {
     ),
     "batch_size": Param(int, 256, minimum=1, doc="samples per forward/backward pass"),
     "max_samples": Param(int, None, minimum=1, optional=True, doc="evaluate the first N"),
-    "seed": Param(int, 0, minimum=0, doc="seed for the attack's random numbers"),
+    "seed": Param(
+        int,
+        0,
+        minimum=0,
+        doc="seed for the attack's random numbers (and, with eot or draws > 1, for the "
+        "model's own randomness)",
+    ),
+    "draws": Param(
+        int,
+        None,
+        minimum=1,
+        optional=True,
+        doc="forward passes (seeded draws) judging each point of a randomised model: robust "
+        "only if correct on every draw; default 1, or 10 when an attack uses eot > 1",
+    ),
     "device": Param(str, "auto", doc="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
     "target": Param(
         "target", None, optional=True, doc="targeted mode: class, 'least_likely', 'random', ..."
@@ -242,6 +256,8 @@ CERTIFY_REFUSED = {
     "sanity": "the sanity checks diagnose attacks; a certificate needs no such diagnosis",
     "decide_early": "the certificate of every sample costs about two forward passes: no need",
     "allow_masking": "no attack runs, so there is no masking to allow",
+    "draws": "IBP bounds a deterministic model; a randomised one has no single function to "
+    "bound (see docs/certify.md)",
 }
 
 

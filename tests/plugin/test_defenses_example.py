@@ -17,6 +17,7 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "defenses"
 sys.path.insert(0, str(EXAMPLE))
 import defended_models  # noqa: E402
+import randomised_models  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,8 @@ def trained_models() -> None:
     defended_models.standard_model()
     defended_models.adversarial_model()
     defended_models.distilled_model()
+    randomised_models.noisy_cnn()
+    randomised_models.quantised_cnn()
 
 
 @pytest.mark.usefixtures("trained_models")
@@ -33,10 +36,11 @@ def test_defenses_example_suite_passes(pytester: pytest.Pytester) -> None:
     outcomes = result.parseoutcomes()
     assert result.ret == 0, result.stdout.str()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0
-    assert outcomes["passed"] == 11
+    assert outcomes["passed"] == 13
     # The standard model misses the PGD gate; the distilled model fails the gradient check
-    # and its passing PGD gate is refused as not trustworthy.
-    assert outcomes["xfailed"] == 3
+    # and its passing PGD gate is refused as not trustworthy, as are the plain PGD gates on
+    # the noisy and the quantised CNN (test_randomised_defenses.py).
+    assert outcomes["xfailed"] == 5
     result.stdout.fnmatch_lines(
         [
             "PASSED *test_false_claim_ce_pgd_reports_distilled_model_robust*",
@@ -45,6 +49,15 @@ def test_defenses_example_suite_passes(pytester: pytest.Pytester) -> None:
             "PASSED *test_masking_diagnosis_contradicts_the_claim*",
             "PASSED *test_adversarial_training_passes_the_masking_diagnosis*",
             "XFAIL *test_a_pgd_gate_on_the_distilled_model_is_not_trusted*",
+        ],
+        consecutive=False,
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "PASSED *test_eot_pgd_measures_the_noisy_model*",
+            "PASSED *test_bpda_pgd_measures_the_quantised_model*",
+            "XFAIL *test_a_pgd_gate_on_the_noisy_model_is_not_trusted*",
+            "XFAIL *test_a_pgd_gate_on_the_quantised_model_is_not_trusted*",
         ],
         consecutive=False,
     )

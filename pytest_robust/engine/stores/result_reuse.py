@@ -6,7 +6,8 @@ module tree, attributes, hooks, weights and buffers: engine/fingerprint.py), the
 fingerprint, every attack parameter by content (a surrogate model by its identity, a
 callable by its code), the target and output= adapter by content, the code of every
 attack class it runs (custom attacks included), the plugin's own source, the seed, device,
-batch size, max_samples, sanity level, check=, decide_early/amp, and the plugin's, torch's
+batch size, max_samples, sanity level, check=, decide_early/amp, draws= (eot= is an
+attack parameter), and the plugin's, torch's
 and Python's versions. Thresholds, strict and allow_masking are not part of the key: the
 verdict is recomputed from the stored per-sample outcomes and flags (except with
 decide_early, where the thresholds decided where the evaluation stopped). A check with
@@ -80,6 +81,7 @@ def result_key(
             "sanity": spec.sanity,
             "check": spec.check,
             "amp": spec.amp,
+            "draws": spec.draws,
             "decide_early": dict(spec.thresholds) if spec.decide_early else False,
             "versions": [plugin, code_version(), torch.__version__, sys.version],
         }
