@@ -50,7 +50,7 @@ def _members(**kwargs):
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_standard_runs_the_reference_members_with_the_reference_settings(norm):
     spec, members = _members(norm=norm)
-    assert spec.attack == "autoattack" and spec.attack_params == {"version": "standard"}
+    assert spec.attack == "autoattack" and spec.attack_params["version"] == "standard"
     assert [name for name, _ in members] == ORDER
     for name, attack in members:
         # Every setting the reference fixes is ours too; the rest are the member's defaults.
@@ -88,15 +88,26 @@ def test_version_belongs_to_the_preset_only():
         _members(version=["standard"])
 
 
-def test_rand_is_withheld_until_eot_exists():
-    """version='rand' is declared (its members are AutoAttack's) but refused with the
-    reason while the gradient attacks take no eot=."""
-    if any("eot" in cls.params for cls in registered_attacks().values()):
-        pytest.skip("eot= exists: version='rand' should be released (attacks/registry.py)")
-    preset = PRESETS["autoattack"]
-    assert preset.members("rand") == ("apgd-ce", "apgd-dlr")
-    with pytest.raises(RobustConfigError, match=r"version='rand'.*needs eot="):
-        _members(version="rand")
+def test_rand_runs_apgd_ce_and_dlr_with_eot_over_20_draws():
+    """version='rand' (the reference's, for randomised defences): APGD-CE and APGD-DLR,
+    100 steps, 1 restart, gradients averaged over 20 draws; its judge takes 10 draws."""
+    spec, members = _members(version="rand")
+    assert spec.attack_params["version"] == "rand"
+    assert [name for name, _ in members] == ["apgd-ce", "apgd-dlr"]
+    for _, attack in members:
+        assert {k: attack.config[k] for k in ("steps", "restarts", "eot")} == {
+            "steps": 100,
+            "restarts": 1,
+            "eot": 20,
+        }
+
+
+def test_a_user_eot_reaches_every_member_that_takes_it():
+    _, members = _members(eot=4)
+    eot = {name: attack.config.get("eot") for name, attack in members}
+    assert eot["apgd-ce"] == 4 and eot["apgd-t"] == 4
+    _, members = _members(version="rand", eot=5)
+    assert {attack.config["eot"] for _, attack in members} == {5}
 
 
 def test_target_is_refused_the_preset_is_untargeted():
@@ -169,3 +180,36 @@ def test_a_masked_model_raises_the_flag_in_a_real_run():
     names = {flag["name"]: flag for flag in result.details["flags"]}
     assert result.details["broken_by"]["square"] > 0.002 * len(x)
     assert names["black_box_beats_white_box"]["severity"] == MASKING
+
+
+class NoisyLinear(torch.nn.Module):
+    """A linear classifier with Gaussian noise on its input in eval mode: a randomised
+    defence, the model version='rand' is made for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear((x + 0.05 * torch.randn_like(x)).flatten(1))
+
+
+def test_rand_on_a_randomised_model_is_seeded_and_not_refused_as_masked():
+    model = NoisyLinear()
+    x = torch.rand(16, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = model.linear(x.flatten(1)).argmax(1)
+    before = torch.get_rng_state()
+    runs = [
+        evaluate(model, (x, y), attack="autoattack", version="rand", eps=0.05, seed=3)
+        for _ in range(2)
+    ]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert (runs[0].clean_correct, runs[0].robust) == (runs[1].clean_correct, runs[1].robust)
+    assert runs[0].details["draws"] == 10  # judged on every one of 10 seeded draws
+    assert list(runs[0].params["attacks"]) == ["apgd-ce", "apgd-dlr"]
+    assert {a["eot"] for a in runs[0].params["attacks"].values()} == {20}
+    # With EOT the model's randomness is driven by the seed: nondeterministic is
+    # information here, not a masking verdict.
+    assert all(f["severity"] != MASKING for f in runs[0].details["flags"])
