@@ -142,7 +142,7 @@ def run_check(
         if stored is not None:
             return _with_train_mode_flag(stored, was_training)
     with borrowed_all(model, models_in(run.members), run.device):
-        dtype = input_dtype(model, run.samples.x.dtype)
+        dtype = input_dtype(model, run.samples.dtype)
         backoff = BackOff(spec.batch_size)
         clean = clean_pass(run, key, dtype, backoff)
         # The model gave logits for every clean input: a failure from here on is not
