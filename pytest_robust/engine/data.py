@@ -1,9 +1,10 @@
-"""Any user data -> one (x, y) pair of tensors with a stable fingerprint.
+"""Any user data -> Samples: labels, a stable fingerprint, and inputs read batch by batch.
 
 Accepted: an (x, y) pair of tensors or arrays, a map-style Dataset (TensorDataset included)
-whose items are (input, label), or a DataLoader yielding (inputs, labels) batches. The data
-is read once (up to max_samples) and kept in the order read, so sample i is the same sample
-in every test of a session.
+whose items are (input, label), or a DataLoader yielding (inputs, labels) batches. Tensors
+handed over are used as they are; a Dataset is read lazily by index and an unshuffled
+DataLoader in order, batch by batch (engine/lazy_data.py), so memory grows with the batch,
+not with the data. A shuffling DataLoader is read once and kept (up to max_samples).
 """
 
 from __future__ import annotations
@@ -11,27 +12,65 @@ from __future__ import annotations
 import decimal
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
+from typing import Protocol
 
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset
+from torch.utils.data import IterableDataset
 from torch.utils.data import RandomSampler
+from torch.utils.data import SequentialSampler
 from torch.utils.data import TensorDataset
 
-from pytest_robust.engine.fingerprint import tensors_fingerprint
+from pytest_robust.engine import lazy_data
+from pytest_robust.engine.distributed import gather_range
+from pytest_robust.engine.distributed import gather_rows
+from pytest_robust.engine.distributed import shard
+from pytest_robust.engine.distributed import world
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.errors import ShuffledDataWarning
 
 ACCEPTED = "an (x, y) pair of tensors, a torch Dataset of (input, label) items, or a DataLoader"
 
 
-@dataclass(frozen=True)
+class Source(Protocol):
+    def read(self, ids: torch.Tensor) -> torch.Tensor:
+        """The inputs of the samples `ids` (ascending indices into the data)."""
+        ...
+
+
+class InMemory:
+    """Inputs the user handed over as one tensor (an (x, y) pair, a TensorDataset)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def read(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.x[ids.to(self.x.device)]
+
+
 class Samples:
-    x: torch.Tensor  # inputs, on the device the user gave them
-    y: torch.Tensor  # int64 labels, same device as x
-    fingerprint: str
+    """The evaluation data: labels, fingerprint and value range at hand, inputs read from
+    their source batch by batch (engine/lazy_data.py), in the order read, so sample i is
+    the same sample in every test of a session."""
+
+    def __init__(
+        self,
+        y: torch.Tensor,
+        fingerprint: str,
+        source: Source,
+        shape: tuple[int, ...],
+        dtype: torch.dtype,
+        value_range: tuple[float, float],
+    ) -> None:
+        self.y = y  # int64 labels
+        self.fingerprint = fingerprint
+        self.source = source
+        self.shape = shape  # of one sample's input
+        self.dtype = dtype
+        self.value_range = value_range
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -39,10 +78,29 @@ class Samples:
     def inputs(self, ids: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """The inputs of the samples `ids` (indices into the data), on the evaluation
         device in the dtype the model's weights have."""
-        return self.x[ids.to(self.x.device)].to(device=device, dtype=dtype)
+        return self.source.read(ids).to(device=device, dtype=dtype)
+
+    def chunks(self, size: int = lazy_data.CHUNK) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(ids, inputs) of every sample, `size` at a time, as the source gives them."""
+        for start in range(0, len(self), size):
+            ids = torch.arange(start, min(start + size, len(self)))
+            yield ids, self.source.read(ids)
+
+    @property
+    def x(self) -> torch.Tensor:
+        """Every input in one tensor: read in full, unless handed over as one."""
+        if isinstance(self.source, InMemory):
+            return self.source.x
+        return torch.cat([inputs for _, inputs in self.chunks()])
+
+    def versions(self) -> tuple[int, ...]:
+        """Version counters of tensors the user handed over (an in-place change bumps them)."""
+        if isinstance(self.source, InMemory):
+            return (self.source.x._version, self.y._version)
+        return ()
 
 
-def _as_tensor(value: Any, what: str) -> torch.Tensor:
+def as_tensor(value: Any, what: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
     try:
@@ -53,7 +111,7 @@ def _as_tensor(value: Any, what: str) -> torch.Tensor:
         ) from None
 
 
-def _pair(item: Any, where: str) -> tuple[Any, Any]:
+def pair(item: Any, where: str) -> tuple[Any, Any]:
     if isinstance(item, dict):
         raise RobustConfigError(
             f"data: {where} is a dict with keys {sorted(item)}; it must be an (input, label) "
@@ -71,9 +129,9 @@ def _pair(item: Any, where: str) -> tuple[Any, Any]:
 def _read_batches(batches: Iterable[Any], limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys, count = [], [], 0
     for i, batch in enumerate(batches):
-        x, y = _pair(batch, f"batch {i} of the DataLoader")
-        xs.append(_as_tensor(x, "a batch's inputs"))
-        ys.append(_as_tensor(y, "a batch's labels"))
+        x, y = pair(batch, f"batch {i} of the DataLoader")
+        xs.append(as_tensor(x, "a batch's inputs"))
+        ys.append(as_tensor(y, "a batch's labels"))
         count += int(xs[-1].shape[0]) if xs[-1].dim() else 1
         if limit is not None and count >= limit:
             break
@@ -82,8 +140,12 @@ def _read_batches(batches: Iterable[Any], limit: int | None) -> tuple[torch.Tens
     return torch.cat(xs), torch.cat(ys)
 
 
-def _read(data: Any, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_samples(data: Any, max_samples: int | None = None) -> Samples:
+    """Scan `data` (at most `max_samples` samples) and check its shapes and types; the
+    inputs of a Dataset or an unshuffled DataLoader are read again batch by batch."""
     if isinstance(data, DataLoader):
+        if _in_order(data):
+            return _lazy_loader(data, max_samples)
         if isinstance(data.sampler, RandomSampler):
             warnings.warn(
                 "data: the DataLoader shuffles (shuffle=True), so sample i is a different "
@@ -92,41 +154,108 @@ def _read(data: Any, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
                 ShuffledDataWarning,
                 stacklevel=4,
             )
-        return _read_batches(data, limit)
+        # Read once and kept: its order is not the same on a second pass.
+        return _in_memory(*_read_batches(data, max_samples), max_samples)
     if isinstance(data, TensorDataset):
         if len(data.tensors) != 2:
             raise RobustConfigError(
                 f"data: the TensorDataset holds {len(data.tensors)} tensors; it must hold "
                 "exactly two, inputs and labels"
             )
-        x, y = data.tensors
-        return x[:limit], y[:limit]
+        return _in_memory(*data.tensors, max_samples)
     if isinstance(data, Dataset):
-        try:
-            size = len(data)  # type: ignore[arg-type]
-        except TypeError:
-            raise RobustConfigError(
-                "data: the Dataset has no len(); wrap an iterable dataset in a DataLoader"
-            ) from None
-        size = size if limit is None else min(size, limit)
-        items = [_pair(data[i], f"item {i} of the Dataset") for i in range(size)]
-        if not items:
-            raise RobustConfigError("data: the Dataset is empty")
-        xs = [_as_tensor(x, f"input of item {i}") for i, (x, _) in enumerate(items)]
-        ys = [_as_tensor(y, f"label of item {i}") for i, (_, y) in enumerate(items)]
-        return torch.stack(xs), torch.stack(ys).reshape(-1)
+        return _lazy_dataset(data, max_samples)
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        x = _as_tensor(data[0], "the first element (inputs)")
-        y = _as_tensor(data[1], "the second element (labels)")
-        return x[:limit], y[:limit]
+        x = as_tensor(data[0], "the first element (inputs)")
+        y = as_tensor(data[1], "the second element (labels)")
+        return _in_memory(x, y, max_samples)
     raise RobustConfigError(f"data is a {type(data).__name__}; it must be {ACCEPTED}")
 
 
-def load_samples(data: Any, max_samples: int | None = None) -> Samples:
-    """Read `data` (at most `max_samples` samples) and check its shapes and types."""
-    x, y = _read(data, max_samples)
-    if max_samples is not None:
-        x, y = x[:max_samples], y[:max_samples]
+def _in_order(loader: DataLoader[Any]) -> bool:
+    """A loader that gives the same samples in the same order on every pass (unless its
+    dataset changes): sequential sampling or an iterable dataset."""
+    return isinstance(loader.sampler, SequentialSampler) or isinstance(
+        loader.dataset, IterableDataset
+    )
+
+
+def _in_memory(x: torch.Tensor, y: torch.Tensor, limit: int | None) -> Samples:
+    x, y = _checked(x[:limit], y[:limit], "")
+    if x.shape[0] == 0:
+        raise RobustConfigError("data: no samples")
+    y = y.to(device=x.device)
+    low, high = (float(x.min()), float(x.max())) if x.numel() else (0.0, 0.0)
+    fingerprint = lazy_data.data_fingerprint(
+        lazy_data.row_digests(x), tuple(x.shape[1:]), x.dtype, y
+    )
+    return Samples(y, fingerprint, InMemory(x), tuple(x.shape[1:]), x.dtype, (low, high))
+
+
+def _lazy_dataset(data: Dataset[Any], limit: int | None) -> Samples:
+    try:
+        size = len(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise RobustConfigError(
+            "data: the Dataset has no len(); wrap an iterable dataset in a DataLoader"
+        ) from None
+    size = size if limit is None else min(size, limit)
+    if size <= 0:
+        raise RobustConfigError("data: the Dataset is empty")
+    rank, world_size = world()
+    first, stop = shard(size, rank, world_size)
+    scan, buffer = lazy_data.Scan(), None
+    for start in range(first, stop, lazy_data.CHUNK):
+        indices = list(range(start, min(start + lazy_data.CHUNK, stop)))
+        x, y = lazy_data.read_items(data, indices, _checked, buffer)
+        scan.add(x, y, f"items {indices[0]}..{indices[-1]} of the Dataset")
+        buffer = x if buffer is None else buffer
+    if scan.shape is None:  # an empty shard: item 0 tells the shape and dtype
+        x, _ = lazy_data.read_items(data, [0], _checked)
+        scan.shape, scan.dtype = tuple(x.shape[1:]), x.dtype
+    assert scan.dtype is not None
+    y = _gathered(scan.ys, size, first, torch.int64)
+    digests = _gathered(scan.digests, size, first, torch.uint8, (16,))
+    low, high = gather_range(scan.low, scan.high) if world_size > 1 else (scan.low, scan.high)
+    fingerprint = lazy_data.data_fingerprint(digests, scan.shape, scan.dtype, y)
+    source = lazy_data.LazyDataset(data, _checked, digests)
+    return Samples(y, fingerprint, source, scan.shape, scan.dtype, (low, high))
+
+
+def _gathered(
+    parts: list[torch.Tensor], size: int, first: int, dtype: torch.dtype, row: tuple[int, ...] = ()
+) -> torch.Tensor:
+    """This rank's rows (from `first`) in a tensor of all `size` rows; under
+    torch.distributed, the other ranks' rows filled in."""
+    full = torch.zeros((size, *row), dtype=dtype)
+    mine = torch.cat(parts) if parts else full[:0]
+    full[first : first + len(mine)] = mine
+    return gather_rows(full) if world()[1] > 1 else full
+
+
+def _lazy_loader(loader: DataLoader[Any], limit: int | None) -> Samples:
+    scan = lazy_data.Scan()
+    for i, batch in enumerate(loader):
+        x, y = pair(batch, f"batch {i} of the DataLoader")
+        x, y = _checked(as_tensor(x, "a batch's inputs"), as_tensor(y, "a batch's labels"), "")
+        if limit is not None:
+            x, y = x[: limit - scan.count], y[: limit - scan.count]
+        scan.add(x, y, f"batch {i} of the DataLoader")
+        if limit is not None and scan.count >= limit:
+            break
+    if scan.shape is None:
+        raise RobustConfigError("data: the DataLoader yielded no batches")
+    if scan.count == 0:
+        raise RobustConfigError("data: no samples")
+    assert scan.dtype is not None
+    y, digests = torch.cat(scan.ys), torch.cat(scan.digests)
+    fingerprint = lazy_data.data_fingerprint(digests, scan.shape, scan.dtype, y)
+    source = lazy_data.LazyLoader(loader, _checked, digests)
+    return Samples(y, fingerprint, source, scan.shape, scan.dtype, (scan.low, scan.high))
+
+
+def _checked(x: torch.Tensor, y: torch.Tensor, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and int64 labels, after checking their shapes and types."""
     if not x.is_floating_point():
         raise RobustConfigError(_not_float(x))
     if x.dim() < 2:
@@ -146,12 +275,10 @@ def load_samples(data: Any, max_samples: int | None = None) -> Samples:
         )
     if x.shape[0] != y.shape[0]:
         raise RobustConfigError(
-            f"data: {x.shape[0]} inputs but {y.shape[0]} labels; they must match"
+            f"data: {x.shape[0]} inputs but {y.shape[0]} labels{f' in {where}' if where else ''}"
+            "; they must match"
         )
-    if x.shape[0] == 0:
-        raise RobustConfigError("data: no samples")
-    y = y.to(device=x.device, dtype=torch.int64)
-    return Samples(x, y, tensors_fingerprint(x, y))
+    return x, y.to(dtype=torch.int64)
 
 
 def _not_float(x: torch.Tensor) -> str:
@@ -176,11 +303,13 @@ def check_bounds(samples: Samples, bounds: tuple[float, float]) -> None:
     """Inputs outside the bounds mean eps is in the wrong units: say so and how to fix it."""
     low, high = bounds
     tol = 1e-6 * max(1.0, abs(low), abs(high))
-    x = samples.x
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = samples.value_range
     if lo >= low - tol and hi <= high + tol:
         return
-    below, above = int((x < low - tol).sum()), int((x > high + tol).sum())
+    below = above = values = 0
+    for _, x in samples.chunks():  # read again: only a data set in error pays it
+        below, above = below + int((x < low - tol).sum()), above + int((x > high + tol).sum())
+        values += x.numel()
     sides = []
     if below:
         sides.append(f"{below} below {low:g} (by up to {_shown(low - lo, 0.0)})")
@@ -202,7 +331,7 @@ def check_bounds(samples: Samples, bounds: tuple[float, float]) -> None:
     )
     raise RobustConfigError(
         f"data: inputs range over [{shown_lo}, {shown_hi}] but bounds=({low:g}, {high:g}): "
-        f"{below + above} of {x.numel()} input values lie outside, {' and '.join(sides)}. "
+        f"{below + above} of {values} input values lie outside, {' and '.join(sides)}. "
         f"Attacks keep inputs inside the bounds and eps is in input units; {fixes}"
     )
 

@@ -71,6 +71,13 @@ def sum_counts(counts: list[int]) -> list[int]:
     return [int(c) for c in total.tolist()]
 
 
+def gather_range(low: float, high: float) -> tuple[float, float]:
+    """(min of `low`, max of `high`) over the ranks."""
+    both = torch.tensor([-low, high], dtype=torch.float64, device=_comm_device())
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    return -float(both[0]), float(both[1])
+
+
 _OWNED = False  # whether join_launched_group() created the process group
 
 

@@ -148,7 +148,7 @@ def run_check(
         if stored is not None:
             return _with_train_mode_flag(stored, was_training)
     with borrowed_all(model, models_in(run.members), run.device):
-        dtype = input_dtype(model, run.samples.x.dtype)
+        dtype = input_dtype(model, run.samples.dtype)
         backoff = BackOff(spec.batch_size)
         if randomness.active:
             probed = run.samples.inputs(torch.arange(min(4, len(run.samples))), run.device, dtype)

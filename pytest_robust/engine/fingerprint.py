@@ -33,6 +33,9 @@ from typing import Any
 
 import torch
 
+from pytest_robust.engine.tensor_memo import forget_unless_unchanged
+from pytest_robust.engine.tensor_memo import remembered
+
 # Values described per identity; a structure larger than this is not established.
 BUDGET = 200_000
 # Names every class has, which say nothing about its behaviour.
@@ -155,10 +158,8 @@ class _Walk:
 
     def tensor(self, tensor: torch.Tensor) -> str:
         known = self.tensors.get(id(tensor))
-        if known is None:
-            head, data = _tensor_bytes(tensor)
-            known = head + hashlib.blake2b(data, digest_size=16).hexdigest()
-            self.tensors[id(tensor)] = known
+        if known is None:  # read once per tensor object until it changes (tensor_memo)
+            known = self.tensors[id(tensor)] = remembered(tensor, _tensor_bytes)
             self.alive.append(tensor)
         return known
 
@@ -310,7 +311,8 @@ class _Walk:
 
     def module(self, module: torch.nn.Module) -> None:
         self.put("nn.Module", self.class_id(type(module)))
-        state = vars(module)
+        state = vars(module)  # a kernel may update one tensor unseen (BatchNorm statistics)
+        forget_unless_unchanged([*state["_parameters"].values(), *state["_buffers"].values()])
         for name in sorted(state):
             if name in _MODULE_NOISE or name in _HOOK_FLAGS:
                 continue
@@ -403,14 +405,12 @@ def identify(model: torch.nn.Module) -> tuple[str, str | None]:
 
 
 def model_identity(model: torch.nn.Module) -> str | None:
-    """Everything about `model` that decides its outputs (module docstring), or None
-    when some of it cannot be established: then nothing cached is reused for it."""
+    """Everything about `model` that decides its outputs (module docstring), or None."""
     return _Walk().identity(model, include_global_hooks=True)
 
 
 def value_identity(value: Any) -> str | None:
-    """The content digest of any argument (a model, a callable, a tensor, plain values),
-    or None when it cannot be established."""
+    """The content digest of any argument (a model, a callable, a tensor...), or None."""
     return _Walk().identity(value)
 
 

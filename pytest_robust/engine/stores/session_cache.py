@@ -20,7 +20,8 @@ from pytest_robust.engine.data import load_samples
 class EvaluationCache:
     def __init__(self) -> None:
         # id(data) is only stable while the object lives, so the object is kept with it.
-        # The tensors' version counters too: data changed in place is read again.
+        # The tensors' version counters too: data changed in place is read again (a lazily
+        # read Dataset or DataLoader is checked against its digests on every read).
         self._samples: dict[tuple[int, int | None], tuple[Any, Samples, tuple[int, ...]]] = {}
         self._clean: dict[tuple[str, str, str, str], torch.Tensor] = {}
         # Cheap sanity flags depend on the same things plus the attack's loss and which
@@ -30,10 +31,10 @@ class EvaluationCache:
     def samples(self, data: Any, max_samples: int | None) -> Samples:
         key = (id(data), max_samples)
         hit = self._samples.get(key)
-        if hit is not None and hit[0] is data and hit[2] == _versions(hit[1]):
+        if hit is not None and hit[0] is data and hit[2] == hit[1].versions():
             return hit[1]
         samples = load_samples(data, max_samples)
-        self._samples[key] = (data, samples, _versions(samples))
+        self._samples[key] = (data, samples, samples.versions())
         return samples
 
     def clean_logits(self, key: tuple[str, str, str, str]) -> torch.Tensor | None:
@@ -47,9 +48,3 @@ class EvaluationCache:
 
     def store_sanity_flags(self, key: tuple[Any, ...], flags: list[Any]) -> None:
         self._flags[key] = list(flags)
-
-
-def _versions(samples: Samples) -> tuple[int, ...]:
-    """Version counters of the samples' tensors (shared with the user's tensors they view):
-    an in-place change of the data bumps them."""
-    return (samples.x._version, samples.y._version)

@@ -1,0 +1,107 @@
+"""Each tensor's content digest, remembered while the tensor provably has not changed.
+
+The model identity (engine/fingerprint.py) reads every weight: one pass over the model's
+bytes per check, plus a copy to the host from a GPU. Here a tensor's digest is reused for
+the same tensor object as long as everything torch tracks about its content is unchanged:
+
+- its version counter, which every in-place operation autograd knows of bumps (an
+  optimizer step, load_state_dict, copy_, `w.mul_(2)` under no_grad);
+- its storage (the same storage object: `w.data = other` swaps it), data pointer, offset,
+  shape, strides, dtype and device.
+
+A module's own tensors are read again together when one of them changed: the batch-norm
+kernel updates a BatchNorm's running statistics without a version bump, but the module
+bumps num_batches_tracked with them. Not seen: writes that bypass the version counter
+(through `w.data`, a numpy view of the weights, or a custom kernel with no such companion
+tensor); docs/scaling.md says so. Inference tensors (made under torch.inference_mode)
+have no version counter, quantized tensors carry parameters outside it, and tensor
+subclasses may define their own storage: these are read every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+# id(tensor) -> (the tensor, its storage, its tracked state, its digest); weak references,
+# so a forgotten model's entries go with it.
+_MEMO: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[Any], tuple[Any, ...], str]] = {}
+
+
+def remembered(tensor: torch.Tensor, read: Callable[[torch.Tensor], tuple[str, Any]]) -> str:
+    """The tensor's digest: its description and a hash of its bytes, both given by
+    read(tensor); without reading it again when the tensor has not changed."""
+    tracked = _tracked(tensor)
+    if tracked is None:
+        return _digest(read, tensor)
+    storage, state = tracked
+    key = id(tensor)
+    if _unchanged(tensor):
+        return _MEMO[key][3]
+    digest = _digest(read, tensor)
+
+    def forget(ref: weakref.ref[torch.Tensor]) -> None:
+        entry = _MEMO.get(key)
+        if entry is not None and entry[0] is ref:
+            del _MEMO[key]
+
+    _MEMO[key] = (weakref.ref(tensor, forget), weakref.ref(storage), state, digest)
+    return digest
+
+
+def forget_unless_unchanged(tensors: list[Any]) -> None:
+    """Forget the tensors' digests unless every one of them is unchanged: the tensors of
+    one module are read again together. A BatchNorm's running statistics are updated by
+    its kernel without a version bump, but its num_batches_tracked is bumped with them."""
+    group = [tensor for tensor in tensors if isinstance(tensor, torch.Tensor)]
+    if all(_unchanged(tensor) for tensor in group):
+        return
+    for tensor in group:
+        _MEMO.pop(id(tensor), None)
+
+
+def _unchanged(tensor: torch.Tensor) -> bool:
+    tracked = _tracked(tensor)
+    hit = _MEMO.get(id(tensor))
+    if tracked is None or hit is None:
+        return tracked is None  # read every time anyway, or not read yet
+    storage, state = tracked
+    return hit[0]() is tensor and hit[1]() is storage and hit[2] == state
+
+
+def _digest(read: Callable[[torch.Tensor], tuple[str, Any]], tensor: torch.Tensor) -> str:
+    head, data = read(tensor)
+    return head + hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def forget_all() -> None:
+    """Drop every remembered digest (tests measure the full cost with it)."""
+    _MEMO.clear()
+
+
+def _tracked(tensor: torch.Tensor) -> tuple[Any, tuple[Any, ...]] | None:
+    """The tensor's storage and tracked state, or None when its content is not tracked."""
+    if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
+        return None
+    if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type == "meta":
+        return None
+    if tensor.is_inference():
+        return None
+    try:
+        storage = tensor.untyped_storage()
+        state = (
+            tensor._version,
+            tensor.data_ptr(),
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tensor.stride(),
+            tensor.dtype,
+            tensor.device,
+        )
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
+    return storage, state

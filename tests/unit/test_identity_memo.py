@@ -1,0 +1,141 @@
+"""The model identity reads the weights once per tensor object: a second check on an
+unchanged model hashes no weight, and every change torch tracks (version counter, storage
+swap, new or replaced tensors, module tree, attributes) gives the identity a fresh
+description equal to the one a first reading gives (engine/tensor_memo.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from pytest_robust import EvaluationCache
+from pytest_robust import evaluate
+from pytest_robust.engine import fingerprint
+from pytest_robust.engine import tensor_memo
+from pytest_robust.engine.fingerprint import identify
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts the tensors whose bytes the fingerprint module reads."""
+    count = [0]
+    original = fingerprint._tensor_bytes
+
+    def counted(tensor: torch.Tensor) -> tuple[str, Any]:
+        count[0] += 1
+        return original(tensor)
+
+    monkeypatch.setattr(fingerprint, "_tensor_bytes", counted)
+    yield count
+
+
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 3))
+
+
+def fresh(model: nn.Module) -> tuple[str, str | None]:
+    """The identity as a first reading gives it (nothing remembered)."""
+    tensor_memo.forget_all()
+    return identify(model)
+
+
+def test_the_second_identity_of_an_unchanged_model_reads_no_weight(reads):
+    model = small_net()
+    tensor_memo.forget_all()
+    first = identify(model)
+    tensors = len([*model.parameters(), *model.buffers()])
+    assert reads[0] == tensors
+    assert identify(model) == first
+    assert reads[0] == tensors  # nothing read again
+    assert fresh(model) == first
+
+
+def _no_grad(change: Callable[[nn.Module], Any]) -> Callable[[nn.Module], None]:
+    def run(model: nn.Module) -> None:
+        with torch.no_grad():
+            change(model)
+
+    return run
+
+
+def _optimizer_step(model: nn.Module) -> None:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.rand(2, 1, 8, 8)).sum().backward()
+    optimizer.step()
+
+
+def _train_forward(model: nn.Module) -> None:  # BatchNorm's running statistics move
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(4, 1, 8, 8))
+    model.eval()
+
+
+def _swap_storage(model: nn.Module) -> None:
+    model[3].weight.data = model[3].weight.detach() * 2
+
+
+def _load_state(model: nn.Module) -> None:
+    state = {name: value * 0.5 for name, value in model.state_dict().items()}
+    model.load_state_dict(state)
+
+
+def _replace_buffer(model: nn.Module) -> None:
+    model[1].running_var = torch.full((4,), 3.0)
+
+
+def _new_parameter(model: nn.Module) -> None:
+    model[3].extra = nn.Parameter(torch.zeros(1))
+
+
+CHANGES: dict[str, Callable[[nn.Module], None]] = {
+    "mul_ under no_grad": _no_grad(lambda m: m[0].weight.mul_(2)),
+    "one element of a view": _no_grad(lambda m: m[3].weight[1, 7].fill_(9.0)),
+    "copy_ into a bias": _no_grad(lambda m: m[3].bias.copy_(torch.ones(3))),
+    "buffer changed in place": _no_grad(lambda m: m[1].running_mean.add_(1.0)),
+    "optimizer step": _optimizer_step,
+    "train-mode forward (BatchNorm statistics)": _train_forward,
+    "storage swapped through .data =": _swap_storage,
+    "load_state_dict": _load_state,
+    "buffer replaced": _replace_buffer,
+    "parameter added": _new_parameter,
+    "attribute changed": lambda m: setattr(m[0], "padding", (1, 1)),
+    "module swapped": lambda m: m.__setitem__(2, nn.Flatten(1)),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_every_tracked_change_gives_the_identity_a_first_reading_gives(change):
+    model = small_net()
+    before = identify(model)
+    assert identify(model) == before
+    CHANGES[change](model)
+    after = identify(model)
+    if change != "module swapped":  # nn.Flatten(1) is the same module as nn.Flatten()
+        assert after[1] != before[1]
+    assert after == fresh(model)
+
+
+def test_inference_tensors_are_read_every_time(reads):
+    with torch.inference_mode():
+        model = small_net()
+    identify(model)
+    first = reads[0]
+    identify(model)
+    assert reads[0] == 2 * first > 0
+
+
+def test_a_second_check_on_the_same_model_reads_no_weight(reads, digits_cnn, digits_data):
+    cache = EvaluationCache()
+    gate: dict[str, Any] = {"attack": "fgsm", "eps": 0.05, "max_samples": 40}
+    one = evaluate(digits_cnn, digits_data, cache=cache, **gate)
+    read = reads[0]
+    two = evaluate(digits_cnn, digits_data, cache=cache, **gate)
+    assert reads[0] == read  # neither the weights nor the data read again
+    assert (one.model_fingerprint, one.robust) == (two.model_fingerprint, two.robust)
