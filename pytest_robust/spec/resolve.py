@@ -26,6 +26,7 @@ from typing import Any
 
 from pytest_robust.params import Param
 from pytest_robust.spec.profiles import Profile
+from pytest_robust.spec.schema import CERTIFY_PARAMS
 from pytest_robust.spec.schema import COMMON_PARAMS
 from pytest_robust.spec.schema import PRESETS
 from pytest_robust.spec.schema import THRESHOLDS
@@ -122,7 +123,13 @@ def resolve(
         raise TypeError("resolve(): pass labels= naming where the cli/ini settings came from")
     sources = [(cli, labels.cli), (ini, labels.ini)] if labels is not None else []
     # The profile is the last source, and not one that caps a marker's max_samples.
-    layers = sources + ([(dict(profile.settings), _label(profile.label))] if profile else [])
+    settings = dict(profile.settings) if profile else {}
+    if case.get("check") == "certify":
+        # A profile speaks of attacks: its alpha= is a step size, its n= nothing a
+        # certificate should take. A certificate's own settings (alpha, its confidence;
+        # n, its draws) come from the marker or their defaults only.
+        settings = {k: v for k, v in settings.items() if k not in CERTIFY_PARAMS}
+    layers = sources + ([(settings, _label(profile.label))] if profile else [])
     values: dict[str, Any] = {}
     provenance: dict[str, str] = {}
     for name, param in {**COMMON_PARAMS, **attack_params}.items():

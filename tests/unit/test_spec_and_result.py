@@ -206,3 +206,23 @@ def test_a_single_norm_attack_uses_its_norm_when_none_is_given(kwargs, norm):
 def test_an_impossible_norm_stays_an_error(kwargs):
     with pytest.raises(RobustConfigError, match="norm"):
         _resolved_norm(eps=0.5, **kwargs)
+
+
+def test_a_profile_step_size_never_becomes_a_certificates_confidence():
+    """A profile's alpha= is PGD's step size; smoothing's alpha= is the probability that a
+    certificate is wrong. A profile must never set the second through the first."""
+    from pytest_robust.spec.profiles import Profile
+    from pytest_robust.spec.validate import attack_params
+
+    attacks = registered_attacks()
+    profile = Profile("mine", {"alpha": "0.2", "n": "50", "steps": "5"})
+    certify = validate(
+        {"check": "certify", "method": "smoothing", "sigma": 0.25, "eps": 0.1}, attacks
+    )
+    spec = resolve(certify, attack_params(certify["attack"], attacks, certify), profile=profile)
+    assert spec.attack_params["alpha"] == 0.001 and spec.attack_params["n"] == 10000
+    assert spec.provenance["alpha"] == "default"
+    # The same profile still reaches an attack that declares alpha.
+    pgd = validate({"attack": "pgd", "eps": 0.1}, attacks)
+    spec = resolve(pgd, attack_params(pgd["attack"], attacks, pgd), profile=profile)
+    assert spec.attack_params["alpha"] == 0.2 and spec.attack_params["steps"] == 5
