@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -109,7 +110,7 @@ def test_smoothed_cnn_is_certified_at_l2_radius_025(robustness: RobustnessResult
 
 # --- ensemble adversarial training: robust to transfer, not to white-box attacks ----------
 
-TRANSFER = {"attack": "transfer", "surrogate": ["held_out"], "eps": cm.ENSEMBLE_EPS}
+TRANSFER: dict[str, Any] = {"attack": "transfer", "surrogate": ["held_out"], "eps": cm.ENSEMBLE_EPS}
 
 
 @robust(**TRANSFER, min_acc=0.85, model="ensemble_trained")

@@ -4,10 +4,14 @@ torchattacks' AutoAttack is in test_peers.py."""
 
 from __future__ import annotations
 
+from typing import Any
+from typing import cast
+
 import pytest
 import torch
 
 from pytest_robust import evaluate
+from pytest_robust.attacks import Attack
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import registered_attacks
 from pytest_robust.checks.flags import MASKING
@@ -24,7 +28,7 @@ from pytest_robust.spec.validate import attack_params
 # FAB-T n_iter=100, n_restarts=1, n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9;
 # Square n_queries=5000 (plus the initial query: 5001 of ours), p_init=0.8,
 # resc_schedule=False.
-REFERENCE = {
+REFERENCE: dict[str, dict[str, Any]] = {
     "apgd-ce": {"steps": 100, "restarts": 1},
     "apgd-t": {"steps": 100, "restarts": 1, "n_target_classes": 9},
     "fab-t": {
@@ -136,11 +140,15 @@ class _Fake:
         return self.loss
 
 
-MEMBERS = [
-    ("apgd-ce", _Fake("ce")),
-    ("apgd-t", _Fake("logits")),
-    ("square", _Fake(None, black_box=True)),
-]
+# Stand-ins with only what black_box_share_flag reads (black_box, gradient_loss()).
+MEMBERS = cast(
+    "list[tuple[str, Attack]]",
+    [
+        ("apgd-ce", _Fake("ce")),
+        ("apgd-t", _Fake("logits")),
+        ("square", _Fake(None, black_box=True)),
+    ],
+)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 import torch
@@ -199,11 +200,12 @@ def test_crown_is_exact_where_the_network_is_linear_on_the_box() -> None:
     independent, gets |s| - 30 eps; CROWN, carrying the linear function back, gets the
     exact value."""
     model = nn.Sequential(nn.Flatten(), nn.Linear(10, 2), nn.ReLU(), nn.Linear(2, 2)).double()
+    first, second = cast(nn.Linear, model[1]), cast(nn.Linear, model[3])
     with torch.no_grad():
-        model[1].weight.fill_(1.0)
-        model[1].bias.fill_(5.0)
-        model[3].weight.copy_(torch.tensor([[0.0, 0.0], [2.0, -1.0]]))
-        model[3].bias.copy_(torch.tensor([0.0, -10.0]))
+        first.weight.fill_(1.0)
+        first.bias.fill_(5.0)
+        second.weight.copy_(torch.tensor([[0.0, 0.0], [2.0, -1.0]]))
+        second.bias.copy_(torch.tensor([0.0, -10.0]))
     x = torch.tensor([[0.55] * 10, [0.3] * 10], dtype=torch.float64)  # s = 0.5 and -2
     labels = torch.tensor([1, 0])
     box = input_box(x, 0.03, (0.0, 1.0))
@@ -301,7 +303,7 @@ def test_crown_agrees_with_auto_lirpa(kind: str) -> None:
     with warnings.catch_warnings():  # it warns on import (torch.jit.script is deprecated)
         warnings.simplefilter("ignore")
         auto_lirpa = pytest.importorskip("auto_LiRPA")
-    model = _network(kind, 1)
+    model = cast(nn.Sequential, _network(kind, 1))  # "mlp" and "conv_bn_pool" are Sequential
     if kind == "conv_bn_pool":
         # auto_LiRPA mishandles pytest_robust.Normalize's (1, C, 1, 1) buffers (it warns
         # "Constant operand of node BoundSub has batch dimension"); its bounds there were

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -48,7 +49,7 @@ def certified(noise_cnn: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> 
     result = pytest_robust.evaluate(
         noise_cnn, data, check="certify", method="smoothing", sigma=SIGMA, eps=0.0, n0=N0, n=N
     )
-    return result.details | {"robust_acc": result.robust_acc, "clean_acc": result.clean_acc}
+    return {**result.details, "robust_acc": result.robust_acc, "clean_acc": result.clean_acc}
 
 
 def reference_certify(
@@ -200,7 +201,7 @@ def test_noise_is_seeded_per_sample_not_per_batch(
 ) -> None:
     x, y = data[0][:8], data[1][:8]
 
-    def run(**kw: object) -> list[float]:
+    def run(**kw: Any) -> list[float]:
         result = pytest_robust.evaluate(
             noise_cnn, (x, y), check="certify", method="smoothing", sigma=SIGMA, eps=0.1,
             n0=10, n=200, **kw,
@@ -269,10 +270,11 @@ def test_a_smoothed_model_given_to_a_check_is_refused(
     noise_cnn: nn.Module, data: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
     smoothed = Smoothed(noise_cnn, SIGMA, n=100)
-    for kwargs in (
+    refused: tuple[dict[str, Any], ...] = (
         {"attack": "pgd", "eps": 0.1},
         {"check": "certify", "method": "ibp", "eps": 0.1},
-    ):
+    )
+    for kwargs in refused:
         with pytest.raises(RobustConfigError, match=r"model is a pytest_robust\.Smoothed.*labels"):
             pytest_robust.evaluate(smoothed, data, **kwargs)
 
@@ -298,10 +300,10 @@ def test_smoothing_settings_are_checked(kwargs: dict, message: str) -> None:
 @pytest.mark.parametrize("name", ["sigma", "n0", "n", "alpha", "seed"])
 def test_ibp_refuses_the_smoothing_settings(name: str) -> None:
     x, y = torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
-    value = 0.25 if name in ("sigma", "alpha") else 10
+    setting: dict[str, Any] = {name: 0.25 if name in ("sigma", "alpha") else 10}
     with pytest.raises(RobustConfigError, match=f"{name}= does not apply to method='ibp'"):
         pytest_robust.evaluate(
-            nn.Flatten(), (x, y), check="certify", method="ibp", eps=0.1, **{name: value}
+            nn.Flatten(), (x, y), check="certify", method="ibp", eps=0.1, **setting
         )
 
 

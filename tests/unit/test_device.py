@@ -8,12 +8,14 @@ which checks the tests themselves (the amp test needs CUDA and skips there).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
 from pytest_robust import evaluate
 
-KW = {"eps": 0.1, "seed": 0, "batch_size": 128}
+KW: dict[str, Any] = {"eps": 0.1, "seed": 0, "batch_size": 128}
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ def test_amp_attacks_in_float16_and_verifies_in_float32(device, digits_cnn, digi
     re-verification of every final point in float32, and the outcome close to float32's."""
     if not device.startswith("cuda"):
         pytest.skip("autocast runs on CUDA only (tests/unit/test_amp.py covers the CPU stand-in)")
-    kw = {**KW, "attack": "pgd", "steps": 3, "batch_size": 500, "sanity": "off"}
+    kw: dict[str, Any] = {**KW, "attack": "pgd", "steps": 3, "batch_size": 500, "sanity": "off"}
     model = AutocastRecorder(digits_cnn)
     result = evaluate(model, digits_data, amp=True, device=device, **kw)
     clean, *attack, verify = model.calls

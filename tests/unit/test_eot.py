@@ -8,6 +8,8 @@ seed, so a seeded run is reproducible and the user's global RNG state comes back
 from __future__ import annotations
 
 import copy
+from typing import Any
+from typing import cast
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ import torch
 from pytest_robust import RobustConfigError
 from pytest_robust import evaluate
 from pytest_robust.attacks import AttackBatch
+from pytest_robust.attacks import GradientAttack
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import get_attack
 
@@ -116,7 +119,7 @@ def test_the_global_rng_comes_back_after_an_error(digits_cnn, first_100, eot):
 
 def test_eot_pgd_is_at_least_as_strong_as_pgd_and_square(noisy, first_100):
     """Same judge for all three (10 seeded draws, robust only if correct on every one)."""
-    judge = {"eps": EPS, "draws": 10, "seed": 0}
+    judge: dict[str, Any] = {"eps": EPS, "draws": 10, "seed": 0}
     eot_pgd = evaluate(noisy, first_100, attack="pgd", steps=20, eot=10, **judge)
     pgd = evaluate(noisy, first_100, attack="pgd", steps=20, allow_masking=True, **judge)
     square = evaluate(noisy, first_100, attack="square", queries=500, **judge)
@@ -144,7 +147,7 @@ def test_more_steps_never_report_more_robustness(noisy, first_100):
 
 def test_nondeterministic_is_information_with_eot_and_masking_without(digits_cnn, noisy, first_100):
     x, y = first_100[0][:20], first_100[1][:20]
-    plain = {"attack": "fgsm", "eps": EPS}
+    plain: dict[str, Any] = {"attack": "fgsm", "eps": EPS}
     assert flags(evaluate(noisy, (x, y), **plain)) == [("nondeterministic", "masking")]
     # draws alone judges over draws but still attacks with one gradient sample: masking.
     assert flags(evaluate(noisy, (x, y), **plain, draws=5)) == [("nondeterministic", "masking")]
@@ -209,7 +212,7 @@ def test_the_eot_gradient_is_the_mean_of_the_per_draw_gradients():
 
     pgd_cls = get_attack("pgd")
     threat = ThreatModel(0.1, "linf", (0.0, 1.0))
-    pgd = pgd_cls(threat, **pgd_cls.finalize({"steps": 1, "eot": 3}, threat))
+    pgd = cast(GradientAttack, pgd_cls(threat, **pgd_cls.finalize({"steps": 1, "eot": 3}, threat)))
     batch = AttackBatch(lambda p: p @ weight, x, labels, None, torch.arange(5), 0, draws=draws)
     walk = pgd._start(batch, torch.arange(5), None)
     fooled, _, grad = pgd._evaluate_draws(batch, walk, need_grad=True)
@@ -250,7 +253,7 @@ def test_eot_and_draws_are_validated(noisy, first_100):
 def test_every_gradient_attack_takes_eot(noisy, first_100, attack):
     x, y = first_100[0][:12], first_100[1][:12]
     eps, norm = (1.0, "l2") if attack == "cw" else (EPS, "linf")
-    steps = {"cw": {"steps": 5, "search_steps": 1}}.get(attack, {"steps": 5})
+    steps: dict[str, Any] = {"cw": {"steps": 5, "search_steps": 1}}.get(attack, {"steps": 5})
     runs = [
         evaluate(noisy, (x, y), attack=attack, eps=eps, norm=norm, eot=3, **steps) for _ in range(2)
     ]

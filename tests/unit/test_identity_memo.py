@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
+from typing import cast
 
 import pytest
 import torch
@@ -34,7 +35,7 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield count
 
 
-def small_net() -> nn.Module:
+def small_net() -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 3))
 
@@ -56,49 +57,64 @@ def test_the_second_identity_of_an_unchanged_model_reads_no_weight(reads):
     assert fresh(model) == first
 
 
-def _no_grad(change: Callable[[nn.Module], Any]) -> Callable[[nn.Module], None]:
-    def run(model: nn.Module) -> None:
+def _no_grad(change: Callable[[nn.Sequential], Any]) -> Callable[[nn.Sequential], None]:
+    def run(model: nn.Sequential) -> None:
         with torch.no_grad():
             change(model)
 
     return run
 
 
-def _optimizer_step(model: nn.Module) -> None:
+def _optimizer_step(model: nn.Sequential) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     model(torch.rand(2, 1, 8, 8)).sum().backward()
     optimizer.step()
 
 
-def _train_forward(model: nn.Module) -> None:  # BatchNorm's running statistics move
+def _train_forward(model: nn.Sequential) -> None:  # BatchNorm's running statistics move
     model.train()
     with torch.no_grad():
         model(torch.rand(4, 1, 8, 8))
     model.eval()
 
 
-def _swap_storage(model: nn.Module) -> None:
-    model[3].weight.data = model[3].weight.detach() * 2
+# small_net's layers with their own types (indexing an nn.Sequential gives an nn.Module).
+def _conv(model: nn.Sequential) -> nn.Conv2d:
+    return cast(nn.Conv2d, model[0])
 
 
-def _load_state(model: nn.Module) -> None:
+def _norm(model: nn.Sequential) -> nn.BatchNorm2d:
+    return cast(nn.BatchNorm2d, model[1])
+
+
+def _linear(model: nn.Sequential) -> nn.Linear:
+    return cast(nn.Linear, model[3])
+
+
+def _swap_storage(model: nn.Sequential) -> None:
+    _linear(model).weight.data = _linear(model).weight.detach() * 2
+
+
+def _load_state(model: nn.Sequential) -> None:
     state = {name: value * 0.5 for name, value in model.state_dict().items()}
     model.load_state_dict(state)
 
 
-def _replace_buffer(model: nn.Module) -> None:
-    model[1].running_var = torch.full((4,), 3.0)
+def _replace_buffer(model: nn.Sequential) -> None:
+    _norm(model).running_var = torch.full((4,), 3.0)
 
 
-def _new_parameter(model: nn.Module) -> None:
+def _new_parameter(model: nn.Sequential) -> None:
     model[3].extra = nn.Parameter(torch.zeros(1))
 
 
-CHANGES: dict[str, Callable[[nn.Module], None]] = {
-    "mul_ under no_grad": _no_grad(lambda m: m[0].weight.mul_(2)),
-    "one element of a view": _no_grad(lambda m: m[3].weight[1, 7].fill_(9.0)),
-    "copy_ into a bias": _no_grad(lambda m: m[3].bias.copy_(torch.ones(3))),
-    "buffer changed in place": _no_grad(lambda m: m[1].running_mean.add_(1.0)),
+CHANGES: dict[str, Callable[[nn.Sequential], None]] = {
+    "mul_ under no_grad": _no_grad(lambda m: _conv(m).weight.mul_(2)),
+    "one element of a view": _no_grad(lambda m: _linear(m).weight[1, 7].fill_(9.0)),
+    "copy_ into a bias": _no_grad(lambda m: _linear(m).bias.copy_(torch.ones(3))),
+    "buffer changed in place": _no_grad(
+        lambda m: cast(torch.Tensor, _norm(m).running_mean).add_(1.0)
+    ),
     "optimizer step": _optimizer_step,
     "train-mode forward (BatchNorm statistics)": _train_forward,
     "storage swapped through .data =": _swap_storage,
