@@ -12,7 +12,8 @@ from typing import cast
 
 import pytest
 import torch
-import torch.nn.functional as F
+from certify_nets import Traced
+from certify_nets import batch_norm
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -27,32 +28,6 @@ from pytest_robust.checks.certify import chain_of
 from pytest_robust.checks.certify import input_box
 from pytest_robust.checks.crown import Crown
 
-
-class Traced(nn.Module):
-    """A custom forward that torch.fx reads as a chain (functional relu and flatten)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 3, 3, padding=1, padding_mode="reflect")
-        self.pool = nn.AvgPool2d(2)
-        self.fc = nn.Linear(12, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv(x))
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-
-def _batch_norm(channels: int, two_d: bool) -> nn.Module:
-    """Eval-mode batch norm with random running statistics and scales of both signs."""
-    norm = nn.BatchNorm2d(channels) if two_d else nn.BatchNorm1d(channels)
-    with torch.no_grad():
-        norm.running_mean.normal_()  # type: ignore[union-attr]
-        norm.running_var.uniform_(0.2, 3.0)  # type: ignore[union-attr]
-        norm.weight.normal_()
-        norm.bias.normal_()
-    return norm
-
-
 BUILDERS: dict[str, Callable[[], nn.Module]] = {
     "mlp": lambda: nn.Sequential(
         nn.Flatten(),
@@ -65,7 +40,7 @@ BUILDERS: dict[str, Callable[[], nn.Module]] = {
     "conv_bn_pool": lambda: nn.Sequential(
         Normalize([0.4], [0.3]),
         nn.Conv2d(1, 3, 3, padding=1),
-        _batch_norm(3, True),
+        batch_norm(3, True),
         nn.ReLU(),
         nn.AvgPool2d(2, ceil_mode=True),
         nn.Conv2d(3, 4, 2, padding=1, stride=1),
@@ -76,7 +51,7 @@ BUILDERS: dict[str, Callable[[], nn.Module]] = {
     "nested": lambda: nn.Sequential(
         nn.Sequential(nn.Conv2d(1, 2, 2, stride=2), nn.ReLU()),
         nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten()),
-        _batch_norm(8, False),
+        batch_norm(8, False),
         nn.ReLU(inplace=True),
         nn.Dropout(),
         nn.Sequential(nn.Linear(8, 6), nn.ReLU()),
