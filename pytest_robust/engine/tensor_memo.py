@@ -7,14 +7,16 @@ the same tensor object as long as everything torch tracks about its content is u
 - its version counter, which every in-place operation autograd knows of bumps (an
   optimizer step, load_state_dict, copy_, `w.mul_(2)` under no_grad);
 - its storage (the same storage object: `w.data = other` swaps it), data pointer, offset,
-  shape, strides, dtype and device.
+  shape, strides, dtype and device;
+- two float64 reductions of its content (sum and L2 norm): writes that bypass the
+  version counter (through `w.data`, a numpy view, a custom kernel) change them.
 
 A module's own tensors are read again together when one of them changed: the batch-norm
 kernel updates a BatchNorm's running statistics without a version bump, but the module
-bumps num_batches_tracked with them. Not seen: writes that bypass the version counter
-(through `w.data`, a numpy view of the weights, or a custom kernel with no such companion
-tensor); docs/scaling.md says so. Inference tensors (made under torch.inference_mode)
-have no version counter, quantized tensors carry parameters outside it, and tensor
+bumps num_batches_tracked with them. Not seen: a write that bypasses the version counter
+and leaves both the sum and the norm of the tensor exactly as they were (a permutation of
+its values through `w.data`); docs/scaling.md says so. Inference tensors (made under
+torch.inference_mode) have no version counter, quantized tensors carry parameters outside it, and tensor
 subclasses may define their own storage: these are read every time.
 """
 
@@ -73,6 +75,20 @@ def _unchanged(tensor: torch.Tensor) -> bool:
     return hit[0]() is tensor and hit[1]() is storage and hit[2] == state
 
 
+def _checksum(tensor: torch.Tensor) -> tuple[float, float]:
+    """Two float64 reductions of the content: cheap next to hashing the bytes, and they see
+    the writes the version counter misses (`w.data.mul_(2)`, pruning through `w.data`, a
+    numpy view). NaN never equals itself, so a tensor holding NaN is read every time."""
+    with torch.no_grad():
+        total = tensor.sum(dtype=torch.float64)
+        norm = (
+            torch.linalg.vector_norm(tensor, dtype=torch.float64)
+            if tensor.is_floating_point()
+            else total
+        )
+        return float(total), float(norm)
+
+
 def _digest(read: Callable[[torch.Tensor], tuple[str, Any]], tensor: torch.Tensor) -> str:
     head, data = read(tensor)
     return head + hashlib.blake2b(data, digest_size=16).hexdigest()
@@ -101,7 +117,10 @@ def _tracked(tensor: torch.Tensor) -> tuple[Any, tuple[Any, ...]] | None:
             tensor.stride(),
             tensor.dtype,
             tensor.device,
+            *_checksum(tensor),
         )
     except (RuntimeError, NotImplementedError, TypeError):
+        # No plain storage or no reduction for this tensor (e.g. complex, a wrapper):
+        # nothing to trust, so it is read every time.
         return None
     return storage, state

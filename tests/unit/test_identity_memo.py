@@ -118,6 +118,10 @@ CHANGES: dict[str, Callable[[nn.Sequential], None]] = {
     "optimizer step": _optimizer_step,
     "train-mode forward (BatchNorm statistics)": _train_forward,
     "storage swapped through .data =": _swap_storage,
+    # .data has its own version counter: only the content checksum sees these.
+    "mul_ through .data": lambda m: _conv(m).weight.data.mul_(2),
+    "pruning through .data": lambda m: _linear(m).weight.data[0].zero_(),
+    "numpy view": lambda m: _linear(m).bias.detach().numpy().__setitem__(0, 7.0),
     "load_state_dict": _load_state,
     "buffer replaced": _replace_buffer,
     "parameter added": _new_parameter,
