@@ -16,8 +16,8 @@ kernel updates a BatchNorm's running statistics without a version bump, but the 
 bumps num_batches_tracked with them. Not seen: a write that bypasses the version counter
 and leaves both the sum and the norm of the tensor exactly as they were (a permutation of
 its values through `w.data`); docs/scaling.md says so. Inference tensors (made under
-torch.inference_mode) have no version counter, quantized tensors carry parameters outside it, and tensor
-subclasses may define their own storage: these are read every time.
+torch.inference_mode) have no version counter, quantized tensors carry parameters outside
+it, and tensor subclasses may define their own storage: these are read every time.
 """
 
 from __future__ import annotations
