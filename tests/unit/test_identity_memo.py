@@ -108,6 +108,10 @@ def _new_parameter(model: nn.Sequential) -> None:
     model[3].extra = nn.Parameter(torch.zeros(1))
 
 
+def _discard(_: object) -> None:
+    """The in-place operations return their tensor; the changes return nothing."""
+
+
 CHANGES: dict[str, Callable[[nn.Sequential], None]] = {
     "mul_ under no_grad": _no_grad(lambda m: _conv(m).weight.mul_(2)),
     "one element of a view": _no_grad(lambda m: _linear(m).weight[1, 7].fill_(9.0)),
@@ -119,8 +123,8 @@ CHANGES: dict[str, Callable[[nn.Sequential], None]] = {
     "train-mode forward (BatchNorm statistics)": _train_forward,
     "storage swapped through .data =": _swap_storage,
     # .data has its own version counter: only the content checksum sees these.
-    "mul_ through .data": lambda m: _conv(m).weight.data.mul_(2),
-    "pruning through .data": lambda m: _linear(m).weight.data[0].zero_(),
+    "mul_ through .data": lambda m: _discard(_conv(m).weight.data.mul_(2)),
+    "pruning through .data": lambda m: _discard(_linear(m).weight.data[0].zero_()),
     "numpy view": lambda m: _linear(m).bias.detach().numpy().__setitem__(0, 7.0),
     "load_state_dict": _load_state,
     "buffer replaced": _replace_buffer,
