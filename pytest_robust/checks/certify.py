@@ -112,7 +112,7 @@ def _refuse_hooks(model: nn.Module) -> None:
         raise RobustConfigError(
             "check='certify': a global forward hook (torch.nn.modules.module."
             "register_module_forward_hook) is registered; it can change what every layer "
-            "computes, so IBP's bounds would describe another function. Remove it for the check"
+            "computes, so the bounds would describe another function. Remove it for the check"
         )
     for path, module in model.named_modules():
         if module._forward_hooks or module._forward_pre_hooks:
@@ -166,7 +166,8 @@ def _traced_chain(model: nn.Module, prefix: str = "") -> list[Layer]:
     except Exception as error:  # any failure to trace: not a chain
         raise RobustConfigError(
             f"check='certify' cannot read the structure of {what}: torch.fx could not trace "
-            f"its forward ({type(error).__name__}: {error}). IBP bounds {SUPPORTED_TEXT}; "
+            f"its forward ({type(error).__name__}: {error}). A certificate bounds "
+            f"{SUPPORTED_TEXT}; "
             "write the model as such a chain"
         ) from None
     layers: list[Layer] = []
@@ -213,13 +214,13 @@ def _node_text(node: torch.fx.Node) -> str:
 
 def _not_a_chain(what: str, why: str) -> RobustConfigError:
     return RobustConfigError(
-        f"check='certify' cannot bound {what}: {why}. IBP bounds a straight chain of "
-        f"{SUPPORTED_TEXT}"
+        f"check='certify' cannot bound {what}: {why}. A certificate (ibp, crown) bounds a "
+        f"straight chain of {SUPPORTED_TEXT}"
     )
 
 
 def _unsupported(path: str, module: nn.Module, why: str = "") -> RobustConfigError:
-    reason = why or "IBP has no sound bound for it"
+    reason = why or "no certificate here has a sound bound for it"
     return RobustConfigError(
         f"check='certify' cannot bound layer {path!r} ({type(module).__name__}): {reason}. "
         f"method='ibp' bounds {SUPPORTED_TEXT}"
@@ -371,8 +372,8 @@ def check_chain(layers: Sequence[Layer], chain: torch.Tensor, clean: torch.Tenso
         raise RobustConfigError(
             f"check='certify': the layers read from the model ({_layer_names(layers)}) do not "
             f"reproduce its logits (sample {first}: off by {float(off[first]):.3g} of the "
-            "logits' scale); its forward computes something else than this chain, so IBP "
-            "cannot bound it"
+            "logits' scale); its forward computes something else than this chain, so no "
+            "certificate can bound it"
         )
 
 

@@ -269,6 +269,31 @@ def test_a_layer_crown_does_not_relax_is_refused_naming_it_and_suggesting_ibp(
     assert ibp.n == 8  # IBP bounds the same model
 
 
+def test_a_model_no_certificate_bounds_is_refused_without_naming_only_ibp(
+    digits_data: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    """The chain reader is shared by both methods: its refusal must not tell a CROWN user
+    that "IBP" cannot bound the model (it said so before)."""
+
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.flat = nn.Flatten()
+            self.linear = nn.Linear(64, 64)
+            self.head = nn.Linear(64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.flat(x)
+            return self.head(h + self.linear(h))
+
+    data = (digits_data[0][:4], digits_data[1][:4])
+    with pytest.raises(RobustConfigError) as error:
+        pytest_robust.evaluate(Residual().eval(), data, check="certify", method="crown", eps=0.01)
+    text = str(error.value)
+    assert "cannot bound the model (Residual)" in text
+    assert "A certificate (ibp, crown) bounds" in text and "IBP" not in text
+
+
 @pytest.mark.parametrize("kind", ["mlp", "conv_bn_pool"])
 def test_crown_agrees_with_auto_lirpa(kind: str) -> None:
     """Optional peer check (auto_LiRPA is not a dependency and is not installed in CI):
