@@ -7,6 +7,7 @@ from engine/stats.py.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Any
@@ -155,7 +156,14 @@ def _gradient_failures(r: RobustnessResult) -> list[str]:
         )
     min_median = r.thresholds.get("min_median")
     median = stats.get("median")
-    if min_median is not None and not (median is not None and median >= min_median):
+    defined = median is not None and not math.isnan(median)
+    if min_median is not None and not defined:
+        failures.append(
+            f"min_median {min_median:.3g} cannot hold: no finite input gradient to take a "
+            f"median of ({stats['n']} clean-correct samples measured; with 0, the model "
+            "classifies none of the data correctly)"
+        )
+    elif min_median is not None and not median >= min_median:
         failures.append(
             f"median mean |input gradient| {median:.3g} < min_median {min_median:.3g} "
             f"(of {stats['n']} samples)"

@@ -93,6 +93,23 @@ def test_gradient_thresholds(digits_cnn, digits_data) -> None:
     assert "< min_median" in low.failure_message()
 
 
+def test_min_median_with_no_sample_to_measure_says_why(digits_data) -> None:
+    """With no clean-correct sample there is no median: the failure says so instead of
+    printing "median nan < min_median" (it did before)."""
+    x, y = digits_data
+    keep = y != 1
+    always_one = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with torch.no_grad():
+        always_one[1].weight.zero_()
+        always_one[1].bias.copy_(torch.eye(10)[1] * 5)
+    result = evaluate(always_one, (x[keep], y[keep]), check="gradients", min_median=1e-8)
+    assert result.status == "fail"
+    message = result.failure_message()
+    assert "nan" not in message
+    assert "min_median 1e-08 cannot hold: no finite input gradient" in message
+    assert "0 clean-correct samples" in message
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
