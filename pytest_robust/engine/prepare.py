@@ -57,7 +57,7 @@ def prepare(model: Any, data: Any, spec: Spec, cache: EvaluationCache) -> Prepar
     for surrogate in models_in(members):
         check_weights(surrogate, "the attack's surrogate model")
     device = rank_device(resolve_device(spec.device))
-    samples = cache.samples(data, spec.max_samples)
+    samples = cache.samples(data, spec.max_samples, (spec.inputs, spec.labels))
     check_bounds(samples, spec.bounds)
     first, stop = shard(len(samples), rank, world_size)
     return Prepared(model, data, spec, members, samples, device, cache, world_size, first, stop)

@@ -64,6 +64,9 @@ class Spec:
     decide_early: bool = False
     amp: bool = False
     draws: int | None = None  # None: 1, or 10 when a member has eot > 1 (engine/stochastic.py)
+    # Dict batches: the keys of the inputs and the labels (engine/data.py).
+    inputs: str | None = None
+    labels: str | None = None
 
     @property
     def preset(self) -> Preset | None:

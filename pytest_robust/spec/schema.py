@@ -105,6 +105,17 @@ COMMON_PARAMS: dict[str, Param] = {
     "output": Param(
         "output", None, optional=True, doc="how to get logits from a tuple/dict model output"
     ),
+    "inputs": Param(
+        str,
+        None,
+        optional=True,
+        doc="dict batches (Hugging Face style): the key holding the inputs, e.g. "
+        "'pixel_values'; a model whose forward() has a parameter of that name is called "
+        "with it by keyword",
+    ),
+    "labels": Param(
+        str, None, optional=True, doc="dict batches: the key holding the labels, e.g. 'labels'"
+    ),
     "model": Param(str, "robust_model", doc="name of the fixture that gives the model"),
     "amp": Param(
         bool,
@@ -185,6 +196,8 @@ GRADIENT_CHECK_ARGS = (
     *GRADIENT_THRESHOLDS,
     "allow_masking",
     "output",
+    "inputs",
+    "labels",
     "bounds",
     "batch_size",
     "max_samples",
@@ -244,6 +257,8 @@ CERTIFY_CHECK_ARGS = (
     "device",
     "model",
     "data",
+    "inputs",
+    "labels",
     *SMOOTHING_ARGS,
 )
 # Why an argument that check="certify" refuses does not apply, where a reason helps.
