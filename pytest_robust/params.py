@@ -29,7 +29,7 @@ NORM_ALIASES = {
 class Param:
     """One argument: its kind, default, allowed range and a one-line description."""
 
-    # int, float, bool, str, or "norm" / "bounds" / "target" / "output" / "models"
+    # int, float, bool, str, or "norm" / "bounds" / "target" / "output" / "models" / "mask"
     kind: type | str
     default: Any = None
     minimum: float | None = None
@@ -158,6 +158,14 @@ def _to_output(value: Any) -> Any:
     raise ValueError("")
 
 
+def _to_mask(value: Any) -> Any:
+    # A tensor or an array: its shape and values are checked against the data's samples
+    # once they are read (engine/data.py frozen_features). A list would expand into cases.
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        raise ValueError("")
+    return value
+
+
 def _to_bounds(value: Any) -> tuple[float, float]:
     if isinstance(value, str):
         value = value.replace("(", "").replace(")", "").split(",")
@@ -178,6 +186,7 @@ _CONVERTERS: dict[type | str, Callable[[Any], Any]] = {
     "models": _to_models,
     "output": _to_output,
     "bounds": _to_bounds,
+    "mask": _to_mask,
 }
 _EXPECTED: dict[type | str, str] = {
     int: "must be an integer",
@@ -186,6 +195,8 @@ _EXPECTED: dict[type | str, str] = {
     str: "must be a string",
     "norm": "must be 'linf' or 'l2'",
     "bounds": "must be a pair (low, high) with low < high, for example bounds=(0, 1)",
+    "mask": "must be a boolean tensor (or array) that broadcasts to one sample's shape, "
+    "True where a feature may not be perturbed, e.g. mask=torch.tensor([False, True, False])",
     "target": "must be a class index, 'least_likely', 'random', a per-sample tensor of "
     "class indices, or a callable (logits, labels) -> targets",
     "models": "must name a fixture (or a list of fixtures, for an ensemble) that gives a "

@@ -212,6 +212,14 @@ def check_inside(attack: Attack, x_adv: torch.Tensor, x: torch.Tensor, threat: T
             f"bounds {threat.bounds}); "
             "this is a bug in the attack, not in your model"
         )
+    if threat.frozen is not None:
+        moved = (x_adv != x) & threat.frozen.to(x.device)
+        if bool(moved.any()):
+            raise RuntimeError(
+                f"attack {attack.name!r} changed {int(moved.sum())} input values that mask= "
+                "freezes (features that may not be perturbed); this is a bug in the attack, "
+                "not in your model"
+            )
 
 
 def _perturbation_sizes(norms: torch.Tensor) -> dict[str, Any]:

@@ -404,3 +404,36 @@ def _outward(value: float, up: bool) -> str:
     rounding = decimal.ROUND_CEILING if up else decimal.ROUND_FLOOR
     rounded = decimal.Context(prec=5, rounding=rounding).create_decimal(value)
     return f"{float(rounded):g}"
+
+
+def frozen_features(mask: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """mask= as a boolean tensor that broadcasts over one sample's `shape`: True where a
+    feature may not be perturbed. Refused: values other than 0/1, a shape that does not
+    broadcast, and a mask that freezes everything (most likely the opposite convention)."""
+    tensor = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(mask)
+    tensor = tensor.detach().to("cpu")
+    example = "e.g. mask=torch.tensor([False, True, False]) for three columns, the second frozen"
+    if tensor.dtype != torch.bool:
+        if tensor.is_complex() or not bool(((tensor == 0) | (tensor == 1)).all()):
+            raise RobustConfigError(
+                f"mask= holds values other than 0 and 1 (dtype {tensor.dtype}); it must be "
+                f"boolean, True where a feature may not be perturbed: {example}"
+            )
+        tensor = tensor == 1
+    given = tuple(tensor.shape)
+    fits = len(given) <= len(shape) and all(
+        g in (1, s) for g, s in zip(given[::-1], shape[::-1], strict=False)
+    )
+    if not fits:
+        raise RobustConfigError(
+            f"mask= has shape {tuple(tensor.shape)}, which does not broadcast to one sample's "
+            f"shape {shape}; give one value per feature (shape {shape}) or a shape that "
+            f"broadcasts to it (per channel of an image: (C, 1, 1)); {example}"
+        )
+    if bool(tensor.all()):
+        raise RobustConfigError(
+            "mask= freezes every feature, so no input may be perturbed. True marks the "
+            "features that may NOT change (unlike ART's mask, where 1 marks those to "
+            "perturb): pass the inverse, mask=~mask"
+        )
+    return tensor

@@ -21,11 +21,12 @@ from pytest_robust.spec import attack_params
 Members = list[tuple[str, Attack]]
 
 
-def threat_of(spec: Spec) -> ThreatModel:
-    """The eps-ball and bounds every member keeps to (only the bounds without an eps)."""
+def threat_of(spec: Spec, frozen: torch.Tensor | None = None) -> ThreatModel:
+    """The eps-ball and bounds every member keeps to (only the bounds without an eps), and
+    the features mask= freezes (`frozen`, checked against the samples' shape)."""
     if spec.eps is not None:
-        return ThreatModel(spec.eps, spec.norm, spec.bounds)
-    return ThreatModel.bounds_only(spec.bounds)
+        return ThreatModel(spec.eps, spec.norm, spec.bounds, frozen)
+    return ThreatModel.bounds_only(spec.bounds, frozen)
 
 
 def build_members(spec: Spec, threat: ThreatModel) -> Members:

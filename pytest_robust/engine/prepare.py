@@ -12,6 +12,7 @@ from pytest_robust.checks.smoothing import Smoothed
 from pytest_robust.engine.borrow import check_weights
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.data import check_bounds
+from pytest_robust.engine.data import frozen_features
 from pytest_robust.engine.device import resolve_device
 from pytest_robust.engine.distributed import rank_device
 from pytest_robust.engine.distributed import shard
@@ -59,6 +60,8 @@ def prepare(model: Any, data: Any, spec: Spec, cache: EvaluationCache) -> Prepar
     device = rank_device(resolve_device(spec.device))
     samples = cache.samples(data, spec.max_samples, (spec.inputs, spec.labels))
     check_bounds(samples, spec.bounds)
+    if spec.mask is not None:  # its shape is checked against the samples' now
+        members = build_members(spec, threat_of(spec, frozen_features(spec.mask, samples.shape)))
     first, stop = shard(len(samples), rank, world_size)
     return Prepared(model, data, spec, members, samples, device, cache, world_size, first, stop)
 

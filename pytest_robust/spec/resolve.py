@@ -67,6 +67,7 @@ class Spec:
     # Dict batches: the keys of the inputs and the labels (engine/data.py).
     inputs: str | None = None
     labels: str | None = None
+    mask: Any = None  # a tensor or array: features that may not be perturbed
 
     @property
     def preset(self) -> Preset | None:

@@ -29,6 +29,13 @@ COMMON_PARAMS: dict[str, Param] = {
     "eps": Param(float, minimum=0.0, doc="perturbation budget, in the units of the inputs"),
     "norm": Param("norm", "linf", doc="'linf' or 'l2': the norm of the eps-ball"),
     "bounds": Param("bounds", (0.0, 1.0), doc="(low, high): the valid input range"),
+    "mask": Param(
+        "mask",
+        None,
+        optional=True,
+        doc="a boolean tensor broadcasting to one sample's shape, True where a feature may "
+        "not be perturbed (immutable or categorical columns); every attack keeps them",
+    ),
     "min_acc": Param(float, None, 0.0, 1.0, optional=True, doc="fail if robust_acc < this"),
     "max_success": Param(float, None, 0.0, 1.0, optional=True, doc="fail if success_rate > this"),
     "max_drop": Param(

@@ -122,3 +122,55 @@ def test_gate():
             "[[]'labels', 'pixel_values'[]]*Pass inputs='pixel_values', labels='labels' (on*",
         ]
     )
+
+
+def test_a_mask_is_kept_and_a_bad_one_names_the_test_argument_and_fix(
+    rtester: pytest.Pytester,
+) -> None:
+    """The tiny world's weights are all 1: an L-inf attack moves the score by 10 * eps, by
+    5 * eps with half the features frozen. The weak samples' margin is 0.5: eps=0.08 (a
+    move of 0.4) breaks none of them, eps=0.12 (0.6) breaks them all, though unmasked
+    eps=0.08 breaks them (tests/plugin/conftest.py)."""
+    rtester.makepyfile(
+        """
+import torch
+from pytest_robust import robust
+
+HALF = torch.tensor([True, False] * 5)
+
+
+@robust(attack="pgd", eps=0.08, steps=5, mask=HALF, min_acc=0.9)
+def test_half_frozen_holds():
+    pass
+
+
+@robust(attack="pgd", eps=0.12, steps=5, mask=HALF, min_acc=0.9)
+def test_half_frozen_breaks():
+    pass
+
+
+@robust(attack="pgd", eps=0.08, steps=5, min_acc=0.9)
+def test_unmasked_breaks():
+    pass
+
+
+@robust(attack="pgd", eps=0.1, steps=5, mask=torch.tensor([True, False]))
+def test_bad_mask():
+    pass
+"""
+    )
+    result = rtester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_half_frozen_holds * pgd * 0.08  64  1.000  1.000 *pass",
+            "*::test_half_frozen_breaks * pgd * 0.12  64  1.000  0.500 *fail",
+            "*::test_unmasked_breaks * pgd * 0.08  64  1.000  0.500 *fail",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_bad_mask*",
+            "*mask= has shape (2,), which does not broadcast to one sample's shape (10,)*",
+        ]
+    )
