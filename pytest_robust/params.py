@@ -158,6 +158,10 @@ def _to_output(value: Any) -> Any:
     raise ValueError("")
 
 
+def _number_or_array(value: Any) -> Any:
+    return value if hasattr(value, "shape") else float(value)
+
+
 def _to_mask(value: Any) -> Any:
     # A tensor or an array: its shape and values are checked against the data's samples
     # once they are read (engine/data.py frozen_features). A list would expand into cases.
@@ -166,10 +170,15 @@ def _to_mask(value: Any) -> Any:
     return value
 
 
-def _to_bounds(value: Any) -> tuple[float, float]:
+def _to_bounds(value: Any) -> tuple[Any, Any]:
     if isinstance(value, str):
         value = value.replace("(", "").replace(")", "").split(",")
-    low, high = (float(v) for v in value)
+    low, high = value
+    if hasattr(low, "shape") or hasattr(high, "shape"):
+        # Per-feature bounds (tensors or arrays): checked against the samples' shape once
+        # they are read (engine/data.py feature_bounds).
+        return (_number_or_array(low), _number_or_array(high))
+    low, high = float(low), float(high)
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise ValueError("")
     return (low, high)
@@ -194,7 +203,8 @@ _EXPECTED: dict[type | str, str] = {
     bool: "must be True or False",
     str: "must be a string",
     "norm": "must be 'linf' or 'l2'",
-    "bounds": "must be a pair (low, high) with low < high, for example bounds=(0, 1)",
+    "bounds": "must be a pair (low, high) with low < high, for example bounds=(0, 1), or of "
+    "tensors that broadcast to one sample's shape (per feature or per channel)",
     "mask": "must be a boolean tensor (or array) that broadcasts to one sample's shape, "
     "True where a feature may not be perturbed, e.g. mask=torch.tensor([False, True, False])",
     "target": "must be a class index, 'least_likely', 'random', a per-sample tensor of "

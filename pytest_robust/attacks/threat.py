@@ -37,6 +37,28 @@ class ThreatModel:
     # True where a feature may not be perturbed; shaped to broadcast over one sample's
     # shape (engine/data.py frozen_features). None: every feature may move.
     frozen: torch.Tensor | None = field(default=None, compare=False)
+    # Per-feature bounds (low, high), shaped to broadcast over one sample's shape, inside
+    # `bounds` (then the range they span). None: `bounds` for every feature.
+    per_feature: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, compare=False)
+
+    def clip(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` clipped to the bounds, per feature where they are given so."""
+        x = x.clamp(*self.bounds)
+        if self.per_feature is None:
+            return x
+        low, high = (bound.to(x) for bound in self.per_feature)
+        return torch.maximum(torch.minimum(x, high), low)
+
+    def outside(self, x: torch.Tensor) -> bool:
+        """True when some value of `x` lies outside the bounds (beyond the tolerance)."""
+        tol = self.tolerance()
+        low, high = self.bounds
+        if float(x.min()) < low - tol or float(x.max()) > high + tol:
+            return True
+        if self.per_feature is None:
+            return False
+        low_t, high_t = (bound.to(x) for bound in self.per_feature)
+        return bool(((x < low_t - tol) | (x > high_t + tol)).any())
 
     def hold(self, delta: torch.Tensor) -> torch.Tensor:
         """`delta` with the frozen features set to zero (a no-op without a mask)."""
@@ -58,7 +80,7 @@ class ThreatModel:
             norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
             scale = (self.eps / norms).clamp(max=1.0)
             delta = delta * per_sample(scale, delta)
-        return (x + delta).clamp(*self.bounds)
+        return self.clip(x + delta)
 
     def unit_step(self, grad: torch.Tensor) -> torch.Tensor:
         """The steepest-ascent step of unit size in this norm: sign(grad) (L-inf) or
@@ -81,13 +103,16 @@ class ThreatModel:
 
     @classmethod
     def bounds_only(
-        cls, bounds: tuple[float, float], frozen: torch.Tensor | None = None
+        cls,
+        bounds: tuple[float, float],
+        frozen: torch.Tensor | None = None,
+        per_feature: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> ThreatModel:
         """The threat model of an attack that is not an eps-ball attack (eps_ball=False):
         any input inside the bounds (the frozen features kept). eps is infinite, so
         projecting only clips to the bounds and the engine's guard checks only the bounds,
         the frozen features, the shape and finiteness."""
-        return cls(math.inf, "linf", bounds, frozen)
+        return cls(math.inf, "linf", bounds, frozen, per_feature)
 
     def random_point(
         self, x: torch.Tensor, seed: int, sample_ids: torch.Tensor, stream: int
@@ -104,4 +129,4 @@ class ThreatModel:
             u = sampling.uniform(seed, sample_ids, torch.Size([len(x), 1]), stream + 7919, x.dtype)
             radius = self.eps * per_sample(u.pow(1.0 / d), x)
             delta = direction * radius
-        return (x + self.hold(delta)).clamp(*self.bounds)
+        return self.clip(x + self.hold(delta))

@@ -350,8 +350,15 @@ def _not_float(x: torch.Tensor) -> str:
     return f"{need}: {tokens}; {images}"
 
 
-def check_bounds(samples: Samples, bounds: tuple[float, float]) -> None:
-    """Inputs outside the bounds mean eps is in the wrong units: say so and how to fix it."""
+def check_bounds(
+    samples: Samples,
+    bounds: tuple[float, float],
+    per_feature: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> None:
+    """Inputs outside the bounds mean eps is in the wrong units: say so and how to fix it.
+    `bounds`: the range; `per_feature`: the bounds of each feature, inside that range."""
+    if per_feature is not None:
+        _check_feature_bounds(samples, per_feature)
     low, high = bounds
     tol = 1e-6 * max(1.0, abs(low), abs(high))
     lo, hi = samples.value_range
@@ -437,3 +444,79 @@ def frozen_features(mask: Any, shape: tuple[int, ...]) -> torch.Tensor:
             "perturb): pass the inverse, mask=~mask"
         )
     return tensor
+
+
+def feature_bounds(
+    bounds: tuple[Any, Any], shape: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature bounds= (tensors, arrays or a number for one side) as two float64
+    tensors that broadcast over one sample's `shape`, low <= high everywhere."""
+    example = (
+        "e.g. bounds=(torch.tensor([0.0, 0.0, -1.0]), torch.tensor([1.0, 100.0, 1.0])) for "
+        "three columns"
+    )
+    low, high = (
+        (b if isinstance(b, torch.Tensor) else torch.as_tensor(b)).detach().to("cpu", torch.float64)
+        for b in bounds
+    )
+    for side, tensor in (("low", low), ("high", high)):
+        given = tuple(tensor.shape)
+        fits = len(given) <= len(shape) and all(
+            g in (1, s) for g, s in zip(given[::-1], shape[::-1], strict=False)
+        )
+        if not fits:
+            raise RobustConfigError(
+                f"bounds=: the {side} bound has shape {given}, which does not broadcast to one "
+                f"sample's shape {shape}; give one value per feature (shape {shape}) or a "
+                f"shape that broadcasts to it (per channel of an image: (C, 1, 1)); {example}"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise RobustConfigError(
+                f"bounds=: the {side} bound holds a value that is not finite; every feature "
+                f"needs a finite range (eps is in its units); {example}"
+            )
+    wrong = (low > high).expand(shape) if (low > high).dim() else (low > high)
+    if bool(wrong.any()):
+        first = [int(i) for i in wrong.nonzero()[0]]
+        raise RobustConfigError(
+            f"bounds=: low > high for {int(wrong.sum())} feature(s), the first at index "
+            f"{first}; each feature needs low <= high; {example}"
+        )
+    if bool((low == high).all()):
+        raise RobustConfigError(
+            "bounds=: low == high for every feature, so no input may be perturbed; " + example
+        )
+    return low, high
+
+
+def _check_feature_bounds(samples: Samples, bounds: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Every input value inside its feature's bounds, else where and by how much."""
+    low, high = bounds
+    tol = 1e-6 * max(1.0, float(low.abs().max()), float(high.abs().max()))
+    outside: torch.Tensor | None = None
+    lowest: torch.Tensor | None = None
+    highest: torch.Tensor | None = None
+    for _, x in samples.chunks():
+        x = x.detach().to("cpu", torch.float64)
+        count = ((x < low - tol) | (x > high + tol)).sum(0)
+        outside = count if outside is None else outside + count
+        lowest = x.amin(0) if lowest is None else torch.minimum(lowest, x.amin(0))
+        highest = x.amax(0) if highest is None else torch.maximum(highest, x.amax(0))
+    if outside is None or lowest is None or highest is None or not bool(outside.any()):
+        return
+    where = outside.nonzero()
+    shown = []
+    for index in where[:3]:
+        i = tuple(int(v) for v in index)
+        lo, hi = low.expand(outside.shape)[i], high.expand(outside.shape)[i]
+        shown.append(
+            f"feature {list(i)}: inputs in [{float(lowest[i]):.6g}, {float(highest[i]):.6g}], "
+            f"bounds ({float(lo):.6g}, {float(hi):.6g})"
+        )
+    raise RobustConfigError(
+        f"data: {int(outside.sum())} input values lie outside their feature's bounds, in "
+        f"{len(where)} feature(s) ({'; '.join(shown)}{'; ...' if len(where) > 3 else ''}). "
+        "Attacks keep every feature inside its bounds and eps is in input units: pass bounds "
+        "that contain the data (e.g. the per-feature range of the data itself: "
+        "bounds=(x.amin(0), x.amax(0)) of the whole population), or clip the data to them"
+    )

@@ -234,7 +234,7 @@ def _assemble(
         attack=_check_name(spec, members),
         eps=spec.eps,
         norm=spec.norm,
-        bounds=spec.bounds,
+        bounds=spec.envelope,
         params=describe_params(members, spec),
         targeted=measured.targets is not None,
         clean_correct=flag_string(measured.clean_correct),

@@ -21,12 +21,17 @@ from pytest_robust.spec import attack_params
 Members = list[tuple[str, Attack]]
 
 
-def threat_of(spec: Spec, frozen: torch.Tensor | None = None) -> ThreatModel:
-    """The eps-ball and bounds every member keeps to (only the bounds without an eps), and
-    the features mask= freezes (`frozen`, checked against the samples' shape)."""
+def threat_of(
+    spec: Spec,
+    frozen: torch.Tensor | None = None,
+    per_feature: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> ThreatModel:
+    """The eps-ball and bounds every member keeps to (only the bounds without an eps), the
+    features mask= freezes (`frozen`) and per-feature bounds, both checked against the
+    samples' shape (engine/data.py)."""
     if spec.eps is not None:
-        return ThreatModel(spec.eps, spec.norm, spec.bounds, frozen)
-    return ThreatModel.bounds_only(spec.bounds, frozen)
+        return ThreatModel(spec.eps, spec.norm, spec.envelope, frozen, per_feature)
+    return ThreatModel.bounds_only(spec.envelope, frozen, per_feature)
 
 
 def build_members(spec: Spec, threat: ThreatModel) -> Members:
