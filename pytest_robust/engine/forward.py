@@ -73,6 +73,14 @@ def forward_logits(
             "loss on the logits, which needs floating-point logits. Return the raw scores "
             "(drop a final .argmax(), .round() or integer cast)"
         )
+    if out.shape[0] == x.shape[0] and (out.dim() == 1 or (out.dim() == 2 and out.shape[1] == 1)):
+        raise RobustConfigError(
+            f"model returned shape {tuple(out.shape)} for {x.shape[0]} inputs: one score per "
+            "input. If it is a binary classifier's logit z (not a probability), pass "
+            "output=lambda z: torch.cat([torch.zeros_like(z), z], dim=1) (the logits (0, z): "
+            "softmax gives sigmoid(z), labels 0 and 1); the attacks need logits of shape "
+            "(batch, classes)"
+        )
     if out.dim() != 2 or out.shape[0] != x.shape[0] or out.shape[1] < 2:
         raise RobustConfigError(
             f"model returned shape {tuple(out.shape)} for {x.shape[0]} inputs; it must return "

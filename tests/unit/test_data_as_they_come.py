@@ -242,3 +242,60 @@ def test_a_multiclass_model_keeps_every_member(small, digits_cnn):
     result = evaluate(digits_cnn, (x, y), attack="strong", eps=0.1, steps=5, queries=20)
     assert "left_out" not in result.details
     assert result.attack == "apgd-ce+apgd-dlr+square"
+
+
+def test_a_single_logit_is_refused_with_a_fix_that_needs_no_wrapper():
+    """The fix the message gives, applied as output=, gives the two-logit model's result."""
+    two, x, y, robust, eps = _binary_problem()
+    one = torch.nn.Linear(6, 1)
+    with torch.no_grad():  # z = logit of class 1 minus logit of class 0: the same classifier
+        one.weight.copy_(two.weight[1] - two.weight[0])
+        one.bias.copy_(two.bias[1] - two.bias[0])
+    with pytest.raises(RobustConfigError, match=r"one score per input.*output=lambda z: torch"):
+        evaluate(one, (x, y), attack="fgsm", eps=eps)
+    result = evaluate(
+        one,
+        (x, y),
+        attack="strong",
+        eps=eps,
+        queries=50,
+        output=lambda z: torch.cat([torch.zeros_like(z), z], dim=1),
+    )
+    assert result.robust == "".join("1" if r else "0" for r in robust.tolist())
+
+
+def test_a_randomly_initialised_transformers_vit_runs_as_it_is(small):
+    """The real thing where `transformers` is installed (not a dependency): a tiny random
+    ViTForImageClassification on dict items, no wrapper, equal to the same ViT called
+    through a plain positional adapter."""
+    transformers = pytest.importorskip("transformers")
+    x, y = small
+    config = transformers.ViTConfig(
+        image_size=8,
+        patch_size=4,
+        num_channels=1,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=10,
+    )
+    torch.manual_seed(0)
+    vit = transformers.ViTForImageClassification(config).eval()
+    with torch.no_grad():
+        y = vit(pixel_values=x).logits.argmax(1)  # every sample clean-correct
+
+    class Plain(torch.nn.Module):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return vit(pixel_values=images).logits
+
+    result = evaluate(
+        vit,
+        DictItems(x, y),
+        attack="pgd",
+        eps=0.05,
+        steps=5,
+        inputs="pixel_values",
+        labels="labels",
+    )
+    assert result.robust == evaluate(Plain(), (x, y), attack="pgd", eps=0.05, steps=5).robust
