@@ -157,10 +157,31 @@ def test_unmasked_breaks():
 @robust(attack="pgd", eps=0.1, steps=5, mask=torch.tensor([True, False]))
 def test_bad_mask():
     pass
+
+
+# Per-feature bounds on the marker: wide enough that they never clip here (the same
+# outcome as unbounded), or of a shape that does not fit.
+@robust(attack="pgd", eps=0.08, steps=5, bounds=(torch.zeros(10), torch.ones(10)), min_acc=0.9)
+def test_feature_bounds_unmasked_breaks():
+    pass
+
+
+@robust(attack="pgd", eps=0.08, steps=5, bounds=(torch.zeros(3), 1.0))
+def test_bad_feature_bounds():
+    pass
 """
     )
     result = rtester.runpytest("-p", "no:randomly")
-    result.assert_outcomes(passed=1, failed=2, errors=1)
+    result.assert_outcomes(passed=1, failed=3, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_bad_feature_bounds*",
+            "bounds=: the low bound has shape (3,), which does not broadcast to one sample's*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["*::test_feature_bounds_unmasked_breaks * pgd * 0.08  64  1.000  0.500 *fail"]
+    )
     result.stdout.fnmatch_lines(
         [
             "*::test_half_frozen_holds * pgd * 0.08  64  1.000  1.000 *pass",
