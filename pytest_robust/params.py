@@ -29,7 +29,7 @@ NORM_ALIASES = {
 class Param:
     """One argument: its kind, default, allowed range and a one-line description."""
 
-    # int, float, bool, str, or "norm" / "bounds" / "target" / "output" / "models"
+    # int, float, bool, str, or "norm" / "bounds" / "target" / "output" / "models" / "mask"
     kind: type | str
     default: Any = None
     minimum: float | None = None
@@ -158,10 +158,27 @@ def _to_output(value: Any) -> Any:
     raise ValueError("")
 
 
-def _to_bounds(value: Any) -> tuple[float, float]:
+def _number_or_array(value: Any) -> Any:
+    return value if hasattr(value, "shape") else float(value)
+
+
+def _to_mask(value: Any) -> Any:
+    # A tensor or an array: its shape and values are checked against the data's samples
+    # once they are read (engine/data.py frozen_features). A list would expand into cases.
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        raise ValueError("")
+    return value
+
+
+def _to_bounds(value: Any) -> tuple[Any, Any]:
     if isinstance(value, str):
         value = value.replace("(", "").replace(")", "").split(",")
-    low, high = (float(v) for v in value)
+    low, high = value
+    if hasattr(low, "shape") or hasattr(high, "shape"):
+        # Per-feature bounds (tensors or arrays): checked against the samples' shape once
+        # they are read (engine/data.py feature_bounds).
+        return (_number_or_array(low), _number_or_array(high))
+    low, high = float(low), float(high)
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise ValueError("")
     return (low, high)
@@ -178,6 +195,7 @@ _CONVERTERS: dict[type | str, Callable[[Any], Any]] = {
     "models": _to_models,
     "output": _to_output,
     "bounds": _to_bounds,
+    "mask": _to_mask,
 }
 _EXPECTED: dict[type | str, str] = {
     int: "must be an integer",
@@ -185,7 +203,10 @@ _EXPECTED: dict[type | str, str] = {
     bool: "must be True or False",
     str: "must be a string",
     "norm": "must be 'linf' or 'l2'",
-    "bounds": "must be a pair (low, high) with low < high, for example bounds=(0, 1)",
+    "bounds": "must be a pair (low, high) with low < high, for example bounds=(0, 1), or of "
+    "tensors that broadcast to one sample's shape (per feature or per channel)",
+    "mask": "must be a boolean tensor (or array) that broadcasts to one sample's shape, "
+    "True where a feature may not be perturbed, e.g. mask=torch.tensor([False, True, False])",
     "target": "must be a class index, 'least_likely', 'random', a per-sample tensor of "
     "class indices, or a callable (logits, labels) -> targets",
     "models": "must name a fixture (or a list of fixtures, for an ensemble) that gives a "

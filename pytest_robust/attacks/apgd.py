@@ -144,9 +144,14 @@ class APGD(Attack):
             return -F.cross_entropy(logits, targets, reduction="none")
         return F.cross_entropy(logits, labels, reduction="none")
 
+    def classes_needed(self, targeted: bool) -> int:
+        if self.loss_name != "dlr":
+            return 2
+        return 4 if targeted else 3
+
     def _check_classes(self, classes: int, targeted: bool) -> None:
-        needed = 4 if targeted else 3
-        if self.loss_name == "dlr" and classes < needed:
+        needed = self.classes_needed(targeted)
+        if classes < needed:
             mode = "targeted" if targeted else "untargeted"
             raise RobustConfigError(
                 f"{self.name}: the {mode} DLR loss needs at least {needed} classes (it divides "
@@ -385,6 +390,9 @@ class APGDT(APGD):
     targetable = False
     supports_judge = False  # its runs towards different targets have no common loss to keep
     fixed_loss = "dlr"
+
+    def classes_needed(self, targeted: bool) -> int:
+        return 4  # its own targets, always: the targeted DLR loss
 
     def __init__(self, threat: ThreatModel, **config: Any) -> None:
         super().__init__(threat, **config)

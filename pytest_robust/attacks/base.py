@@ -112,6 +112,12 @@ class Attack(ABC):
         look at the gradients this loss gives."""
         return None
 
+    def classes_needed(self, targeted: bool) -> int:
+        """The fewest classes this attack's loss works with (a DLR loss divides by gaps
+        between the top logits). A preset (attack='strong', 'autoattack') leaves out a
+        member that needs more classes than the model has, with a note in the result."""
+        return 2
+
     def choose_targets(
         self, clean_logits: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor | None:

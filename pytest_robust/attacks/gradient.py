@@ -292,7 +292,8 @@ class GradientAttack(Attack):
         self, x: torch.Tensor, alpha: float, unit: torch.Tensor, x0: torch.Tensor
     ) -> torch.Tensor:
         """x + alpha * unit, projected onto the threat model around x0 (in place for L-inf)."""
-        if self.threat.norm != "linf":
+        threat = self.threat
+        if threat.norm != "linf" or threat.frozen is not None or threat.per_feature is not None:
             return self.threat.project(x + alpha * unit, x0)
         low, high = self.threat.bounds
         # x may share memory with x0 (no random start), so the first op makes a new tensor;

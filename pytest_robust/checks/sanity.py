@@ -293,7 +293,7 @@ def diagnose(
     k = base.n
     tol = max(0.02, 2.0 / k)  # two samples, or two percent
     measured: dict[str, Any] = {"samples": k, "robust_acc": base.robust_acc, "tolerance": tol}
-    low, high = spec.bounds
+    low, high = spec.envelope
     half = 0.5 * (high - low) * (1.0 if spec.norm == "linf" else math.sqrt(dims))
     d = _Diagnosis(spec, members, run, base, spec.eps, half, tol, measured)
     flags = [

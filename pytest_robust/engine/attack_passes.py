@@ -203,15 +203,22 @@ def check_inside(attack: Attack, x_adv: torch.Tensor, x: torch.Tensor, threat: T
             f"{tuple(x.shape)}"
         )
     distance = float(threat.distance(x_adv, x).max()) if len(x) else 0.0
-    low, high = threat.bounds
-    outside = float(x_adv.min()) < low - tol or float(x_adv.max()) > high + tol
+    outside = threat.outside(x_adv)
     if distance > threat.eps + tol or outside or not bool(torch.isfinite(x_adv).all()):
         raise RuntimeError(
             f"attack {attack.name!r} returned inputs outside the threat model "
             f"({threat.norm} distance {distance:.6g} vs eps {threat.eps:g}, "
-            f"bounds {threat.bounds}); "
+            f"bounds {threat.bounds}{' per feature' if threat.per_feature else ''}); "
             "this is a bug in the attack, not in your model"
         )
+    if threat.frozen is not None:
+        moved = (x_adv != x) & threat.frozen.to(x.device)
+        if bool(moved.any()):
+            raise RuntimeError(
+                f"attack {attack.name!r} changed {int(moved.sum())} input values that mask= "
+                "freezes (features that may not be perturbed); this is a bug in the attack, "
+                "not in your model"
+            )
 
 
 def _perturbation_sizes(norms: torch.Tensor) -> dict[str, Any]:

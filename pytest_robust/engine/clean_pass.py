@@ -14,6 +14,7 @@ from pytest_robust.engine.backoff import BackOff
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.distributed import gather_rows
 from pytest_robust.engine.forward import forward_logits
+from pytest_robust.engine.forward import input_keyword
 from pytest_robust.engine.prepare import Prepared
 from pytest_robust.engine.stochastic import Randomness
 from pytest_robust.errors import ProbabilityOutputWarning
@@ -38,7 +39,12 @@ def clean_pass(
     draw, and the mean logits rank targets)."""
     clean = run.cache.clean_logits(key) if key is not None else None
     if clean is None:
-        forward = functools.partial(forward_logits, run.model, output=run.spec.output)
+        forward = functools.partial(
+            forward_logits,
+            run.model,
+            output=run.spec.output,
+            keyword=input_keyword(run.model, run.spec.inputs),
+        )
         ids = torch.arange(run.first, run.stop)
         randomness = randomness if randomness is not None else Randomness()
         clean = _clean_logits(forward, run.samples, ids, run.device, dtype, backoff, randomness)

@@ -1,7 +1,10 @@
 """Any user data -> Samples: labels, a stable fingerprint, and inputs read batch by batch.
 
 Accepted: an (x, y) pair of tensors or arrays, a map-style Dataset (TensorDataset included)
-whose items are (input, label), or a DataLoader yielding (inputs, labels) batches. Tensors
+whose items are (input, label), or a DataLoader yielding (inputs, labels) batches. Items,
+batches or the data itself may instead be dicts (Hugging Face style), read by the keys
+`Keys` names (the marker's inputs= and labels=); a dict with no keys named is an error
+that lists the keys it has. Tensors
 handed over are used as they are; a Dataset is read lazily by index and an unshuffled
 DataLoader in order, batch by batch (engine/lazy_data.py), so memory grows with the batch,
 not with the data. A shuffling DataLoader is read once and kept (up to max_samples).
@@ -13,6 +16,7 @@ import decimal
 import warnings
 from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 from typing import Protocol
 
@@ -33,6 +37,11 @@ from pytest_robust.errors import RobustConfigError
 from pytest_robust.errors import ShuffledDataWarning
 
 ACCEPTED = "an (x, y) pair of tensors, a torch Dataset of (input, label) items, or a DataLoader"
+
+# (inputs key, labels key) of dict items/batches, as the marker's inputs= and labels= give
+# them; (None, None): items and batches are (input, label) pairs.
+Keys = tuple[str | None, str | None]
+PAIRS: Keys = (None, None)
 
 
 class Source(Protocol):
@@ -111,11 +120,18 @@ def as_tensor(value: Any, what: str) -> torch.Tensor:
         ) from None
 
 
-def pair(item: Any, where: str) -> tuple[Any, Any]:
-    if isinstance(item, dict):
+def pair(item: Any, where: str, keys: Keys = PAIRS) -> tuple[Any, Any]:
+    """(input, label) of one item or batch: a pair, or a dict read by `keys`."""
+    if isinstance(item, Mapping):
+        return _by_keys(item, where, keys)
+    if keys != PAIRS:
+        given = ", ".join(
+            f"{name}={key!r}" for name, key in zip(("inputs", "labels"), keys, strict=True) if key
+        )
         raise RobustConfigError(
-            f"data: {where} is a dict with keys {sorted(item)}; it must be an (input, label) "
-            "pair. Wrap the dataset so that it returns (x, y)"
+            f"data: {given} name the keys of dict batches, but {where} is a "
+            f"{type(item).__name__}, not a dict; drop {given.split('=')[0]}= (and labels=) "
+            "for data of (input, label) pairs"
         )
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         raise RobustConfigError(
@@ -126,10 +142,39 @@ def pair(item: Any, where: str) -> tuple[Any, Any]:
     return item[0], item[1]
 
 
-def _read_batches(batches: Iterable[Any], limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _by_keys(item: Mapping[Any, Any], where: str, keys: Keys) -> tuple[Any, Any]:
+    """A dict item or batch read by the keys the marker names; without them, an error that
+    lists the keys it has and says how to name them (the engine never guesses)."""
+    seen = sorted(map(str, item))
+    inputs, labels = keys
+    if inputs is None or labels is None:
+        label_key = next((k for k in seen if "label" in k.lower()), "labels")
+        # The suggestion: a key holding floating-point values (the inputs are continuous).
+        floats = [k for k in item if torch.is_tensor(item[k]) and item[k].is_floating_point()]
+        input_key = str(floats[0]) if floats else next((k for k in seen if k != label_key), "x")
+        missing = " and ".join(
+            f"{n}=" for n, k in (("inputs", inputs), ("labels", labels)) if not k
+        )
+        raise RobustConfigError(
+            f"data: {where} is a dict with keys {seen}, and {missing} not given: say which "
+            f"keys hold the inputs and the labels. Pass inputs={inputs or input_key!r}, "
+            f"labels={labels or label_key!r} (on the marker or to evaluate())"
+        )
+    for name, key in (("inputs", inputs), ("labels", labels)):
+        if key not in item:
+            raise RobustConfigError(
+                f"data: {name}={key!r} is not a key of {where}; its keys are {seen}. "
+                f"Pass {name}= one of them"
+            )
+    return item[inputs], item[labels]
+
+
+def _read_batches(
+    batches: Iterable[Any], limit: int | None, keys: Keys
+) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys, count = [], [], 0
     for i, batch in enumerate(batches):
-        x, y = pair(batch, f"batch {i} of the DataLoader")
+        x, y = pair(batch, f"batch {i} of the DataLoader", keys)
         xs.append(as_tensor(x, "a batch's inputs"))
         ys.append(as_tensor(y, "a batch's labels"))
         count += int(xs[-1].shape[0]) if xs[-1].dim() else 1
@@ -140,12 +185,13 @@ def _read_batches(batches: Iterable[Any], limit: int | None) -> tuple[torch.Tens
     return torch.cat(xs), torch.cat(ys)
 
 
-def load_samples(data: Any, max_samples: int | None = None) -> Samples:
+def load_samples(data: Any, max_samples: int | None = None, keys: Keys = PAIRS) -> Samples:
     """Scan `data` (at most `max_samples` samples) and check its shapes and types; the
-    inputs of a Dataset or an unshuffled DataLoader are read again batch by batch."""
+    inputs of a Dataset or an unshuffled DataLoader are read again batch by batch. `keys`
+    name the inputs and labels of dict items or batches."""
     if isinstance(data, DataLoader):
         if _in_order(data):
-            return _lazy_loader(data, max_samples)
+            return _lazy_loader(data, max_samples, keys)
         if isinstance(data.sampler, RandomSampler):
             warnings.warn(
                 "data: the DataLoader shuffles (shuffle=True), so sample i is a different "
@@ -155,7 +201,12 @@ def load_samples(data: Any, max_samples: int | None = None) -> Samples:
                 stacklevel=4,
             )
         # Read once and kept: its order is not the same on a second pass.
-        return _in_memory(*_read_batches(data, max_samples), max_samples)
+        return _in_memory(*_read_batches(data, max_samples, keys), max_samples)
+    if isinstance(data, Mapping):  # one dict batch: {"pixel_values": x, "labels": y}
+        x, y = pair(data, "the data", keys)
+        return _in_memory(as_tensor(x, "the inputs"), as_tensor(y, "the labels"), max_samples)
+    if keys != PAIRS and isinstance(data, (tuple, list, TensorDataset)):
+        pair(data, "the data", keys)  # raises: inputs=/labels= name keys of dicts
     if isinstance(data, TensorDataset):
         if len(data.tensors) != 2:
             raise RobustConfigError(
@@ -164,7 +215,7 @@ def load_samples(data: Any, max_samples: int | None = None) -> Samples:
             )
         return _in_memory(*data.tensors, max_samples)
     if isinstance(data, Dataset):
-        return _lazy_dataset(data, max_samples)
+        return _lazy_dataset(data, max_samples, keys)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x = as_tensor(data[0], "the first element (inputs)")
         y = as_tensor(data[1], "the second element (labels)")
@@ -192,7 +243,7 @@ def _in_memory(x: torch.Tensor, y: torch.Tensor, limit: int | None) -> Samples:
     return Samples(y, fingerprint, InMemory(x), tuple(x.shape[1:]), x.dtype, (low, high))
 
 
-def _lazy_dataset(data: Dataset[Any], limit: int | None) -> Samples:
+def _lazy_dataset(data: Dataset[Any], limit: int | None, keys: Keys) -> Samples:
     try:
         size = len(data)  # type: ignore[arg-type]
     except TypeError:
@@ -207,18 +258,18 @@ def _lazy_dataset(data: Dataset[Any], limit: int | None) -> Samples:
     scan, buffer = lazy_data.Scan(), None
     for start in range(first, stop, lazy_data.CHUNK):
         indices = list(range(start, min(start + lazy_data.CHUNK, stop)))
-        x, y = lazy_data.read_items(data, indices, _checked, buffer)
+        x, y = lazy_data.read_items(data, indices, _checked, buffer, keys)
         scan.add(x, y, f"items {indices[0]}..{indices[-1]} of the Dataset")
         buffer = x if buffer is None else buffer
     if scan.shape is None:  # an empty shard: item 0 tells the shape and dtype
-        x, _ = lazy_data.read_items(data, [0], _checked)
+        x, _ = lazy_data.read_items(data, [0], _checked, keys=keys)
         scan.shape, scan.dtype = tuple(x.shape[1:]), x.dtype
     assert scan.dtype is not None
     y = _gathered(scan.ys, size, first, torch.int64)
     digests = _gathered(scan.digests, size, first, torch.uint8, (16,))
     low, high = gather_range(scan.low, scan.high) if world_size > 1 else (scan.low, scan.high)
     fingerprint = lazy_data.data_fingerprint(digests, scan.shape, scan.dtype, y)
-    source = lazy_data.LazyDataset(data, _checked, digests)
+    source = lazy_data.LazyDataset(data, _checked, digests, keys)
     return Samples(y, fingerprint, source, scan.shape, scan.dtype, (low, high))
 
 
@@ -233,10 +284,10 @@ def _gathered(
     return gather_rows(full) if world()[1] > 1 else full
 
 
-def _lazy_loader(loader: DataLoader[Any], limit: int | None) -> Samples:
+def _lazy_loader(loader: DataLoader[Any], limit: int | None, keys: Keys) -> Samples:
     scan = lazy_data.Scan()
     for i, batch in enumerate(loader):
-        x, y = pair(batch, f"batch {i} of the DataLoader")
+        x, y = pair(batch, f"batch {i} of the DataLoader", keys)
         x, y = _checked(as_tensor(x, "a batch's inputs"), as_tensor(y, "a batch's labels"), "")
         if limit is not None:
             x, y = x[: limit - scan.count], y[: limit - scan.count]
@@ -250,7 +301,7 @@ def _lazy_loader(loader: DataLoader[Any], limit: int | None) -> Samples:
     assert scan.dtype is not None
     y, digests = torch.cat(scan.ys), torch.cat(scan.digests)
     fingerprint = lazy_data.data_fingerprint(digests, scan.shape, scan.dtype, y)
-    source = lazy_data.LazyLoader(loader, _checked, digests)
+    source = lazy_data.LazyLoader(loader, _checked, digests, keys)
     return Samples(y, fingerprint, source, scan.shape, scan.dtype, (scan.low, scan.high))
 
 
@@ -299,8 +350,15 @@ def _not_float(x: torch.Tensor) -> str:
     return f"{need}: {tokens}; {images}"
 
 
-def check_bounds(samples: Samples, bounds: tuple[float, float]) -> None:
-    """Inputs outside the bounds mean eps is in the wrong units: say so and how to fix it."""
+def check_bounds(
+    samples: Samples,
+    bounds: tuple[float, float],
+    per_feature: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> None:
+    """Inputs outside the bounds mean eps is in the wrong units: say so and how to fix it.
+    `bounds`: the range; `per_feature`: the bounds of each feature, inside that range."""
+    if per_feature is not None:
+        _check_feature_bounds(samples, per_feature)
     low, high = bounds
     tol = 1e-6 * max(1.0, abs(low), abs(high))
     lo, hi = samples.value_range
@@ -353,3 +411,112 @@ def _outward(value: float, up: bool) -> str:
     rounding = decimal.ROUND_CEILING if up else decimal.ROUND_FLOOR
     rounded = decimal.Context(prec=5, rounding=rounding).create_decimal(value)
     return f"{float(rounded):g}"
+
+
+def frozen_features(mask: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """mask= as a boolean tensor that broadcasts over one sample's `shape`: True where a
+    feature may not be perturbed. Refused: values other than 0/1, a shape that does not
+    broadcast, and a mask that freezes everything (most likely the opposite convention)."""
+    tensor = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(mask)
+    tensor = tensor.detach().to("cpu")
+    example = "e.g. mask=torch.tensor([False, True, False]) for three columns, the second frozen"
+    if tensor.dtype != torch.bool:
+        if tensor.is_complex() or not bool(((tensor == 0) | (tensor == 1)).all()):
+            raise RobustConfigError(
+                f"mask= holds values other than 0 and 1 (dtype {tensor.dtype}); it must be "
+                f"boolean, True where a feature may not be perturbed: {example}"
+            )
+        tensor = tensor == 1
+    given = tuple(tensor.shape)
+    fits = len(given) <= len(shape) and all(
+        g in (1, s) for g, s in zip(given[::-1], shape[::-1], strict=False)
+    )
+    if not fits:
+        raise RobustConfigError(
+            f"mask= has shape {tuple(tensor.shape)}, which does not broadcast to one sample's "
+            f"shape {shape}; give one value per feature (shape {shape}) or a shape that "
+            f"broadcasts to it (per channel of an image: (C, 1, 1)); {example}"
+        )
+    if bool(tensor.all()):
+        raise RobustConfigError(
+            "mask= freezes every feature, so no input may be perturbed. True marks the "
+            "features that may NOT change (unlike ART's mask, where 1 marks those to "
+            "perturb): pass the inverse, mask=~mask"
+        )
+    return tensor
+
+
+def feature_bounds(
+    bounds: tuple[Any, Any], shape: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature bounds= (tensors, arrays or a number for one side) as two float64
+    tensors that broadcast over one sample's `shape`, low <= high everywhere."""
+    example = (
+        "e.g. bounds=(torch.tensor([0.0, 0.0, -1.0]), torch.tensor([1.0, 100.0, 1.0])) for "
+        "three columns"
+    )
+    low, high = (
+        (b if isinstance(b, torch.Tensor) else torch.as_tensor(b)).detach().to("cpu", torch.float64)
+        for b in bounds
+    )
+    for side, tensor in (("low", low), ("high", high)):
+        given = tuple(tensor.shape)
+        fits = len(given) <= len(shape) and all(
+            g in (1, s) for g, s in zip(given[::-1], shape[::-1], strict=False)
+        )
+        if not fits:
+            raise RobustConfigError(
+                f"bounds=: the {side} bound has shape {given}, which does not broadcast to one "
+                f"sample's shape {shape}; give one value per feature (shape {shape}) or a "
+                f"shape that broadcasts to it (per channel of an image: (C, 1, 1)); {example}"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise RobustConfigError(
+                f"bounds=: the {side} bound holds a value that is not finite; every feature "
+                f"needs a finite range (eps is in its units); {example}"
+            )
+    wrong = (low > high).expand(shape) if (low > high).dim() else (low > high)
+    if bool(wrong.any()):
+        first = [int(i) for i in wrong.nonzero()[0]]
+        raise RobustConfigError(
+            f"bounds=: low > high for {int(wrong.sum())} feature(s), the first at index "
+            f"{first}; each feature needs low <= high; {example}"
+        )
+    if bool((low == high).all()):
+        raise RobustConfigError(
+            "bounds=: low == high for every feature, so no input may be perturbed; " + example
+        )
+    return low, high
+
+
+def _check_feature_bounds(samples: Samples, bounds: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Every input value inside its feature's bounds, else where and by how much."""
+    low, high = bounds
+    tol = 1e-6 * max(1.0, float(low.abs().max()), float(high.abs().max()))
+    outside: torch.Tensor | None = None
+    lowest: torch.Tensor | None = None
+    highest: torch.Tensor | None = None
+    for _, x in samples.chunks():
+        x = x.detach().to("cpu", torch.float64)
+        count = ((x < low - tol) | (x > high + tol)).sum(0)
+        outside = count if outside is None else outside + count
+        lowest = x.amin(0) if lowest is None else torch.minimum(lowest, x.amin(0))
+        highest = x.amax(0) if highest is None else torch.maximum(highest, x.amax(0))
+    if outside is None or lowest is None or highest is None or not bool(outside.any()):
+        return
+    where = outside.nonzero()
+    shown = []
+    for index in where[:3]:
+        i = tuple(int(v) for v in index)
+        lo, hi = low.expand(outside.shape)[i], high.expand(outside.shape)[i]
+        shown.append(
+            f"feature {list(i)}: inputs in [{float(lowest[i]):.6g}, {float(highest[i]):.6g}], "
+            f"bounds ({float(lo):.6g}, {float(hi):.6g})"
+        )
+    raise RobustConfigError(
+        f"data: {int(outside.sum())} input values lie outside their feature's bounds, in "
+        f"{len(where)} feature(s) ({'; '.join(shown)}{'; ...' if len(where) > 3 else ''}). "
+        "Attacks keep every feature inside its bounds and eps is in input units: pass bounds "
+        "that contain the data (e.g. the per-feature range of the data itself: "
+        "bounds=(x.amin(0), x.amax(0)) of the whole population), or clip the data to them"
+    )

@@ -32,6 +32,7 @@ from pytest_robust.engine.fingerprint import identify
 from pytest_robust.engine.fingerprint import structure_digest
 from pytest_robust.engine.fingerprint import value_identity
 from pytest_robust.engine.forward import forward_logits
+from pytest_robust.engine.forward import input_keyword
 from pytest_robust.engine.masking_checks import diagnosed
 from pytest_robust.engine.masking_checks import full_diagnosis
 from pytest_robust.engine.measure import Inputs
@@ -40,6 +41,7 @@ from pytest_robust.engine.measure import measure_attacks
 from pytest_robust.engine.measure import measure_certificate
 from pytest_robust.engine.measure import measure_gradients
 from pytest_robust.engine.members import describe_params
+from pytest_robust.engine.members import fitting_members
 from pytest_robust.engine.members import models_in
 from pytest_robust.engine.prepare import Prepared
 from pytest_robust.engine.prepare import prepare
@@ -150,13 +152,21 @@ def run_check(
     with borrowed_all(model, models_in(run.members), run.device):
         dtype = input_dtype(model, run.samples.dtype)
         backoff = BackOff(spec.batch_size)
+        keyword = input_keyword(model, spec.inputs)  # model(pixel_values=x): by keyword
         if randomness.active:
             probed = run.samples.inputs(torch.arange(min(4, len(run.samples))), run.device, dtype)
-            randomness.probe(functools.partial(forward_logits, model, output=spec.output), probed)
+            randomness.probe(
+                functools.partial(forward_logits, model, output=spec.output, keyword=keyword),
+                probed,
+            )
         clean = clean_pass(run, key, dtype, backoff, randomness)
         # The model gave logits for every clean input: a failure from here on is not
         # about input shapes or types (see forward_logits).
-        forward = functools.partial(forward_logits, model, output=spec.output, after_clean=True)
+        forward = functools.partial(
+            forward_logits, model, output=spec.output, after_clean=True, keyword=keyword
+        )
+        # A preset leaves out the members the model's class count rules out (binary: DLR).
+        run.members, skipped = fitting_members(spec, run.members, int(clean.shape[1]))
         given = Inputs(forward, clean, dtype, backoff, key, randomness)
         if spec.check == "gradients":
             measured = measure_gradients(run, given)
@@ -166,6 +176,8 @@ def run_check(
             measured = measure_certificate(run, given)
         else:
             measured = measure_attacks(run, given, memory, keep_adversarial, keep_examples)
+    if skipped:
+        measured = dataclasses.replace(measured, details={**measured.details, "left_out": skipped})
     flags = [*measured.flags, *train_mode_flag(was_training)]
     result = _assemble(run, measured, flags, (fingerprint, structure_digest(model)), started)
     if full_diagnosis(spec, run.members):
@@ -199,6 +211,8 @@ def _cache_key(run: Prepared, identity: str | None, randomness: Randomness) -> C
     output = value_identity(run.spec.output)
     if identity is None or output is None:
         return None
+    if run.spec.inputs is not None:  # the same model called by keyword or positionally
+        output += f" keyword={input_keyword(run.model, run.spec.inputs)}"
     if randomness.active:
         output += f" seed={run.spec.seed} draws={randomness.draws} eot={randomness.eot}"
         output += f" batch_size={run.spec.batch_size}"
@@ -220,7 +234,7 @@ def _assemble(
         attack=_check_name(spec, members),
         eps=spec.eps,
         norm=spec.norm,
-        bounds=spec.bounds,
+        bounds=spec.envelope,
         params=describe_params(members, spec),
         targeted=measured.targets is not None,
         clean_correct=flag_string(measured.clean_correct),

@@ -1,7 +1,10 @@
-"""The model's forward pass as the engine calls it: clear errors, and the output= adapter."""
+"""The model's forward pass as the engine calls it: clear errors, the input passed by
+keyword where the model takes it so (Hugging Face style, `model(pixel_values=x)`), and the
+output= adapter (a dict or an object with a `logits` entry is read by that name)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,13 +15,33 @@ from pytest_robust.engine.targets import describe
 from pytest_robust.errors import RobustConfigError
 
 
-def forward_logits(
-    model: torch.nn.Module, x: torch.Tensor, output: Any = None, after_clean: bool = False
-) -> torch.Tensor:
-    """The model's logits for `x`. `after_clean`: the model already gave logits for the
-    clean inputs (same shapes, same dtype), so a failure now is not about input shapes."""
+def input_keyword(model: torch.nn.Module, key: str | None) -> str | None:
+    """The keyword the model takes its input by: the data's inputs= key when forward() has
+    a parameter of that name (`forward(self, pixel_values=None, ...)`), else None (the
+    input goes first, positionally: `model(x)`)."""
+    if key is None:
+        return None
     try:
-        out = model(x)
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): positional
+        return None
+    takes = parameters.get(key)
+    by_name = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return key if takes is not None and takes.kind in by_name else None
+
+
+def forward_logits(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    output: Any = None,
+    after_clean: bool = False,
+    keyword: str | None = None,
+) -> torch.Tensor:
+    """The model's logits for `x`, passed as `keyword=x` when given. `after_clean`: the
+    model already gave logits for the clean inputs (same shapes, same dtype), so a failure
+    now is not about input shapes."""
+    try:
+        out = model(**{keyword: x}) if keyword is not None else model(x)
     except OUT_OF_MEMORY:
         raise  # handled by the batch-size back-off
     except RobustConfigError:
@@ -43,16 +66,20 @@ def forward_logits(
     if output is not None:
         out = _select_output(out, output)
     elif not isinstance(out, torch.Tensor):
-        raise RobustConfigError(
-            f"model returned a {type(out).__name__}; it must return one tensor of logits, "
-            "shape (batch, classes). Say which part holds the logits with output=: a tuple "
-            "index (output=0), a dict key or attribute (output='logits') or a callable"
-        )
+        out = _named_logits(out)
     if not out.is_floating_point():
         raise RobustConfigError(
             f"model returned logits of dtype {out.dtype}; attacks follow the gradient of a "
             "loss on the logits, which needs floating-point logits. Return the raw scores "
             "(drop a final .argmax(), .round() or integer cast)"
+        )
+    if out.shape[0] == x.shape[0] and (out.dim() == 1 or (out.dim() == 2 and out.shape[1] == 1)):
+        raise RobustConfigError(
+            f"model returned shape {tuple(out.shape)} for {x.shape[0]} inputs: one score per "
+            "input. If it is a binary classifier's logit z (not a probability), pass "
+            "output=lambda z: torch.cat([torch.zeros_like(z), z], dim=1) (the logits (0, z): "
+            "softmax gives sigmoid(z), labels 0 and 1); the attacks need logits of shape "
+            "(batch, classes)"
         )
     if out.dim() != 2 or out.shape[0] != x.shape[0] or out.shape[1] < 2:
         raise RobustConfigError(
@@ -60,6 +87,28 @@ def forward_logits(
             "logits of shape (batch, classes) with at least 2 classes"
         )
     return out
+
+
+def _named_logits(out: Any) -> torch.Tensor:
+    """The `logits` entry of a dict or an object (a Hugging Face ModelOutput): the one
+    output read without output=, because its name says what it holds."""
+    if isinstance(out, Mapping) and "logits" in out:
+        selected = out["logits"]
+    elif not isinstance(out, (tuple, list, Mapping)) and hasattr(out, "logits"):
+        selected = out.logits
+    else:
+        raise RobustConfigError(
+            f"model returned a {type(out).__name__}; it must return one tensor of logits, "
+            "shape (batch, classes), or a dict or object holding them as 'logits'. Say which "
+            "part holds the logits with output=: a tuple index (output=0), a dict key or "
+            "attribute (output='scores') or a callable"
+        )
+    if not isinstance(selected, torch.Tensor):
+        raise RobustConfigError(
+            f"model returned a {type(out).__name__} whose 'logits' is a "
+            f"{type(selected).__name__}, not a tensor; say where the logits are with output="
+        )
+    return selected
 
 
 def _select_output(out: Any, output: Any) -> torch.Tensor:

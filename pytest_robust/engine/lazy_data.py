@@ -86,24 +86,34 @@ class Scan:
 class LazyDataset:
     """Inputs of a map-style Dataset, read by index when asked for."""
 
-    def __init__(self, dataset: Dataset[Any], check: Check, digests: torch.Tensor) -> None:
-        self.dataset, self.check, self.digests = dataset, check, digests
+    def __init__(
+        self,
+        dataset: Dataset[Any],
+        check: Check,
+        digests: torch.Tensor,
+        keys: tuple[str | None, str | None] = (None, None),
+    ) -> None:
+        self.dataset, self.check, self.digests, self.keys = dataset, check, digests, keys
 
     def read(self, ids: torch.Tensor) -> torch.Tensor:
-        x, _ = read_items(self.dataset, [int(i) for i in ids], self.check)
+        x, _ = read_items(self.dataset, [int(i) for i in ids], self.check, keys=self.keys)
         verify(x, ids, self.digests)
         return x
 
 
 def read_items(
-    dataset: Dataset[Any], indices: list[int], check: Check, out: torch.Tensor | None = None
+    dataset: Dataset[Any],
+    indices: list[int],
+    check: Check,
+    out: torch.Tensor | None = None,
+    keys: tuple[str | None, str | None] = (None, None),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The items `indices` of the Dataset, stacked (into `out` when they fit: the scan
     reuses one buffer, so that no chunk-sized block is allocated per chunk) and checked."""
     from pytest_robust.engine.data import as_tensor
     from pytest_robust.engine.data import pair
 
-    items = [pair(dataset[i], f"item {i} of the Dataset") for i in indices]
+    items = [pair(dataset[i], f"item {i} of the Dataset", keys) for i in indices]
     xs = [as_tensor(x, f"input of item {i}") for i, (x, _) in zip(indices, items, strict=True)]
     ys = [as_tensor(y, f"label of item {i}") for i, (_, y) in zip(indices, items, strict=True)]
     where = f"items {indices[0]}..{indices[-1]} of the Dataset"
@@ -137,8 +147,14 @@ class LazyLoader:
     those at hand starts the loader again. Only a window of rows is kept: from the first
     sample of the latest request to the end of the last batch read."""
 
-    def __init__(self, loader: DataLoader[Any], check: Check, digests: torch.Tensor) -> None:
-        self.loader, self.check, self.digests = loader, check, digests
+    def __init__(
+        self,
+        loader: DataLoader[Any],
+        check: Check,
+        digests: torch.Tensor,
+        keys: tuple[str | None, str | None] = (None, None),
+    ) -> None:
+        self.loader, self.check, self.digests, self.keys = loader, check, digests, keys
         self.batches: Iterator[Any] | None = None
         # The rows at hand are samples [start, end) of the data.
         self.start = self.end = 0
@@ -176,7 +192,7 @@ class LazyLoader:
                 f"data: the DataLoader yielded fewer samples ({self.end}) on a second pass "
                 "than on the first; evaluation data must give the same samples every pass"
             ) from None
-        x, y = pair(batch, "a batch of the DataLoader")
+        x, y = pair(batch, "a batch of the DataLoader", self.keys)
         x, _ = self.check(as_tensor(x, "a batch's inputs"), as_tensor(y, "a batch's labels"), "")
         x = x[: len(self.digests) - self.end]
         verify(x, torch.arange(self.end, self.end + len(x)), self.digests)

@@ -57,7 +57,7 @@ def diagnosed(
 ) -> RobustnessResult:
     """The result with the full masking diagnosis's flags and measurements added; `run`
     runs a variation of the spec (run_check with the same model, data and cache)."""
-    dims = math.prod(cache.samples(data, spec.max_samples).shape)
+    dims = math.prod(cache.samples(data, spec.max_samples, (spec.inputs, spec.labels)).shape)
     started = time.perf_counter()
     found, measured = diagnose(
         spec,

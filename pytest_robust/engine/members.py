@@ -14,17 +14,24 @@ from pytest_robust.attacks import get_attack
 from pytest_robust.attacks import registered_attacks
 from pytest_robust.engine.targets import describe
 from pytest_robust.errors import RobustConfigError
+from pytest_robust.spec import PRESETS
 from pytest_robust.spec import Spec
 from pytest_robust.spec import attack_params
 
 Members = list[tuple[str, Attack]]
 
 
-def threat_of(spec: Spec) -> ThreatModel:
-    """The eps-ball and bounds every member keeps to (only the bounds without an eps)."""
+def threat_of(
+    spec: Spec,
+    frozen: torch.Tensor | None = None,
+    per_feature: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> ThreatModel:
+    """The eps-ball and bounds every member keeps to (only the bounds without an eps), the
+    features mask= freezes (`frozen`) and per-feature bounds, both checked against the
+    samples' shape (engine/data.py)."""
     if spec.eps is not None:
-        return ThreatModel(spec.eps, spec.norm, spec.bounds)
-    return ThreatModel.bounds_only(spec.bounds)
+        return ThreatModel(spec.eps, spec.norm, spec.envelope, frozen, per_feature)
+    return ThreatModel.bounds_only(spec.envelope, frozen, per_feature)
 
 
 def build_members(spec: Spec, threat: ThreatModel) -> Members:
@@ -57,6 +64,32 @@ def build_members(spec: Spec, threat: ThreatModel) -> Members:
             del config["eot"]
         members.append((name, cls(threat, **config)))
     return members
+
+
+def fitting_members(spec: Spec, members: Members, classes: int) -> tuple[Members, dict[str, str]]:
+    """A preset's members that can run on a model with `classes` classes, and a note for
+    each one left out (a DLR loss on a binary classifier). Only a preset (attack='strong',
+    'autoattack') drops members: an attack the user named runs or raises its own error."""
+    # An open preset (attack='strong') reaches here as its list of members.
+    names = (spec.attack,) if isinstance(spec.attack, str) else tuple(spec.attack)
+    is_preset = any(
+        names == (name,) or (not preset.fixed and names == preset.members())
+        for name, preset in PRESETS.items()
+    )
+    if not is_preset or spec.target is not None:
+        return members, {}
+    kept: Members = []
+    skipped: dict[str, str] = {}
+    for name, attack in members:
+        needed = attack.classes_needed(False)
+        if classes >= needed:
+            kept.append((name, attack))
+        else:
+            skipped[name] = (
+                f"left out: its DLR loss needs at least {needed} classes and the model has "
+                f"{classes}"
+            )
+    return kept, skipped
 
 
 def models_in(members: Members) -> list[torch.nn.Module]:

@@ -12,6 +12,8 @@ from pytest_robust.checks.smoothing import Smoothed
 from pytest_robust.engine.borrow import check_weights
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.data import check_bounds
+from pytest_robust.engine.data import feature_bounds
+from pytest_robust.engine.data import frozen_features
 from pytest_robust.engine.device import resolve_device
 from pytest_robust.engine.distributed import rank_device
 from pytest_robust.engine.distributed import shard
@@ -57,8 +59,12 @@ def prepare(model: Any, data: Any, spec: Spec, cache: EvaluationCache) -> Prepar
     for surrogate in models_in(members):
         check_weights(surrogate, "the attack's surrogate model")
     device = rank_device(resolve_device(spec.device))
-    samples = cache.samples(data, spec.max_samples)
-    check_bounds(samples, spec.bounds)
+    samples = cache.samples(data, spec.max_samples, (spec.inputs, spec.labels))
+    per_feature = feature_bounds(spec.bounds, samples.shape) if spec.per_feature else None
+    check_bounds(samples, spec.envelope, per_feature)
+    if spec.mask is not None or per_feature is not None:  # checked against the samples now
+        frozen = frozen_features(spec.mask, samples.shape) if spec.mask is not None else None
+        members = build_members(spec, threat_of(spec, frozen, per_feature))
     first, stop = shard(len(samples), rank, world_size)
     return Prepared(model, data, spec, members, samples, device, cache, world_size, first, stop)
 

@@ -203,10 +203,13 @@ def failure_message(r: RobustnessResult) -> str:
     )
     # An attack may name its most telling counterexample (transform: the smallest).
     example = r.details.get("counterexample")
+    # A preset's members that the model's classes rule out (DLR on a binary classifier).
+    left_out = "".join(f"; {name} {why}" for name, why in r.details.get("left_out", {}).items())
     return (
         "; ".join(r.threshold_failures())
         + f" under {r.describe_attack()}; clean_acc {r.clean_acc:.3f}{early}"
         + (f"; {example}" if isinstance(example, str) else "")
+        + left_out
     )
 
 

@@ -180,6 +180,8 @@ def format_full(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
         out.append((fmt(row), status if status in ("pass", "fail") else ""))
         for flag in (r.get("details") or {}).get("flags") or []:
             out.append(("      " + flag_note(flag), "note"))
+        for name, why in ((r.get("details") or {}).get("left_out") or {}).items():
+            out.append((f"      {name}: {why}", "note"))
     return out
 
 

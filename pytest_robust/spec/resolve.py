@@ -40,7 +40,7 @@ class Spec:
     attack: str | tuple[str, ...]  # a tuple: worst case per sample; () for check="gradients"
     eps: float | None  # None for attacks that are not eps-ball attacks (eps_ball=False)
     norm: str
-    bounds: tuple[float, float]
+    bounds: tuple[Any, Any]  # numbers, or per-feature tensors (see envelope)
     attack_params: Mapping[str, Any]
     target: Any
     output: Any
@@ -64,6 +64,10 @@ class Spec:
     decide_early: bool = False
     amp: bool = False
     draws: int | None = None  # None: 1, or 10 when a member has eot > 1 (engine/stochastic.py)
+    # Dict batches: the keys of the inputs and the labels (engine/data.py).
+    inputs: str | None = None
+    labels: str | None = None
+    mask: Any = None  # a tensor or array: features that may not be perturbed
 
     @property
     def preset(self) -> Preset | None:
@@ -80,6 +84,22 @@ class Spec:
             return preset.configured(self.attack_params.get("version"))
         names = self.attack if isinstance(self.attack, tuple) else (self.attack,)
         return tuple((name, None) for name in names)
+
+    @property
+    def envelope(self) -> tuple[float, float]:
+        """(lowest low, highest high) of the bounds: the bounds themselves, or the range
+        that per-feature bounds (tensors) span; the attacks' own clipping and the reports
+        use it, the threat model enforces the per-feature bounds (attacks/threat.py)."""
+        low, high = self.bounds
+        return (
+            float(low.min()) if hasattr(low, "min") else float(low),
+            float(high.max()) if hasattr(high, "max") else float(high),
+        )
+
+    @property
+    def per_feature(self) -> bool:
+        """True when the bounds are given per feature (tensors or arrays)."""
+        return any(hasattr(bound, "shape") for bound in self.bounds)
 
     @property
     def thresholds(self) -> dict[str, float]:

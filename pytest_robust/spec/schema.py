@@ -29,6 +29,13 @@ COMMON_PARAMS: dict[str, Param] = {
     "eps": Param(float, minimum=0.0, doc="perturbation budget, in the units of the inputs"),
     "norm": Param("norm", "linf", doc="'linf' or 'l2': the norm of the eps-ball"),
     "bounds": Param("bounds", (0.0, 1.0), doc="(low, high): the valid input range"),
+    "mask": Param(
+        "mask",
+        None,
+        optional=True,
+        doc="a boolean tensor broadcasting to one sample's shape, True where a feature may "
+        "not be perturbed (immutable or categorical columns); every attack keeps them",
+    ),
     "min_acc": Param(float, None, 0.0, 1.0, optional=True, doc="fail if robust_acc < this"),
     "max_success": Param(float, None, 0.0, 1.0, optional=True, doc="fail if success_rate > this"),
     "max_drop": Param(
@@ -104,6 +111,17 @@ COMMON_PARAMS: dict[str, Param] = {
     ),
     "output": Param(
         "output", None, optional=True, doc="how to get logits from a tuple/dict model output"
+    ),
+    "inputs": Param(
+        str,
+        None,
+        optional=True,
+        doc="dict batches (Hugging Face style): the key holding the inputs, e.g. "
+        "'pixel_values'; a model whose forward() has a parameter of that name is called "
+        "with it by keyword",
+    ),
+    "labels": Param(
+        str, None, optional=True, doc="dict batches: the key holding the labels, e.g. 'labels'"
     ),
     "model": Param(str, "robust_model", doc="name of the fixture that gives the model"),
     "amp": Param(
@@ -185,6 +203,8 @@ GRADIENT_CHECK_ARGS = (
     *GRADIENT_THRESHOLDS,
     "allow_masking",
     "output",
+    "inputs",
+    "labels",
     "bounds",
     "batch_size",
     "max_samples",
@@ -244,6 +264,8 @@ CERTIFY_CHECK_ARGS = (
     "device",
     "model",
     "data",
+    "inputs",
+    "labels",
     *SMOOTHING_ARGS,
 )
 # Why an argument that check="certify" refuses does not apply, where a reason helps.

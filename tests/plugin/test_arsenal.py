@@ -121,7 +121,8 @@ class Pair(torch.nn.Module):
         self.inner = inner
 
     def forward(self, x):
-        return {"logits": self.inner(x), "aux": x}
+        # Not under "logits" (which would be read by that name): output= must say where.
+        return {"scores": self.inner(x), "aux": x}
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +134,7 @@ def dict_model(robust_model):
         """
         from pytest_robust import robust
 
-        @robust(attack="fgsm", eps=0.1, model="dict_model", output="logits", min_acc=0.5)
+        @robust(attack="fgsm", eps=0.1, model="dict_model", output="scores", min_acc=0.5)
         def test_adapted():
             pass
 

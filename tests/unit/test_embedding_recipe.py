@@ -22,10 +22,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "attacks.md"
 HEADING = "Text models: attack the embedding space"
 
 
-def _recipe() -> dict[str, Any]:
+def _recipe(block: int = 0) -> dict[str, Any]:
+    """Run the section's code block `block` (0: the wrapper recipe, 1: inputs_embeds=)."""
     text = DOCS.read_text(encoding="utf-8")
     section = text.split(f"## {HEADING}\n", 1)[1].split("\n## ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[block]
     namespace: dict[str, Any] = {"__name__": "docs_recipe"}
     exec(compile(code, str(DOCS), "exec"), namespace)
     return namespace
@@ -80,3 +81,24 @@ def test_token_ids_point_to_the_recipe_not_to_image_scaling(recipe: dict[str, An
     images = torch.randint(0, 256, (4, 1, 2, 2), dtype=torch.uint8)
     with pytest.raises(RobustConfigError, match=r"floating-point inputs.*: for 8-bit images"):
         evaluate(model, (images, labels[:4]), attack="pgd", eps=0.1)
+
+
+def test_the_inputs_embeds_recipe_is_its_closed_form_worst_case() -> None:
+    """The Hugging Face recipe (dict batch, model(inputs_embeds=x), .logits, per-coordinate
+    bounds): PGD's robust samples are exactly those that survive the optimal perturbation,
+    each coordinate clipped to its own bounds, and the docs show the number it gives."""
+    recipe = _recipe(1)
+    model, input_ids, labels = recipe["model"], recipe["input_ids"], recipe["labels"]
+    result, table = recipe["result"], recipe["table"]
+    low, high = table.amin(dim=0), table.amax(dim=0)
+    embedded = table[input_ids]
+    weight = model.head.weight.detach()
+    with torch.no_grad():
+        correct = model(input_ids=input_ids).logits.argmax(1) == labels
+        toward = weight[labels] - weight[1 - labels]
+        worst = torch.maximum(torch.minimum(embedded - 0.3 * toward.sign()[:, None, :], high), low)
+        survives = model(inputs_embeds=worst).logits.argmax(1) == labels
+    expected = "".join("1" if c and s else "0" for c, s in zip(correct, survives, strict=True))
+    assert result.robust == expected
+    assert 0 < result.robust_acc < result.clean_acc
+    assert f"robust_acc={result.robust_acc:.3f}" in DOCS.read_text(encoding="utf-8")

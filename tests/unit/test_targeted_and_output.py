@@ -121,8 +121,10 @@ def test_output_adapter_gives_the_same_result_as_the_bare_model(
 
 
 def test_output_is_never_guessed(digits_cnn, digits_data):
+    # A dict's 'logits' entry is read by its name (tests/unit/test_data_as_they_come.py);
+    # a tuple says nothing about which element holds the logits.
     with pytest.raises(RobustConfigError, match="output="):
-        evaluate(DictModel(digits_cnn), digits_data, attack="fgsm", eps=0.1)
+        evaluate(TupleModel(digits_cnn), digits_data, attack="fgsm", eps=0.1)
     with pytest.raises(RobustConfigError, match="does not fit"):
         evaluate(DictModel(digits_cnn), digits_data, attack="fgsm", eps=0.1, output="probs")
     with pytest.raises(RobustConfigError, match="not a tensor of logits"):

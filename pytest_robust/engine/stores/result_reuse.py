@@ -76,6 +76,8 @@ def result_key(
             "params": {k: _content(v) for k, v in sorted(spec.attack_params.items())},
             "target": _content(spec.target),
             "output": _content(spec.output),
+            "mask": _content(spec.mask),
+            "inputs": spec.inputs,
             "max_samples": spec.max_samples,
             "batch_size": spec.batch_size,
             "sanity": spec.sanity,

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from pytest_robust.engine.data import PAIRS
+from pytest_robust.engine.data import Keys
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.data import load_samples
 
@@ -22,18 +24,18 @@ class EvaluationCache:
         # id(data) is only stable while the object lives, so the object is kept with it.
         # The tensors' version counters too: data changed in place is read again (a lazily
         # read Dataset or DataLoader is checked against its digests on every read).
-        self._samples: dict[tuple[int, int | None], tuple[Any, Samples, tuple[int, ...]]] = {}
+        self._samples: dict[tuple[Any, ...], tuple[Any, Samples, tuple[int, ...]]] = {}
         self._clean: dict[tuple[str, str, str, str], torch.Tensor] = {}
         # Cheap sanity flags depend on the same things plus the attack's loss and which
         # samples are attacked: another check of the same model gets them for free.
         self._flags: dict[tuple[Any, ...], list[Any]] = {}
 
-    def samples(self, data: Any, max_samples: int | None) -> Samples:
-        key = (id(data), max_samples)
+    def samples(self, data: Any, max_samples: int | None, keys: Keys = PAIRS) -> Samples:
+        key = (id(data), max_samples, keys)
         hit = self._samples.get(key)
         if hit is not None and hit[0] is data and hit[2] == hit[1].versions():
             return hit[1]
-        samples = load_samples(data, max_samples)
+        samples = load_samples(data, max_samples, keys)
         self._samples[key] = (data, samples, samples.versions())
         return samples
 
