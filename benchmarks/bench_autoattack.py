@@ -11,17 +11,23 @@ change of machine load hits both alike). Ours: `evaluate(attack="autoattack")` e
 (clean pass, the members, the float32 re-verification; sanity checks off, as the peer runs
 none). torchattacks: `AutoAttack(model, norm, eps, version='standard', n_classes=10,
 seed=0)` on a deepcopy in eval mode, timed as the call plus the forward pass that scores
-it. Also Square alone (5000 iterations, AutoAttack's schedule) on the samples APGD-CE
-leaves robust, for the cost per robust sample. Prints a Markdown table.
+it. The seconds each member spends inside the same runs (ours: its `propose`; theirs: its
+`forward`) are clocked too, so a gap can be traced to a member. Also Square alone (5000
+iterations, AutoAttack's schedule) on the samples APGD-CE leaves robust, for the cost per
+robust sample. Prints Markdown tables.
+
+Set OMP_NUM_THREADS to the --threads value (the default 1) for both to run alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,38 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "digits")]
 from pytest_robust import evaluate  # noqa: E402
 
 SETTINGS = ("linf:0.1", "linf:0.15", "l2:0.5")
+
+
+@contextlib.contextmanager
+def _clocked(methods: list[tuple[type, str, str]], seconds: dict[str, float]) -> Iterator[None]:
+    """Add the time spent in each (class, method) to seconds[label] while inside."""
+    saved: list[tuple[type, str, Any]] = []
+    for cls, method, label in methods:
+        saved.append((cls, method, cls.__dict__.get(method)))
+        inner = getattr(cls, method)
+
+        def timed(*args: Any, _inner: Any = inner, _label: str = label, **kw: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _inner(*args, **kw)
+            finally:
+                seconds[_label] = seconds.get(_label, 0.0) + time.perf_counter() - start
+
+        setattr(cls, method, timed)
+    try:
+        yield
+    finally:
+        for cls, method, original in reversed(saved):
+            if original is None:
+                delattr(cls, method)
+            else:
+                setattr(cls, method, original)
+
+
+def _members(seconds: list[dict[str, float]]) -> str:
+    """Median seconds per member over the repeats, e.g. 'apgd-ce 1.0, apgd-t 2.0'."""
+    names = list(seconds[0]) if seconds else []
+    return ", ".join(f"{n} {statistics.median(s.get(n, 0.0) for s in seconds):.1f}" for n in names)
 
 
 def _ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, **kw: Any) -> tuple[float, Any]:
@@ -65,24 +103,38 @@ def main() -> None:
     from digits import digits_split
     from digits import trained_cnn
 
+    from pytest_robust.attacks.registry import get_attack
+
     _, _, x, y = digits_split()
     x, y = x[: args.n], y[: args.n]
     model = trained_cnn(seed=0).eval()
-    rows = []
+    names = ("apgd-ce", "apgd-t", "fab-t", "square")
+    ours_clock = [(get_attack(name), "propose", name) for name in names]
+    theirs_clock = [
+        (getattr(torchattacks, cls), "forward", name)
+        for cls, name in zip(("APGD", "APGDT", "FAB", "Square"), names, strict=True)
+    ]
+    rows, member_rows = [], []
     for setting in args.settings:
         norm, eps_text = setting.split(":")
         eps = float(eps_text)
         ta_norm = {"linf": "Linf", "l2": "L2"}[norm]
         ours_t, theirs_t, ours_acc, theirs_acc, broken_by = [], [], 0.0, 0.0, None
+        ours_m: list[dict[str, float]] = []
+        theirs_m: list[dict[str, float]] = []
         for _ in range(args.repeats):
-            t, result = _ours(model, x, y, attack="autoattack", eps=eps, norm=norm)
+            ours_m.append({})
+            with _clocked(ours_clock, ours_m[-1]):
+                t, result = _ours(model, x, y, attack="autoattack", eps=eps, norm=norm)
             ours_t.append(t)
             ours_acc, broken_by = result.robust_acc, result.details.get("broken_by")
             peer = copy.deepcopy(model).eval()
             aa = torchattacks.AutoAttack(
                 peer, norm=ta_norm, eps=eps, version="standard", n_classes=10, seed=0
             )
-            t, theirs_acc = _theirs(aa, peer, x, y)
+            theirs_m.append({})
+            with _clocked(theirs_clock, theirs_m[-1]):
+                t, theirs_acc = _theirs(aa, peer, x, y)
             theirs_t.append(t)
             print(f"# {setting}: ours {ours_t[-1]:.1f} s, torchattacks {t:.1f} s", flush=True)
         rows.append(
@@ -93,6 +145,8 @@ def main() -> None:
             f"{statistics.median(ours_t) / statistics.median(theirs_t):.2f} | {broken_by} |"
         )
         print(rows[-1], flush=True)
+        member_rows.append(f"| {norm} | {eps:g} | {_members(ours_m)} | {_members(theirs_m)} |")
+        print(member_rows[-1], flush=True)
         if args.no_square:
             continue
         # Square alone on the samples APGD-CE leaves robust: all of them spend the budget.
@@ -130,6 +184,9 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    print("\n| norm | eps | ours per member (s) | torchattacks per member (s) |")
+    print("|---|---|---|---|")
+    print("\n".join(member_rows))
 
 
 if __name__ == "__main__":

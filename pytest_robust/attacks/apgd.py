@@ -91,6 +91,8 @@ class _Run:
     x_fooled: torch.Tensor | None = None
     fooled_max: torch.Tensor | None = None
     loss_fooled: torch.Tensor | None = None
+    # APGD-T only: the target rank of each row (its rows are (rank, sample) pairs).
+    rank: torch.Tensor | None = None
 
 
 @register_attack
@@ -267,6 +269,19 @@ class APGD(Attack):
         x0, labels = batch.x[active], batch.labels[active]
         targets = all_targets[active] if all_targets is not None else None
         x = self.threat.random_point(x0, batch.seed, batch.sample_ids[active], stream)
+        return self._launch(batch, active, x0, labels, targets, x)
+
+    def _launch(
+        self,
+        batch: AttackBatch,
+        active: torch.Tensor,
+        x0: torch.Tensor,
+        labels: torch.Tensor,
+        targets: torch.Tensor | None,
+        x: torch.Tensor,
+    ) -> tuple[_Run, torch.Tensor]:
+        """The run of the rows `active` (their samples' indices) from the points x, and
+        which rows x already breaks."""
         fooled, loss, grad = self._evaluate(batch, x, labels, targets, True)
         broken = fooled >= 1.0
         eta = torch.full_like(loss, 2 * self.threat.eps)
@@ -427,19 +442,94 @@ class APGDT(APGD):
         return others.sort(dim=1, descending=True).indices[:, :k]
 
     def propose(self, batch: AttackBatch) -> torch.Tensor:
+        """The runs towards all k targets are rows of one batch (row = (rank, sample)),
+        each doing what the reference's run towards that target does; a sample broken by
+        any of its rows leaves with all its rows. A sample is broken exactly when one of its
+        runs breaks it, as in the reference's loop over targets (which attacks a target only
+        on the samples earlier ones left robust), with one pass of the step loop instead of
+        k: on small models the per-step cost hardly grows with the rows."""
         ranked = self._ranked_targets(batch)
+        ranks = ranked.shape[1]
+        while len(self._broken_by_rank) < ranks:
+            self._broken_by_rank.append(0)
         out = batch.x.clone()
         best_loss = torch.full_like(batch.labels, -math.inf, dtype=batch.x.dtype)
         done = torch.zeros(len(batch.x), dtype=torch.bool, device=batch.x.device)
         best_fooled = self._best_fooled(batch)
-        for rank in range(ranked.shape[1]):
-            before = int(done.sum())
-            # Only the samples no earlier target broke are attacked towards this one.
-            self._restarts(batch, ranked[:, rank], out, best_loss, done, rank, best_fooled)
-            if rank == len(self._broken_by_rank):
-                self._broken_by_rank.append(0)
-            self._broken_by_rank[rank] += int(done.sum()) - before
+        steps, restarts = int(self.config["steps"]), int(self.config["restarts"])
+        marks = checkpoints(steps)
+        for restart in range(restarts):
+            active = (~done).nonzero().squeeze(1)
+            if active.numel() == 0:
+                break
+            run, broken = self._start_rows(batch, ranked, active, restart)
+            last_check = 0
+            for i in range(steps + 1):
+                if i > 0:
+                    broken = self._move(batch, run, i, steps)
+                if i in marks and i < steps:
+                    self._checkpoint(run, i - last_check)
+                    last_check = i
+                # One host sync per step: which rows broke their sample.
+                hits = broken.nonzero().squeeze(1)
+                if hits.numel() == 0:
+                    continue
+                self._keep_first_breaks(run, hits, out, done)
+                alive = (~done[run.active]).nonzero().squeeze(1)
+                run = keep_rows(run, alive)
+                if alive.numel() == 0:
+                    break
+            # Unbroken samples keep their best point over the ranks, the lower rank first
+            # on ties, as the reference's loop over targets would.
+            assert run.rank is not None
+            for rank in range(ranks):
+                of_rank = (run.rank == rank).nonzero().squeeze(1)
+                if of_rank.numel() == 0:
+                    continue
+                part = keep_rows(run, of_rank)
+                if best_fooled is not None:
+                    _keep_most_fooled(out, best_fooled, best_loss, part)
+                else:
+                    _keep_highest_loss(out, best_loss, part)
         return out
+
+    def _start_rows(
+        self, batch: AttackBatch, ranked: torch.Tensor, active: torch.Tensor, restart: int
+    ) -> tuple[_Run, torch.Tensor]:
+        """One row per (target rank, sample in `active`), in that order, each from its
+        random start (keyed by seed, sample, rank and restart, as a run per target would
+        draw it)."""
+        ranks, n = ranked.shape[1], len(active)
+        owner = active.repeat(ranks)
+        rank = torch.arange(ranks, device=active.device).repeat_interleave(n)
+        x0 = batch.x[owner]
+        ids = batch.sample_ids[active]
+        starts = [
+            self.threat.random_point(batch.x[active], batch.seed, ids, self._stream(restart, r))
+            for r in range(ranks)
+        ]
+        targets, labels = ranked[owner, rank], batch.labels[owner]
+        run, broken = self._launch(batch, owner, x0, labels, targets, torch.cat(starts))
+        run.rank = rank
+        return run, broken
+
+    def _keep_first_breaks(
+        self, run: _Run, hits: torch.Tensor, out: torch.Tensor, done: torch.Tensor
+    ) -> None:
+        """The samples of the rows `hits` (broken at this step) keep the point of their
+        lowest-rank broken row and are done."""
+        assert run.rank is not None
+        owners = run.active[hits]
+        # Rows are in (rank, sample) order, so a sample's first row has its lowest rank.
+        first = torch.full_like(done, len(run.active), dtype=torch.long)
+        first = first.scatter_reduce(0, owners, hits, "amin")
+        samples = (first < len(run.active)).nonzero().squeeze(1)
+        rows = first[samples]
+        out[samples] = run.x[rows]
+        done[samples] = True
+        counts = torch.bincount(run.rank[rows], minlength=len(self._broken_by_rank))
+        for r, count in enumerate(counts.tolist()):
+            self._broken_by_rank[r] += int(count)
 
     def details(self) -> dict[str, Any]:
         asked = int(self.option("n_target_classes"))

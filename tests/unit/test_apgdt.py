@@ -67,6 +67,48 @@ def test_targets_are_the_clean_ranking_and_success_is_untargeted(norm):
         assert "reduced to 3" in details["note"]
 
 
+class _OneTarget(APGDT):
+    """One run of the reference's loop over targets: APGD-T towards target rank `only`
+    alone, from the random starts that rank draws in the stacked run."""
+
+    def __init__(self, threat: ThreatModel, only: int, **config: object) -> None:
+        super().__init__(threat, **config)
+        self.only = only
+
+    def _ranked_targets(self, batch: AttackBatch) -> torch.Tensor:
+        return super()._ranked_targets(batch)[:, self.only : self.only + 1]
+
+    def _stream(self, restart: int, rank: int) -> int:
+        return super()._stream(restart, self.only)
+
+
+@pytest.mark.parametrize(("norm", "eps", "restarts"), [("linf", 0.1, 1), ("l2", 0.5, 2)])
+def test_stacked_targets_break_the_samples_the_loop_over_targets_breaks(
+    digits_cnn, digits_data, norm, eps, restarts
+):
+    # The reference runs target rank 1, then 2, ... each on the samples still robust; ours
+    # runs all ranks as rows of one batch. A sample must be broken by one exactly when it
+    # is broken by the other (rows are independent and draw the same random starts).
+    x, y = digits_data[0][:48], digits_data[1][:48]
+    model = copy.deepcopy(digits_cnn).eval()
+    threat = ThreatModel(eps, norm, (0.0, 1.0))
+    config = {"steps": 10, "restarts": restarts, "n_target_classes": 9}
+    ids = torch.arange(len(x))
+
+    def broken(attack: APGDT, rows: torch.Tensor) -> torch.Tensor:
+        adv = attack.run(AttackBatch(model, x[rows], y[rows], None, ids[rows], 0))
+        with torch.no_grad():
+            return model(adv).argmax(1) != y[rows]
+
+    stacked = broken(APGDT(threat, **config), ids)
+    robust = torch.ones(len(x), dtype=torch.bool)
+    for rank in range(9):
+        rows = robust.nonzero().squeeze(1)
+        robust[rows[broken(_OneTarget(threat, rank, **config), rows)]] = False
+    assert 5 < int(stacked.sum()) < len(x) - 5  # a mix, so the comparison says something
+    assert stacked.tolist() == (~robust).tolist()
+
+
 def test_refuses_target_and_too_few_classes():
     x = torch.rand(4, 2)
     with pytest.raises(RobustConfigError, match="target"):
