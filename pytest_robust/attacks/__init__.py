@@ -13,6 +13,7 @@ A new attack is one new file (a subclass of `Attack` or `GradientAttack`, decora
 
 # The families: each import registers the family's attacks.
 from pytest_robust.attacks import apgd
+from pytest_robust.attacks import apgdt
 from pytest_robust.attacks import deepfool
 from pytest_robust.attacks import fab
 from pytest_robust.attacks import fgsm
@@ -39,6 +40,7 @@ __all__ = [
     "GradientAttack",
     "ThreatModel",
     "apgd",
+    "apgdt",
     "deepfool",
     "fab",
     "fgsm",

@@ -10,7 +10,7 @@ import torch
 from pytest_robust import evaluate
 from pytest_robust.attacks import AttackBatch
 from pytest_robust.attacks import ThreatModel
-from pytest_robust.attacks.apgd import APGDT
+from pytest_robust.attacks.apgdt import APGDT
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.known_answers.run import selftest
 
