@@ -34,15 +34,37 @@ import torch
 _MEMO: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[Any], tuple[Any, ...], str]] = {}
 
 
-def remembered(tensor: torch.Tensor, read: Callable[[torch.Tensor], tuple[str, Any]]) -> str:
+Tracked = tuple[Any, tuple[Any, ...]] | None
+
+
+class Reading:
+    """One walk over a model: each tensor's tracked state (with its two reductions, a pass
+    over its content) is computed once per walk, however often the walk asks about it."""
+
+    def __init__(self) -> None:
+        self.states: dict[int, tuple[torch.Tensor, Tracked]] = {}
+
+    def tracked(self, tensor: torch.Tensor) -> Tracked:
+        known = self.states.get(id(tensor))
+        if known is None or known[0] is not tensor:
+            known = self.states[id(tensor)] = (tensor, _tracked(tensor))
+        return known[1]
+
+
+def remembered(
+    tensor: torch.Tensor,
+    read: Callable[[torch.Tensor], tuple[str, Any]],
+    reading: Reading | None = None,
+) -> str:
     """The tensor's digest: its description and a hash of its bytes, both given by
     read(tensor); without reading it again when the tensor has not changed."""
-    tracked = _tracked(tensor)
+    reading = reading if reading is not None else Reading()
+    tracked = reading.tracked(tensor)
     if tracked is None:
         return _digest(read, tensor)
     storage, state = tracked
     key = id(tensor)
-    if _unchanged(tensor):
+    if _unchanged(tensor, tracked):
         return _MEMO[key][3]
     digest = _digest(read, tensor)
 
@@ -55,19 +77,19 @@ def remembered(tensor: torch.Tensor, read: Callable[[torch.Tensor], tuple[str, A
     return digest
 
 
-def forget_unless_unchanged(tensors: list[Any]) -> None:
+def forget_unless_unchanged(tensors: list[Any], reading: Reading | None = None) -> None:
     """Forget the tensors' digests unless every one of them is unchanged: the tensors of
     one module are read again together. A BatchNorm's running statistics are updated by
     its kernel without a version bump, but its num_batches_tracked is bumped with them."""
+    reading = reading if reading is not None else Reading()
     group = [tensor for tensor in tensors if isinstance(tensor, torch.Tensor)]
-    if all(_unchanged(tensor) for tensor in group):
+    if all(_unchanged(tensor, reading.tracked(tensor)) for tensor in group):
         return
     for tensor in group:
         _MEMO.pop(id(tensor), None)
 
 
-def _unchanged(tensor: torch.Tensor) -> bool:
-    tracked = _tracked(tensor)
+def _unchanged(tensor: torch.Tensor, tracked: Tracked) -> bool:
     hit = _MEMO.get(id(tensor))
     if tracked is None or hit is None:
         return tracked is None  # read every time anyway, or not read yet
@@ -99,7 +121,7 @@ def forget_all() -> None:
     _MEMO.clear()
 
 
-def _tracked(tensor: torch.Tensor) -> tuple[Any, tuple[Any, ...]] | None:
+def _tracked(tensor: torch.Tensor) -> Tracked:
     """The tensor's storage and tracked state, or None when its content is not tracked."""
     if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
         return None

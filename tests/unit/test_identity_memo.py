@@ -163,3 +163,24 @@ def test_a_second_check_on_the_same_model_reads_no_weight(reads, digits_cnn, dig
     two = evaluate(digits_cnn, digits_data, cache=cache, **gate)
     assert reads[0] == read  # neither the weights nor the data read again
     assert (one.model_fingerprint, one.robust) == (two.model_fingerprint, two.robust)
+
+
+def test_each_tensor_is_reduced_once_per_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catches the no-false-reuse reductions (sum and L2 norm: a pass over every weight)
+    being computed several times per check: once for the module's group test, once for the
+    tensor's own test and once more inside it (three passes over resnet18's 11M weights,
+    0.3 s a check on one CPU thread, more than the FGSM attack itself)."""
+    seen: list[int] = []
+    original = tensor_memo._checksum
+
+    def counted(tensor: torch.Tensor) -> tuple[float, float]:
+        seen.append(id(tensor))
+        return original(tensor)
+
+    monkeypatch.setattr(tensor_memo, "_checksum", counted)
+    model = small_net()
+    tensors = [*model.parameters(), *model.buffers()]
+    for _ in range(2):  # the first reading and a remembered one
+        seen.clear()
+        identify(model)
+        assert sorted(seen) == sorted(id(t) for t in tensors)
