@@ -166,7 +166,7 @@ def test_a_second_check_on_the_same_model_reads_no_weight(reads, digits_cnn, dig
 
 
 def test_each_tensor_is_reduced_once_per_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Catches the no-false-reuse reductions (sum and L2 norm: a pass over every weight)
+    """Catches the no-false-reuse reductions (sum and sum of squares: a pass over every weight)
     being computed several times per check: once for the module's group test, once for the
     tensor's own test and once more inside it (three passes over resnet18's 11M weights,
     0.3 s a check on one CPU thread, more than the FGSM attack itself)."""
