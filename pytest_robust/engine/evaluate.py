@@ -32,6 +32,7 @@ from pytest_robust.engine.fingerprint import identify
 from pytest_robust.engine.fingerprint import structure_digest
 from pytest_robust.engine.fingerprint import value_identity
 from pytest_robust.engine.forward import forward_logits
+from pytest_robust.engine.fused_clean import fuses_clean_pass
 from pytest_robust.engine.masking_checks import diagnosed
 from pytest_robust.engine.masking_checks import full_diagnosis
 from pytest_robust.engine.measure import Inputs
@@ -153,7 +154,9 @@ def run_check(
         if randomness.active:
             probed = run.samples.inputs(torch.arange(min(4, len(run.samples))), run.device, dtype)
             randomness.probe(functools.partial(forward_logits, model, output=spec.output), probed)
-        clean = clean_pass(run, key, dtype, backoff, randomness)
+        # Without a clean pass of its own when the first attack's first forward makes it.
+        fused = fuses_clean_pass(run, key, randomness)
+        clean = None if fused else clean_pass(run, key, dtype, backoff, randomness)
         # The model gave logits for every clean input: a failure from here on is not
         # about input shapes or types (see forward_logits).
         forward = functools.partial(forward_logits, model, output=spec.output, after_clean=True)
@@ -166,6 +169,8 @@ def run_check(
             measured = measure_certificate(run, given)
         else:
             measured = measure_attacks(run, given, memory, keep_adversarial, keep_examples)
+        clean = clean if clean is not None else measured.clean
+        assert clean is not None
     flags = [*measured.flags, *train_mode_flag(was_training)]
     result = _assemble(run, measured, flags, (fingerprint, structure_digest(model)), started)
     if full_diagnosis(spec, run.members):
