@@ -8,14 +8,15 @@ the same tensor object as long as everything torch tracks about its content is u
   optimizer step, load_state_dict, copy_, `w.mul_(2)` under no_grad);
 - its storage (the same storage object: `w.data = other` swaps it), data pointer, offset,
   shape, strides, dtype and device;
-- two float64 reductions of its content (sum and sum of squares): writes that bypass the
-  version counter (through `w.data`, a numpy view, a custom kernel) change them.
+- two reductions of its content (the wrapping sum of its 8-byte words, exact, and its L2
+  norm): writes that bypass the version counter (through `w.data`, a numpy view, a
+  custom kernel) change them.
 
 A module's own tensors are read again together when one of them changed: the batch-norm
 kernel updates a BatchNorm's running statistics without a version bump, but the module
 bumps num_batches_tracked with them. Not seen: a write that bypasses the version counter
-and leaves both the sum and the sum of squares of the tensor exactly as they were (a
-permutation of its values through `w.data`); docs/scaling.md says so. Inference tensors (made under
+and leaves both reductions exactly as they were (a permutation of its values through
+`w.data`, say); docs/scaling.md says so. Inference tensors (made under
 torch.inference_mode) have no version counter, quantized tensors carry parameters outside
 it, and tensor subclasses may define their own storage: these are read every time.
 """
@@ -97,30 +98,24 @@ def _unchanged(tensor: torch.Tensor, tracked: Tracked) -> bool:
     return hit[0]() is tensor and hit[1]() is storage and hit[2] == state
 
 
-# Elements per float64 chunk of the reductions: small enough to stay in the CPU's cache
-# (and never a float64 copy of a whole large tensor), large enough to cost no Python time.
-_CHUNK = 1 << 16
-
-
-def _checksum(tensor: torch.Tensor) -> tuple[float, float]:
-    """Two float64 reductions of the content, its sum and its sum of squares: cheap next to
-    hashing the bytes, and they see the writes the version counter misses
-    (`w.data.mul_(2)`, pruning through `w.data`, a numpy view). NaN never equals itself,
-    so a tensor holding NaN is read every time. Chunked: torch's float64 sum and norm of a
-    float32 tensor are 5x slower (146 ms against 27 ms for resnet18's weights, one thread)."""
+def _checksum(tensor: torch.Tensor) -> tuple[int, float]:
+    """Two reductions of the content: the sum of its bytes read as 64-bit integers
+    (wrapping: exact, so any change confined to one 8-byte word changes it) and its L2
+    norm in its own dtype. One pass each and no copy: cheap next to hashing the bytes (10 ms
+    for resnet18's 11M weights on one CPU thread, against 146 ms for float64 sum and norm),
+    and they see the writes the version counter misses (`w.data.mul_(2)`, pruning through
+    `w.data`, a numpy view). NaN never equals itself, so a tensor holding NaN is read every
+    time."""
     if tensor.is_complex():
         raise TypeError("complex tensors are not reduced")  # read every time instead
     with torch.no_grad():
-        total = torch.zeros((), dtype=torch.float64, device=tensor.device)
-        squares = torch.zeros_like(total)
-        floating = tensor.is_floating_point()
         flat = tensor.reshape(-1)
-        for start in range(0, flat.numel(), _CHUNK):
-            wide = flat[start : start + _CHUNK].to(torch.float64)
-            total += wide.sum()
-            if floating:
-                squares += torch.dot(wide, wide)
-        return float(total), float(squares if floating else total)
+        raw = flat.view(torch.uint8)
+        whole = raw.numel() // 8 * 8
+        head = raw[:whole] if raw.storage_offset() % 8 == 0 else raw[:whole].clone()
+        words = int(head.view(torch.int64).sum()) + int(raw[whole:].sum())
+        norm = float(torch.linalg.vector_norm(flat)) if tensor.is_floating_point() else 0.0
+        return words, norm
 
 
 def _digest(read: Callable[[torch.Tensor], tuple[str, Any]], tensor: torch.Tensor) -> str:

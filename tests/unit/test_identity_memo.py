@@ -184,3 +184,17 @@ def test_each_tensor_is_reduced_once_per_identity(monkeypatch: pytest.MonkeyPatc
         seen.clear()
         identify(model)
         assert sorted(seen) == sorted(id(t) for t in tensors)
+
+
+def test_a_weight_at_an_odd_offset_of_a_shared_storage_is_watched_too() -> None:
+    """Catches the word sum (8-byte words) failing on, or skipping, a weight that starts
+    at an odd element of a storage it shares, and a write through .data going unseen."""
+    base = torch.rand(12)
+    model = nn.Linear(1, 1)
+    model.weight = nn.Parameter(base[1:8].view(7, 1)[:1])  # offset 1, 4-byte aligned only
+    model.bias = nn.Parameter(base[3:4])
+    first = fresh(model)
+    assert tensor_memo._tracked(model.weight) is not None
+    assert identify(model) == first
+    model.weight.data[0, 0] += 1.0  # no version bump on the parameter
+    assert identify(model) == fresh(model) != first
