@@ -165,6 +165,8 @@ class AttackPasses:
         check_inside(attack, x_adv, x, threat)
         if clean is not None:  # only the clean-correct rows were attacked, and are judged
             rows = clean.commit()
+            if not bool(rows.any()):
+                return  # every sample was clean-wrong: nothing to judge
             on_device = rows.to(device)
             ids, x_adv, x, y = ids[rows], x_adv[on_device], x[on_device], y[on_device]
             t = t[on_device] if t is not None else None

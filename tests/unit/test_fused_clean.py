@@ -172,6 +172,22 @@ def test_clean_wrong_samples_get_no_further_work(
     assert model.log == [*bim, (attacked, True), (attacked, False)]
 
 
+def test_a_batch_of_clean_wrong_samples_gets_no_empty_forward(
+    digits_cnn: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    """Catches the re-verification (or a later member) calling the model on zero rows
+    when every sample of a batch is clean-wrong (a model may fail on an empty batch)."""
+    x, y = data
+    with torch.no_grad():
+        y = y.clone()
+        y[:BATCH] = (digits_cnn.eval()(x[:BATCH]).argmax(dim=1) + 1) % 10
+    model = Counted(digits_cnn)
+    result = evaluate(model, (x, y), attack=["fgsm", "bim"], eps=0.1, steps=2, batch_size=BATCH)
+    assert result.clean_correct[:BATCH] == "0" * BATCH
+    assert model.log[0] == (BATCH, True) and model.log[1][0] == BATCH  # batch 2 starts
+    assert all(size > 0 for size, _ in model.log)
+
+
 def test_a_gradient_member_without_a_gradient_path_leaves_the_clean_pass_to_a_forward(
     digits_cnn: torch.nn.Module,
     data: tuple[torch.Tensor, torch.Tensor],
