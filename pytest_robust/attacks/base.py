@@ -45,6 +45,11 @@ class AttackBatch:
     # stacked in one batch where the model's randomness allows (the engine sets it; None:
     # n plain calls). Only attacks with eot > 1 use it (attacks/eot.py).
     draws: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+    # Set by the engine, for an attack whose fuses_clean_pass() is True, when this batch's
+    # clean logits are not known yet: the attack hands it the logits of its first forward,
+    # made at x (every row: the batch's clean pass), and gets back the rows to attack (the
+    # clean-correct ones); the others need no further work and are returned as x.
+    clean: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 class Attack(ABC):
@@ -117,6 +122,12 @@ class Attack(ABC):
         between the top logits). A preset (attack='strong', 'autoattack') leaves out a
         member that needs more classes than the model has, with a note in the result."""
         return 2
+
+    def fuses_clean_pass(self) -> bool:
+        """True when propose() makes its first forward at the clean input x, through
+        batch.model, and hands its logits to batch.clean when that is set: the engine then
+        takes the clean pass from it instead of a forward of its own (issue 16)."""
+        return False
 
     def choose_targets(
         self, clean_logits: torch.Tensor, labels: torch.Tensor

@@ -14,6 +14,7 @@ loss, the targets or the direction (momentum), not the loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import fields
 from dataclasses import replace
@@ -113,6 +114,11 @@ class GradientAttack(Attack):
     def gradient_loss(self) -> str | None:
         return "ce"
 
+    def fuses_clean_pass(self) -> bool:
+        # The first forward is at the clean input only without a random start; with eot > 1
+        # or a judge (transfer) it is not the plain forward the clean pass would make.
+        return not self.schedule()[3] and self.eot == 1 and self.judge is None
+
     # --- the overridable pieces -----------------------------------------------------
 
     def loss(
@@ -168,7 +174,8 @@ class GradientAttack(Attack):
                 self._walk_eot(batch, walk, steps, alpha, best, done, score)
                 continue
             if self.judge is None:
-                self._walk_until_broken(batch, walk, steps, alpha, final, best, done)
+                clean = batch.clean if restart == 0 and self.fuses_clean_pass() else None
+                self._walk_until_broken(batch, walk, steps, alpha, final, best, done, clean)
                 continue
             walk = self._walk_every_step(batch, walk, steps, alpha)
             best.index_copy_(0, walk.active, walk.x)
@@ -195,11 +202,14 @@ class GradientAttack(Attack):
         final: bool,
         best: torch.Tensor,
         done: torch.Tensor,
+        clean: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         """Step, keeping each sample's first adversarial point in `best` and dropping it
-        from the walk; the survivors' last point is kept too."""
-        for _ in range(steps):
-            broken, grad = self._evaluate(batch, walk, need_grad=True)
+        from the walk; the survivors' last point is kept too. With `clean` (batch.clean) the
+        first forward is the batch's clean pass: the rows it does not return are dropped
+        like broken ones, at x."""
+        for step in range(steps):
+            broken, grad = self._evaluate(batch, walk, True, clean if step == 0 else None)
             _keep_where(best, done, walk, broken)
             # One host sync per step: how many samples are still unbroken.
             alive = (~broken).nonzero().squeeze(1)
@@ -251,19 +261,29 @@ class GradientAttack(Attack):
                 walk = keep_rows(walk, alive)
 
     def _evaluate(
-        self, batch: AttackBatch, walk: _Walk, need_grad: bool
+        self,
+        batch: AttackBatch,
+        walk: _Walk,
+        need_grad: bool,
+        clean: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-sample success, input gradient of the loss) at the walk's points; the
         gradient is zeros when not needed. With eot > 1 the gradient is the mean over the
-        draws and success means every draw fooled."""
-        fooled, _, grad = self._evaluate_draws(batch, walk, need_grad)
+        draws and success means every draw fooled. `clean`: see _evaluate_draws."""
+        fooled, _, grad = self._evaluate_draws(batch, walk, need_grad, clean)
         return fooled >= 1.0, grad
 
     def _evaluate_draws(
-        self, batch: AttackBatch, walk: _Walk, need_grad: bool
+        self,
+        batch: AttackBatch,
+        walk: _Walk,
+        need_grad: bool,
+        clean: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(fraction of the eot draws each point fools, its mean per-draw loss (eot > 1
-        only, else zeros), input gradient of the mean loss or zeros)."""
+        only, else zeros), input gradient of the mean loss or zeros). With `clean` (the
+        first forward, at the clean input, one draw) its logits go to clean() before the
+        backward pass, and the rows clean() does not return count as fooled (dropped)."""
         n = self.eot
         x = walk.x.detach().requires_grad_(True)
         labels, targets = repeat_rows(walk.labels, n), repeat_rows(walk.targets, n)
@@ -272,6 +292,8 @@ class GradientAttack(Attack):
             logits = model_draws(batch, x, n)
             flat = logits.reshape(-1, logits.shape[-1])
             hits = self.is_success(flat.detach(), labels, targets).view(n, -1)
+            if clean is not None:
+                hits |= ~clean(flat.detach())
             # Summed over samples (a sample's gradient is independent of its batch), mean
             # over draws: the gradient is the mean of the per-draw gradients.
             loss = self.loss(flat, labels, targets) / n if need_grad else None

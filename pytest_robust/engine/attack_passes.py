@@ -26,6 +26,7 @@ from pytest_robust.engine.data import Samples
 from pytest_robust.engine.distributed import gather_rows
 from pytest_robust.engine.distributed import sum_counts
 from pytest_robust.engine.examples import TopExamples
+from pytest_robust.engine.fused_clean import FusedClean
 from pytest_robust.engine.stochastic import Randomness
 
 
@@ -55,8 +56,12 @@ class AttackPasses:
         keep_adversarial: bool,
         backoff: BackOff,
         keep_examples: int = 0,
+        clean: FusedClean | None = None,
     ) -> None:
         n = len(samples)
+        # Set when the clean logits come from the first member's first forward: every
+        # sample is then handed to the first member, and only clean-correct ones go on.
+        self.clean = clean
         self.context = context
         self.backoff = backoff
         self.samples = samples
@@ -87,37 +92,57 @@ class AttackPasses:
         n = len(self.samples)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            for name, attack in members:
+            last, rest, attacked = int(batch[-1]), members, batch
+            if self.clean is not None:
+                self._first_with_clean(members, batch)
+                rest, attacked = members[1:], batch[self.clean.attacked[batch]]
+            for name, attack in rest:
                 if name not in self.skipped:
-                    self.attempt(name, attack, batch[~self.success[batch]], members)
+                    self.attempt(name, attack, attacked[~self.success[attacked]], members)
             # Every sample up to the batch's last one is processed (those in between were
             # not attacked).
-            done = n if start + batch_size >= len(order) else int(batch[-1]) + 1
+            done = n if start + batch_size >= len(order) else last + 1
             progress.report("+".join(name for name, _ in members), start + len(batch), len(order))
             verdict = decide(done) if decide is not None and done < n else None
             if verdict is not None:
                 return done, verdict
         return None
 
+    def _first_with_clean(self, members: list[tuple[str, Attack]], batch: torch.Tensor) -> None:
+        """The first member on every sample of `batch`, its first forward being the
+        batch's clean pass (engine/fused_clean.py); a plain clean forward instead where it
+        was skipped for want of a gradient path."""
+        assert self.clean is not None
+        name, attack = members[0]
+        if name not in self.skipped:
+            self.attempt(name, attack, batch, members, fused=True)
+        self.clean.fill(batch)
+
     def attempt(
-        self, name: str, attack: Attack, ids: torch.Tensor, members: list[tuple[str, Attack]]
+        self,
+        name: str,
+        attack: Attack,
+        ids: torch.Tensor,
+        members: list[tuple[str, Attack]],
+        fused: bool = False,
     ) -> None:
         """run(), except that a gradient member finding no gradient path is skipped from
         now on when a black-box member is in the combination: that member still attacks
         every sample, so the worst case stays a valid upper bound (docs/masking.md)."""
         try:
-            self.run(name, attack, ids)
+            self.run(name, attack, ids, fused)
         except NoGradientPath:
             if not any(other.black_box for _, other in members):
                 raise
             self.skipped.append(name)
 
-    def run(self, name: str, attack: Attack, ids: torch.Tensor) -> None:
+    def run(self, name: str, attack: Attack, ids: torch.Tensor, fused: bool = False) -> None:
         """Attack the samples `ids` (one batch, indices into the data) and record what the
-        float32 re-verification sees; in smaller pieces after an out-of-memory error."""
-        self.backoff.map(functools.partial(self._attack, name, attack), ids)
+        float32 re-verification sees; in smaller pieces after an out-of-memory error.
+        `fused`: the attack's first forward is the clean pass of `ids` (FusedClean)."""
+        self.backoff.map(functools.partial(self._attack, name, attack, fused=fused), ids)
 
-    def _attack(self, name: str, attack: Attack, ids: torch.Tensor) -> None:
+    def _attack(self, name: str, attack: Attack, ids: torch.Tensor, fused: bool = False) -> None:
         """One batch; nothing is recorded unless it completes (so it can be retried)."""
         context = self.context
         labels = self.samples.y.cpu()
@@ -128,10 +153,23 @@ class AttackPasses:
         t = targets[ids].to(device) if targets is not None else None
         # The attack's draws and the judging draws come from streams of their own.
         first = int(ids[0]) if len(ids) else -1
-        attacking = context.randomness.stream(context.attack_forward, "attack", name, first)
-        batch = AttackBatch(attacking, x, y, t, ids.to(device), context.seed, draws=attacking.draws)
+        forward, clean = context.attack_forward, None
+        if fused and self.clean is not None:
+            clean = self.clean.sink(ids, forward, name)
+            forward = clean.forward  # its first call is the batch's clean pass
+        attacking = context.randomness.stream(forward, "attack", name, first)
+        batch = AttackBatch(
+            attacking, x, y, t, ids.to(device), context.seed, draws=attacking.draws, clean=clean
+        )
         x_adv = attack.run(batch)
         check_inside(attack, x_adv, x, threat)
+        if clean is not None:  # only the clean-correct rows were attacked, and are judged
+            rows = clean.commit()
+            if not bool(rows.any()):
+                return  # every sample was clean-wrong: nothing to judge
+            on_device = rows.to(device)
+            ids, x_adv, x, y = ids[rows], x_adv[on_device], x[on_device], y[on_device]
+            t = t[on_device] if t is not None else None
         judging = context.randomness.stream(context.forward, "verify", name, first)
         with torch.no_grad():
             logits = judging.draws(x_adv, context.randomness.draws)  # (draws, B, classes)

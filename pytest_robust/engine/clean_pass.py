@@ -98,12 +98,25 @@ def _clean_logits(
 def check_logits(logits: torch.Tensor, labels: torch.Tensor, stacklevel: int = 2) -> None:
     """Refuse non-finite logits and out-of-range labels; warn on probabilities (the
     warning is attributed `stacklevel` frames up, to the user's call)."""
+    refuse_bad_logits(logits, labels)
+    warn_probabilities(logits, stacklevel)
+
+
+def refuse_bad_logits(
+    logits: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor | None = None
+) -> None:
+    """Refuse non-finite clean logits and labels outside the model's classes. `logits`
+    are those of the samples `ids` (default: all of them, in order); `labels` of all."""
     bad = ~torch.isfinite(logits).all(dim=1)
     if bool(bad.any()):
         first = int(bad.nonzero()[0])
+        first = int(ids[first]) if ids is not None else first
+        of = f"{len(logits)} clean inputs"
+        if ids is not None and len(ids) < len(labels):  # a batch of a fused clean pass
+            of = f"the {len(logits)} clean inputs of a batch"
         raise RobustConfigError(
-            f"model returned NaN or infinite logits for {int(bad.sum())} of {len(logits)} clean "
-            f"inputs (first: sample {first}); fix the model or the data before attacking it"
+            f"model returned NaN or infinite logits for {int(bad.sum())} of {of} "
+            f"(first: sample {first}); fix the model or the data before attacking it"
         )
     classes = logits.shape[1]
     if int(labels.min()) < 0 or int(labels.max()) >= classes:
@@ -111,11 +124,16 @@ def check_logits(logits: torch.Tensor, labels: torch.Tensor, stacklevel: int = 2
             f"data: labels range over [{int(labels.min())}, {int(labels.max())}] but the model "
             f"outputs {classes} classes; labels must be class indices 0..{classes - 1}"
         )
+
+
+def warn_probabilities(logits: torch.Tensor, stacklevel: int = 2) -> None:
+    """Warn when every clean output row looks like probabilities (attributed `stacklevel`
+    frames up, counting the caller as 1, to the user's call)."""
     if bool((logits >= 0).all()) and bool(((logits.sum(dim=1) - 1).abs() < 1e-3).all()):
         warnings.warn(
             "model outputs look like probabilities (non-negative, rows sum to 1), not logits: "
             "cross-entropy on probabilities has vanishing gradients, so gradient attacks are "
             "weakened and robustness is overestimated. Return logits (drop the final softmax)",
             ProbabilityOutputWarning,
-            stacklevel=stacklevel,
+            stacklevel=stacklevel + 1,
         )

@@ -33,6 +33,7 @@ from pytest_robust.engine.fingerprint import structure_digest
 from pytest_robust.engine.fingerprint import value_identity
 from pytest_robust.engine.forward import forward_logits
 from pytest_robust.engine.forward import input_keyword
+from pytest_robust.engine.fused_clean import fuses_clean_pass
 from pytest_robust.engine.masking_checks import diagnosed
 from pytest_robust.engine.masking_checks import full_diagnosis
 from pytest_robust.engine.measure import Inputs
@@ -159,14 +160,19 @@ def run_check(
                 functools.partial(forward_logits, model, output=spec.output, keyword=keyword),
                 probed,
             )
-        clean = clean_pass(run, key, dtype, backoff, randomness)
+        # Without a clean pass of its own when the first attack's first forward makes it.
+        fused = fuses_clean_pass(run, key, randomness)
+        clean = None if fused else clean_pass(run, key, dtype, backoff, randomness)
         # The model gave logits for every clean input: a failure from here on is not
         # about input shapes or types (see forward_logits).
         forward = functools.partial(
             forward_logits, model, output=spec.output, after_clean=True, keyword=keyword
         )
-        # A preset leaves out the members the model's class count rules out (binary: DLR).
-        run.members, skipped = fitting_members(spec, run.members, int(clean.shape[1]))
+        # A preset leaves out the members the model's class count rules out (binary: DLR);
+        # a preset is never fused (fuses_clean_pass), so its clean logits are known here.
+        skipped: dict[str, str] = {}
+        if clean is not None:
+            run.members, skipped = fitting_members(spec, run.members, int(clean.shape[1]))
         given = Inputs(forward, clean, dtype, backoff, key, randomness)
         if spec.check == "gradients":
             measured = measure_gradients(run, given)
@@ -176,6 +182,8 @@ def run_check(
             measured = measure_certificate(run, given)
         else:
             measured = measure_attacks(run, given, memory, keep_adversarial, keep_examples)
+        clean = clean if clean is not None else measured.clean
+        assert clean is not None
     if skipped:
         measured = dataclasses.replace(measured, details={**measured.details, "left_out": skipped})
     flags = [*measured.flags, *train_mode_flag(was_training)]

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from pytest_robust.engine.tensor_memo import Reading
 from pytest_robust.engine.tensor_memo import forget_unless_unchanged
 from pytest_robust.engine.tensor_memo import remembered
 
@@ -155,11 +156,12 @@ class _Walk:
         self.count = 0
         self.classes: dict[type, str] = {}  # described once per walk
         self.tensors: dict[int, str] = {}  # each tensor's bytes are read once per walk
+        self.reading = Reading()  # and its tracked state (two reductions) computed once
 
     def tensor(self, tensor: torch.Tensor) -> str:
         known = self.tensors.get(id(tensor))
         if known is None:  # read once per tensor object until it changes (tensor_memo)
-            known = self.tensors[id(tensor)] = remembered(tensor, _tensor_bytes)
+            known = self.tensors[id(tensor)] = remembered(tensor, _tensor_bytes, self.reading)
             self.alive.append(tensor)
         return known
 
@@ -312,7 +314,9 @@ class _Walk:
     def module(self, module: torch.nn.Module) -> None:
         self.put("nn.Module", self.class_id(type(module)))
         state = vars(module)  # a kernel may update one tensor unseen (BatchNorm statistics)
-        forget_unless_unchanged([*state["_parameters"].values(), *state["_buffers"].values()])
+        forget_unless_unchanged(
+            [*state["_parameters"].values(), *state["_buffers"].values()], self.reading
+        )
         for name in sorted(state):
             if name in _MODULE_NOISE or name in _HOOK_FLAGS:
                 continue

@@ -24,8 +24,10 @@ from pytest_robust.engine.attack_passes import PassContext
 from pytest_robust.engine.backoff import BackOff
 from pytest_robust.engine.backoff import mixed_precision
 from pytest_robust.engine.clean_pass import CacheKey
+from pytest_robust.engine.clean_pass import warn_probabilities
 from pytest_robust.engine.early import early_verdict
 from pytest_robust.engine.examples import Example
+from pytest_robust.engine.fused_clean import FusedClean
 from pytest_robust.engine.masking_checks import gradient_check
 from pytest_robust.engine.masking_checks import sanity_flags
 from pytest_robust.engine.prepare import Prepared
@@ -51,6 +53,8 @@ class Measured:
     examples: list[Example]
     flags: list[Flag]
     details: dict[str, Any]
+    # The clean logits when the measuring step made them (engine/fused_clean.py).
+    clean: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -59,21 +63,35 @@ class Inputs:
     already given logits for every clean input), the clean logits and the batch settings."""
 
     forward: Forward
-    clean: torch.Tensor
+    clean: torch.Tensor | None  # None: the attack passes make the clean pass (fused_clean.py)
     dtype: torch.dtype
     backoff: BackOff
     key: CacheKey | None  # the session cache's key for this model and data, if any
     # How the model's own randomness is driven (inactive: one draw, nothing seeded).
     randomness: Randomness = field(default_factory=Randomness)
 
+    @property
+    def clean_logits(self) -> torch.Tensor:
+        """The clean logits of a check that made its clean pass first (every check but
+        the attacks whose first forward is the clean pass)."""
+        if self.clean is None:
+            raise RuntimeError("this check's clean pass is fused with its attack")
+        return self.clean
+
 
 def measure_gradients(run: Prepared, given: Inputs) -> Measured:
     """check="gradients": input-gradient amplitudes of the clean-correct samples; nothing
     is attacked, so every clean-correct sample stays robust."""
-    clean_correct = given.clean.argmax(dim=1) == run.samples.y.cpu()
+    clean_correct = given.clean_logits.argmax(dim=1) == run.samples.y.cpu()
     details, flags = given.backoff.retry(
         lambda size: gradient_check(
-            given.forward, run.samples, given.clean, clean_correct, run.device, given.dtype, size
+            given.forward,
+            run.samples,
+            given.clean_logits,
+            clean_correct,
+            run.device,
+            given.dtype,
+            size,
         )
     )
     no_success = torch.zeros_like(clean_correct)
@@ -121,8 +139,8 @@ def measure_certificate(run: Prepared, given: Inputs) -> Measured:
 
     pieces = given.backoff.map(bound, torch.arange(len(samples)))
     margins = torch.cat([margin for margin, _ in pieces])
-    certify.check_chain(layers, torch.cat([chain for _, chain in pieces]), given.clean)
-    clean_correct = given.clean.argmax(dim=1) == samples.y.cpu()
+    certify.check_chain(layers, torch.cat([chain for _, chain in pieces]), given.clean_logits)
+    clean_correct = given.clean_logits.argmax(dim=1) == samples.y.cpu()
     certified = clean_correct & (margins > 0)
     shown = margins[clean_correct]
     details = {
@@ -163,36 +181,38 @@ def measure_attacks(
     keep_adversarial: bool,
     keep_examples: int,
 ) -> Measured:
-    """Every member on the samples still unbroken, batch by batch; sanity flags first."""
+    """Every member on the samples still unbroken, batch by batch; sanity flags first, or
+    last when the clean logits come from the first member's first forward (given.clean is
+    None: engine/fused_clean.py)."""
     spec, members, samples = run.spec, run.members, run.samples
     labels = samples.y.cpu()
-    clean_correct = given.clean.argmax(dim=1) == labels
-    targets = _targets(run, given.clean, labels)
-    # A sample already at its target is not attacked (and can never be a success).
-    attacked = clean_correct & (targets != labels) if targets is not None else clean_correct
+    clean, targets, attacked = given.clean, None, None
+    fused = FusedClean(run, given.dtype, given.backoff) if clean is None else None
     flags: list[Flag] = []
+    if clean is not None:
+        targets = _targets(run, clean, labels)
+        attacked = _attacked(clean, targets, labels)
+        flags = _sanity(run, given, clean, attacked)
     randomness = given.randomness
-    if spec.sanity != "off":
-        flags = sanity_flags(
-            randomness.stream(given.forward, "sanity"),
-            samples,
-            given.clean,
-            attacked,
-            members,
-            run.device,
-            given.dtype,
-            given.backoff,
-            run.cache,
-            given.key,
-            randomness.flags,
-        )
     attack_forward, amp_note = mixed_precision(given.forward, run.device, spec.amp)
     context = PassContext(
         attack_forward, given.forward, targets, run.device, given.dtype, spec.seed, randomness
     )
     names = [name for name, _ in members]
-    passes = AttackPasses(samples, context, names, keep_adversarial, given.backoff, keep_examples)
-    stopped = _attack_with_memory(run, passes, clean_correct, attacked, memory)
+    passes = AttackPasses(
+        samples, context, names, keep_adversarial, given.backoff, keep_examples, fused
+    )
+    stopped = _attack_with_memory(run, passes, clean, attacked, memory)
+    if fused is not None:
+        clean = fused.complete()
+        # stacklevel: this function, run_check, and the caller of run_check.
+        warn_probabilities(clean, stacklevel=3)
+        if given.key is not None:
+            run.cache.store_clean_logits(given.key, clean)
+        attacked = _attacked(clean, targets, labels)
+        flags = _sanity(run, given, clean, attacked)
+    assert clean is not None and attacked is not None
+    clean_correct = clean.argmax(dim=1) == labels
     flags = resting_on_black_box(flags, members, passes.skipped)
     robust = clean_correct & ~passes.misclassified
     n, decided = len(samples), None
@@ -219,9 +239,41 @@ def measure_attacks(
         attacked[:n],
         targets,
         adversarial,
-        passes.examples.with_clean(given.clean),
+        passes.examples.with_clean(clean),
         flags,
         details,
+        clean,
+    )
+
+
+def _attacked(
+    clean: torch.Tensor, targets: torch.Tensor | None, labels: torch.Tensor
+) -> torch.Tensor:
+    """The samples attacked: clean-correct, and (targeted) not already at their target
+    (such a sample can never be a success)."""
+    clean_correct = clean.argmax(dim=1) == labels
+    return clean_correct & (targets != labels) if targets is not None else clean_correct
+
+
+def _sanity(
+    run: Prepared, given: Inputs, clean: torch.Tensor, attacked: torch.Tensor
+) -> list[Flag]:
+    """The cheap sanity flags on the attacked samples (none with sanity='off')."""
+    if run.spec.sanity == "off":
+        return []
+    randomness = given.randomness
+    return sanity_flags(
+        randomness.stream(given.forward, "sanity"),
+        run.samples,
+        clean,
+        attacked,
+        run.members,
+        run.device,
+        given.dtype,
+        given.backoff,
+        run.cache,
+        given.key,
+        randomness.flags,
     )
 
 
@@ -246,16 +298,20 @@ def _targets(run: Prepared, clean: torch.Tensor, labels: torch.Tensor) -> torch.
 def _attack_with_memory(
     run: Prepared,
     passes: AttackPasses,
-    clean_correct: torch.Tensor,
-    attacked: torch.Tensor,
+    clean: torch.Tensor | None,
+    attacked: torch.Tensor | None,
     memory: CounterexampleMemory | None,
 ) -> tuple[int, str] | None:
     """Attack this rank's shard in data order, trying remembered counterexamples first and
-    remembering the new ones; (m, verdict) when decide_early stopped after m samples."""
+    remembering the new ones; (m, verdict) when decide_early stopped after m samples.
+    With `clean` None (fused: never with decide_early) every sample goes to the passes,
+    which attack the clean-correct ones."""
     spec, members, fingerprint = run.spec, run.members, run.samples.fingerprint
 
     def decide(m: int) -> str | None:
         """The verdict of the thresholds on the first m samples, if already settled."""
+        assert clean is not None and attacked is not None
+        clean_correct = clean.argmax(dim=1) == run.samples.y.cpu()
         robust = clean_correct & ~passes.misclassified
         return early_verdict(
             spec.thresholds,
@@ -269,7 +325,10 @@ def _attack_with_memory(
     if memory is not None:  # what broke samples last time is tried first
         for name, attack in members:
             attack.recall(memory.load(name, fingerprint))
-    order = attacked[run.first : run.stop].nonzero().squeeze(1) + run.first
+    if attacked is None:
+        order = torch.arange(run.first, run.stop)
+    else:
+        order = attacked[run.first : run.stop].nonzero().squeeze(1) + run.first
     stopped = passes.attack_in_order(
         members, order, spec.batch_size, decide if spec.decide_early else None
     )

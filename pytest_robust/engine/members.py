@@ -66,17 +66,21 @@ def build_members(spec: Spec, threat: ThreatModel) -> Members:
     return members
 
 
+def is_preset(spec: Spec) -> bool:
+    """Whether the check's attack is a preset (attack='strong', 'autoattack'); an open
+    preset reaches here as its list of members."""
+    names = (spec.attack,) if isinstance(spec.attack, str) else tuple(spec.attack)
+    return any(
+        names == (name,) or (not preset.fixed and names == preset.members())
+        for name, preset in PRESETS.items()
+    )
+
+
 def fitting_members(spec: Spec, members: Members, classes: int) -> tuple[Members, dict[str, str]]:
     """A preset's members that can run on a model with `classes` classes, and a note for
     each one left out (a DLR loss on a binary classifier). Only a preset (attack='strong',
     'autoattack') drops members: an attack the user named runs or raises its own error."""
-    # An open preset (attack='strong') reaches here as its list of members.
-    names = (spec.attack,) if isinstance(spec.attack, str) else tuple(spec.attack)
-    is_preset = any(
-        names == (name,) or (not preset.fixed and names == preset.members())
-        for name, preset in PRESETS.items()
-    )
-    if not is_preset or spec.target is not None:
+    if not is_preset(spec) or spec.target is not None:
         return members, {}
     kept: Members = []
     skipped: dict[str, str] = {}

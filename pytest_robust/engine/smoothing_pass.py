@@ -56,7 +56,7 @@ def measure_smoothing(run: Prepared, given: Inputs) -> Measured:
         "method": "smoothing",
         # Not the model: its majority vote under N(0, sigma^2) noise (pytest_robust.Smoothed).
         "classifier": "smoothed",
-        "base_clean_acc": float((given.clean.argmax(dim=1) == labels).float().mean()),
+        "base_clean_acc": float((given.clean_logits.argmax(dim=1) == labels).float().mean()),
         "abstained": int((predicted == smoothing.ABSTAIN).sum()),
         # Per sample: the certified L2 radius of the correct smoothed prediction (0 where
         # it abstained or predicted another class), and the smoothed prediction (-1: abstain).

@@ -130,21 +130,23 @@ def test_a_hugging_face_style_model_on_dict_batches_matches_the_bare_model(form,
     assert hf.training
 
 
-def test_a_keyword_only_model_returning_a_dict_runs_the_strong_preset(small, digits_cnn):
+@pytest.mark.parametrize("attack", ["strong", "fgsm"])  # fgsm: the clean pass is fused
+def test_a_keyword_only_model_returning_a_dict_runs(attack, small, digits_cnn):
     x, y = small
     loader = DataLoader(DictItems(x, y, key="input_values"), batch_size=20)
+    params: dict[str, Any] = {"steps": 5, "queries": 20} if attack == "strong" else {}
     result = evaluate(
         KeywordOnly(digits_cnn),
         loader,
-        attack="strong",
+        attack=attack,
         eps=0.1,
-        steps=5,
-        queries=20,
         inputs="input_values",
         labels="labels",
+        **params,
     )
-    bare = evaluate(digits_cnn, (x, y), attack="strong", eps=0.1, steps=5, queries=20)
+    bare = evaluate(digits_cnn, (x, y), attack=attack, eps=0.1, **params)
     assert result.robust == bare.robust
+    assert result.clean_correct == bare.clean_correct
 
 
 def test_a_positional_model_gets_its_input_positionally(small, digits_cnn):

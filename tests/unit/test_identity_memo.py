@@ -163,3 +163,38 @@ def test_a_second_check_on_the_same_model_reads_no_weight(reads, digits_cnn, dig
     two = evaluate(digits_cnn, digits_data, cache=cache, **gate)
     assert reads[0] == read  # neither the weights nor the data read again
     assert (one.model_fingerprint, one.robust) == (two.model_fingerprint, two.robust)
+
+
+def test_each_tensor_is_reduced_once_per_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catches the no-false-reuse reductions (sum and sum of squares: a pass over every weight)
+    being computed several times per check: once for the module's group test, once for the
+    tensor's own test and once more inside it (three passes over resnet18's 11M weights,
+    0.3 s a check on one CPU thread, more than the FGSM attack itself)."""
+    seen: list[int] = []
+    original = tensor_memo._checksum
+
+    def counted(tensor: torch.Tensor) -> tuple[float, float]:
+        seen.append(id(tensor))
+        return original(tensor)
+
+    monkeypatch.setattr(tensor_memo, "_checksum", counted)
+    model = small_net()
+    tensors = [*model.parameters(), *model.buffers()]
+    for _ in range(2):  # the first reading and a remembered one
+        seen.clear()
+        identify(model)
+        assert sorted(seen) == sorted(id(t) for t in tensors)
+
+
+def test_a_weight_at_an_odd_offset_of_a_shared_storage_is_watched_too() -> None:
+    """Catches the word sum (8-byte words) failing on, or skipping, a weight that starts
+    at an odd element of a storage it shares, and a write through .data going unseen."""
+    base = torch.rand(12)
+    model = nn.Linear(1, 1)
+    model.weight = nn.Parameter(base[1:8].view(7, 1)[:1])  # offset 1, 4-byte aligned only
+    model.bias = nn.Parameter(base[3:4])
+    first = fresh(model)
+    assert tensor_memo._tracked(model.weight) is not None
+    assert identify(model) == first
+    model.weight.data[0, 0] += 1.0  # no version bump on the parameter
+    assert identify(model) == fresh(model) != first
