@@ -217,7 +217,7 @@ def measure_attacks(
         attacked[:n],
         targets,
         adversarial,
-        passes.examples.with_clean(given.clean),
+        passes.pictured(given.clean),
         flags,
         details,
     )
