@@ -27,9 +27,9 @@ LABEL = 12  # points: axis labels
 
 
 def _png(figure: Figure) -> str:
-    """The figure (made with dpi=DPI) as a PNG data URI. Drawn into memory and encoded once, with
-    a 256-colour palette (a plot has few colours: half the bytes, the same look) and no
-    metadata (the same run gives the same bytes)."""
+    """The figure (made with dpi=DPI) as a PNG data URI: drawn into memory and encoded once,
+    with a 256-colour palette (a plot has few colours: half the bytes, the same look) and
+    no metadata (the same run gives the same bytes)."""
     FigureCanvasAgg(figure)
     raw = io.BytesIO()
     figure.savefig(raw, format="rgba", dpi=figure.dpi)  # the figures are made at DPI
@@ -37,7 +37,9 @@ def _png(figure: Figure) -> str:
     rgba = Image.frombuffer("RGBA", (width, height), raw.getvalue(), "raw", "RGBA", 0, 1)
     rgb = rgba.convert("RGB")
     small = io.BytesIO()
-    rgb.quantize(256, method=Image.Quantize.FASTOCTREE).save(small, format="PNG", optimize=True)
+    # Max-coverage: off by at most a few levels of 255 on these figures (median cut: up to
+    # 22, fast octree: 15 on the digits' greys), and faster than median cut.
+    rgb.quantize(256, method=Image.Quantize.MAXCOVERAGE).save(small, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(small.getvalue()).decode()
 
 
