@@ -307,3 +307,34 @@ def test_the_overview_is_in_the_dom_chromium_renders(tmp_path: Path) -> None:
     assert all(len(row["cells"]) == 8 for row in rows)
     assert {row["href"][1:] for row in rows} <= rendered.ids
     assert rows[2]["cells"][7] == "masking flag softmax_saturation: gate not trustworthy"
+
+
+def test_the_palette_keeps_the_pictures_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catches a colour reduction that changes what the fooled samples look like (64
+    random grey levels per panel): the PNG differs from the full-colour drawing it was made
+    from by at most 4 of 255 anywhere."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from pytest_robust.engine.examples import Example
+    from pytest_robust.engine.examples import encode
+
+    g = torch.Generator().manual_seed(0)
+    images = [
+        Example(i, torch.rand(1, 8, 8, generator=g), torch.rand(1, 8, 8, generator=g), 1, 2, 0.9)
+        for i in range(4)
+    ]
+    full: list[Any] = []
+    quantize = Image.Image.quantize
+
+    def keep(image: Image.Image, *args: Any, **kwargs: Any) -> Image.Image:
+        full.append(np.asarray(image.convert("RGB")).astype(int))
+        return quantize(image, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "quantize", keep)
+    uri = pictures.examples_figure(encode(images, (0, 1)))
+    assert uri is not None and len(full) == 1
+    png = Image.open(io.BytesIO(base64.b64decode(uri.partition("base64,")[2]))).convert("RGB")
+    assert len(np.unique(full[0].reshape(-1, 3), axis=0)) > 256  # a palette must merge some
+    assert int(np.abs(np.asarray(png).astype(int) - full[0]).max()) <= 4
