@@ -25,6 +25,7 @@ from pytest_robust.engine.backoff import BackOff
 from pytest_robust.engine.data import Samples
 from pytest_robust.engine.distributed import gather_rows
 from pytest_robust.engine.distributed import sum_counts
+from pytest_robust.engine.examples import Example
 from pytest_robust.engine.examples import TopExamples
 from pytest_robust.engine.fused_clean import FusedClean
 from pytest_robust.engine.stochastic import Randomness
@@ -75,8 +76,10 @@ class AttackPasses:
         self.sizes = torch.full((n,), float("nan"), dtype=torch.float64)
         self.confidences = torch.full((n,), float("nan"))
         self.adversarial = samples.x.detach().cpu().clone() if keep_adversarial else None
-        # The most confidently fooled samples, for the HTML report (this rank's only).
+        # The most confidently fooled samples, for the HTML report (this rank's only); for
+        # a targeted check also those pushed to a wrong class other than their target.
         self.examples = TopExamples(keep_examples)
+        self.missed_targets = TopExamples(keep_examples if context.targets is not None else 0)
 
     def attack_in_order(
         self,
@@ -190,11 +193,43 @@ class AttackPasses:
         self.misclassified[ids] |= (preds != labels[ids]).any(dim=0)
         self.sizes[ids[hit]] = threat.distance(x_adv, x).double().cpu()[hit]
         self.broken_by[name] += int(hit.sum())
-        self.examples.offer(ids, x, x_adv, labels[ids], pred, confidence, hit)
+        t_cpu = t.cpu() if t is not None else None
+        self.examples.offer(ids, x, x_adv, labels[ids], pred, confidence, hit, t_cpu)
+        if t_cpu is not None and self.missed_targets.k:
+            self._offer_missed(ids, x, x_adv, preds, confidences, t_cpu, hit)
         if self.adversarial is not None:
             # Keep the breaking point; a sample nobody broke keeps its last point.
             keep = hit | ~self.success[ids]
             self.adversarial[ids[keep]] = x_adv.cpu().to(self.adversarial.dtype)[keep]
+
+    def _offer_missed(
+        self,
+        ids: torch.Tensor,
+        x: torch.Tensor,
+        x_adv: torch.Tensor,
+        preds: torch.Tensor,
+        confidences: torch.Tensor,
+        targets: torch.Tensor,
+        hit: torch.Tensor,
+    ) -> None:
+        """A targeted check's samples that no attack pushed to their target but one pushed
+        to another wrong class (first such draw shown); a sample reached later is dropped."""
+        labels = self.samples.y.cpu()[ids]
+        wrong = (preds != labels) & (preds != targets) & (preds >= 0)  # (draws, B)
+        missed = wrong.any(dim=0) & ~self.success[ids]
+        shown = wrong.int().argmax(dim=0)[None]
+        pred = preds.gather(0, shown).squeeze(0)
+        confidence = confidences.gather(0, shown).squeeze(0)
+        self.missed_targets.drop(ids[hit].tolist())
+        self.missed_targets.offer(ids, x, x_adv, labels, pred, confidence, missed, targets, True)
+
+    def pictured(self, clean_logits: torch.Tensor) -> list[Example]:
+        """The samples for the report's picture: the most confident successes, then, for a
+        targeted check that reached fewer than k targets, its most confident missed
+        targets (labelled as such)."""
+        reached = self.examples.with_clean(clean_logits)
+        missed = self.missed_targets.with_clean(clean_logits)
+        return reached + missed[: max(0, self.examples.k - len(reached))]
 
     def max_confidence(self, upto: int) -> float:
         found = self.confidences[:upto]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -22,7 +23,12 @@ MAX_FEATURES = 512
 
 @dataclass(frozen=True)
 class Example:
-    """One successful adversarial input: sample `index` in data order, CPU tensors."""
+    """One successful adversarial input: sample `index` in data order, CPU tensors.
+
+    For a targeted check, `target` is the sample's target class; `missed_target` marks an
+    input the attack pushed to a wrong class that is not its target (misclassified, so
+    not robust, but no success), shown when the attack reached fewer targets than asked
+    for."""
 
     index: int
     clean: torch.Tensor
@@ -32,6 +38,8 @@ class Example:
     confidence: float  # softmax probability of `prediction` on the adversarial input
     clean_prediction: int = -1
     clean_confidence: float = float("nan")
+    target: int = -1
+    missed_target: bool = False
 
 
 class TopExamples:
@@ -53,8 +61,11 @@ class TopExamples:
         predictions: torch.Tensor,
         confidences: torch.Tensor,
         hit: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        missed_target: bool = False,
     ) -> None:
-        """Consider the `hit` samples of one batch (all tensors indexed like the batch)."""
+        """Consider the `hit` samples of one batch (all tensors indexed like the batch).
+        A sample already kept is kept once, with its more confident input."""
         if self.k <= 0 or not bool(hit.any()):
             return
         rows = hit.nonzero().squeeze(1)
@@ -66,6 +77,11 @@ class TopExamples:
             key = (float(confidences[row]), -int(ids[row]))
             if len(self.kept) >= self.k and key <= floor:
                 continue
+            index = int(ids[row])
+            before = [e for e in self.kept if e.index == index]
+            if before and before[0].confidence >= key[0]:
+                continue
+            self.drop([index])
             self.kept.append(
                 Example(
                     index=int(ids[row]),
@@ -74,11 +90,18 @@ class TopExamples:
                     label=int(labels[row]),
                     prediction=int(predictions[row]),
                     confidence=float(confidences[row]),
+                    target=int(targets[row]) if targets is not None else -1,
+                    missed_target=missed_target,
                 )
             )
             self.kept.sort(key=lambda e: (-e.confidence, e.index))
             del self.kept[self.k :]
             floor = self._floor()
+
+    def drop(self, indices: list[int]) -> None:
+        """Forget these samples (a missed target that a later attack reached)."""
+        gone = set(indices)
+        self.kept = [e for e in self.kept if e.index not in gone]
 
     def _floor(self) -> tuple[float, int]:
         if len(self.kept) < self.k:
@@ -92,18 +115,7 @@ class TopExamples:
         for e in self.kept:
             probs = clean_logits[e.index].float().softmax(dim=0)
             pred = int(probs.argmax())
-            out.append(
-                Example(
-                    e.index,
-                    e.clean,
-                    e.adversarial,
-                    e.label,
-                    e.prediction,
-                    e.confidence,
-                    clean_prediction=pred,
-                    clean_confidence=float(probs[pred]),
-                )
-            )
+            out.append(replace(e, clean_prediction=pred, clean_confidence=float(probs[pred])))
         return out
 
 
@@ -122,6 +134,8 @@ def encode(examples: list[Example], bounds: tuple[float, float]) -> dict[str, An
             "confidence": round(e.confidence, 4),
             "clean_prediction": e.clean_prediction,
             "clean_confidence": round(e.clean_confidence, 4),
+            "target": e.target,
+            "missed_target": e.missed_target,
             "max_abs_perturbation": float(delta.abs().max()) if delta.numel() else 0.0,
         }
         if image:

@@ -239,7 +239,7 @@ def measure_attacks(
         attacked[:n],
         targets,
         adversarial,
-        passes.examples.with_clean(clean),
+        passes.pictured(clean),
         flags,
         details,
         clean,

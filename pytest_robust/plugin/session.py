@@ -91,6 +91,21 @@ def _profile(config: pytest.Config) -> Profile | None:
         raise pytest.UsageError(f"pytest-robust: {error}") from None
 
 
+def named_models(params: Mapping[str, Any], fixtures: Mapping[str, tuple[str, ...]]) -> Any:
+    """A result's params with each model parameter (transfer's surrogate=) given as the
+    fixture name(s) the marker named, also inside a worst case's members."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in fixtures:
+            names = fixtures[key]
+            out[key] = names[0] if len(names) == 1 else "[" + ", ".join(names) + "]"
+        elif key == "attacks" and isinstance(value, Mapping):
+            out[key] = {m: named_models(config, fixtures) for m, config in value.items()}
+        else:
+            out[key] = value
+    return out
+
+
 class RobustSession:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -198,15 +213,22 @@ class RobustSession:
         model = self._fixture(request, spec.model, "model")
         data = self._fixture(request, spec.data, "data")
         # Parameters that name model fixtures (transfer's surrogate=) get the models.
-        models = {
-            name: tuple(
-                self._fixture(request, fixture, name) for fixture in spec.attack_params[name]
-            )
+        fixtures = {
+            name: tuple(spec.attack_params[name])
             for name, param in params.items()
             if param.kind == "models" and spec.attack_params.get(name)
         }
+        models = {
+            name: tuple(self._fixture(request, fixture, name) for fixture in names)
+            for name, names in fixtures.items()
+        }
         spec = dataclasses.replace(spec, attack_params={**spec.attack_params, **models})
-        return self._check(request, model, data, spec)
+        result = self._check(request, model, data, spec)
+        if not fixtures:
+            return result
+        # The engine saw only the models (and describes them by class); the record names
+        # the fixtures, as the marker did.
+        return dataclasses.replace(result, params=named_models(result.params, fixtures))
 
     def _check(
         self, request: pytest.FixtureRequest, model: Any, data: Any, spec: Spec

@@ -3,8 +3,10 @@ with autoescaping, so a test id or parameter holding markup shows as text."""
 
 from __future__ import annotations
 
+import base64
 import html
 import importlib
+import re
 from collections.abc import Mapping
 from collections.abc import Sequence
 from datetime import datetime
@@ -72,9 +74,23 @@ def build_html(
         totals=format_totals(records) if records else "no robustness check completed",
         facts=facts,
         hint=None,
+        overview=[row for group in groups for row in group["rows"]],
         groups=groups,
         intervals=_intervals(records, pictures),
+        picture=picture,
     )
+
+
+# Pictures are drawn at pictures.SCALE times the density they are shown at (sharp on
+# high-density screens); the page shows them at their CSS size, text at its point size.
+def picture(uri: str) -> dict[str, Any]:
+    """src, width and height (CSS pixels) of a PNG data URI, for an <img>."""
+    from pytest_robust.report.pictures import SCALE
+
+    header = base64.b64decode(uri.partition("base64,")[2][:44])
+    width = int.from_bytes(header[16:20], "big")  # the PNG's IHDR chunk
+    height = int.from_bytes(header[20:24], "big")
+    return {"src": uri, "width": round(width / SCALE), "height": round(height / SCALE)}
 
 
 def _intervals(records: Sequence[Mapping[str, Any]], pictures: Any) -> dict[str, Any] | None:
@@ -115,23 +131,128 @@ def _intervals(records: Sequence[Mapping[str, Any]], pictures: Any) -> dict[str,
 
 
 def _groups(records: Sequence[Mapping[str, Any]], pictures: Any) -> list[dict[str, Any]]:
+    """Per test function (in record order): its card's rows, and its sweep curve."""
     functions = [split_nodeid(r["nodeid"])[0] for r in records]
     names = dict(zip(functions, short_names(functions), strict=True))
-    grouped: dict[str, list[Mapping[str, Any]]] = {}
-    for function, record in zip(functions, records, strict=True):
-        grouped.setdefault(function, []).append(record)
+    nodeids = [str(r["nodeid"]) for r in records]
+    tests = dict(zip(nodeids, short_names(nodeids), strict=True))
+    in_interval = _interval_texts(records)
+    grouped: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+    for number, (function, record) in enumerate(zip(functions, records, strict=True), 1):
+        grouped.setdefault(function, []).append((number, record))
     groups = []
-    for function, mine in grouped.items():
-        curve = pictures.sweep_curve(mine) if len(mine) > 1 else None
+    for index, (function, mine) in enumerate(grouped.items(), 1):
+        curve = pictures.sweep_curve([r for _, r in mine]) if len(mine) > 1 else None
+        rows = [_row(r, pictures) for _, r in mine]
+        for row, (number, r) in zip(rows, mine, strict=True):
+            test = tests[str(r["nodeid"])]
+            path, sep, name = test.rpartition("::")
+            test_function, case = split_nodeid(name)
+            row.update(
+                anchor=f"check-{number}",
+                test=test,
+                test_path=path + sep,
+                test_function=test_function,
+                test_case=case,
+                in_interval=in_interval.get(str(r["nodeid"])),
+            )
         groups.append(
             {
+                "anchor": f"test-{index}",
                 "name": names[function],
-                "rows": [_row(r, pictures) for r in mine],
+                "rows": rows,
                 "curve": curve[1] if curve else None,
                 "swept": curve[0] if curve else None,
             }
         )
     return groups
+
+
+def _interval_texts(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Per node id of a certificate or attack that pairs (report/intervals.py): 'in
+    [certified, attacked]' of its model, data and eps."""
+    out: dict[str, str] = {}
+    for i in intervals(records):
+        text = f"in [certified {i['certified']:.3f}, attacked {i['attacked']:.3f}]"
+        for side in (*i["certificates"], *i["attacks"]):
+            out[str(side["nodeid"])] = text
+    return out
+
+
+# Statuses a baseline comparison sets when it fails a test (plugin/session.py).
+BASELINE_FAILURES = ("regressed", "data changed", "spec changed", "partial")
+
+
+def reasons(record: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Why a row failed, each as a short text for its row and the full sentence: every
+    missed threshold, every masking flag that made a passing gate untrustworthy (the
+    verdict's own sentences, engine/verdict.py), and a failed baseline comparison. Empty
+    for a row that did not fail."""
+    status = str(record.get("row_status", record.get("status", "")))
+    head = status.split(" (")[0]
+    out: list[dict[str, str]] = []
+    if head == "fail":
+        out += [{"short": _short(text), "full": text} for text in _verdict(record)]
+    baseline = record.get("baseline") or {}
+    if head in BASELINE_FAILURES or (head == "fail" and baseline.get("message")):
+        message = str(baseline.get("message") or "")
+        kind = str(baseline.get("status") or head)
+        short = _short(message) if kind == "regressed" else f"baseline: {kind}"
+        out.append({"short": short, "full": message or short})
+    return out
+
+
+def _verdict(record: Mapping[str, Any]) -> list[str]:
+    from pytest_robust.engine.result import RobustnessResult
+
+    try:
+        result = RobustnessResult.from_dict(record)
+    except (KeyError, TypeError):  # not a whole check record (one built by hand)
+        return []
+    return result.threshold_failures()
+
+
+FLAG_SENTENCE = re.compile(r"^not trustworthy: \[(?P<name>[^\]]+)\]")
+
+
+def _short(sentence: str) -> str:
+    """A verdict sentence without its parenthesised detail: 'robust_acc 0.009 < min_acc
+    0.500'; a masking flag's: 'masking flag NAME: gate not trustworthy'."""
+    flag = FLAG_SENTENCE.match(sentence)
+    if flag:
+        return f"masking flag {flag['name']}: gate not trustworthy"
+    short = sentence.split(" (")[0].split("; ")[0]
+    return short + (" (strict)" if "(strict" in sentence else "")
+
+
+def _attack_text(r: Mapping[str, Any]) -> str:
+    """The attack, '(targeted)', and a transfer's surrogate fixture(s)."""
+    text = str(r["attack"]) + (" (targeted)" if r["targeted"] else "")
+    surrogate = (r.get("params") or {}).get("surrogate")
+    return text + (f" from {surrogate}" if surrogate else "")
+
+
+def _examples_caption(examples: Mapping[str, Any], targeted: bool) -> str:
+    """What the picture's columns are: successes, and for a targeted check the samples
+    pushed to a wrong class that is not their target."""
+    items = examples.get("items") or []
+    missed = sum(1 for item in items if item.get("missed_target"))
+    reached = len(items) - missed
+    if reached == 1:
+        text = "The only fooled sample" if not missed else "The only sample that reached its target"
+    elif reached:
+        text = f"The {reached} most confidently fooled samples"
+    else:
+        text = "No sample reached its target"
+    if targeted and reached and not missed:
+        text += " (each classified as its target)"
+    if missed:
+        text += (
+            f"{', then' if reached else '; shown instead:'} the {missed} most confident "
+            f"{'sample' if missed == 1 else 'samples'} pushed to a wrong class that is not "
+            "the target (in amber: 'misclassified … not the target')"
+        )
+    return text
 
 
 def _row(r: Mapping[str, Any], pictures: Any) -> dict[str, Any]:
@@ -143,11 +264,16 @@ def _row(r: Mapping[str, Any], pictures: Any) -> dict[str, Any]:
     figure = pictures.examples_figure(examples) if examples else None
     no_examples = None
     if examples is not None and figure is None:
-        no_examples = "No successful adversarial input to show."
+        no_examples = (
+            "The attack pushed no sample to its target or to any other wrong class."
+            if r["targeted"]
+            else "No successful adversarial input to show."
+        )
     gradients = details.get("gradients")
+    flags = list(details.get("flags") or [])
     return {
         "case": split_nodeid(r["nodeid"])[1] or "(single case)",
-        "attack": r["attack"] + (" (targeted)" if r["targeted"] else ""),
+        "attack": _attack_text(r),
         "params": params_text(r),
         "eps": f"{r['eps']:g}" if r["eps"] is not None else "-",
         "n": r["n"],
@@ -159,9 +285,11 @@ def _row(r: Mapping[str, Any], pictures: Any) -> dict[str, Any]:
         "status": status,
         "status_class": head if head in ("pass", "fail", "measured") else "other",
         "time": f"{r['duration_s']:.2f}s",
-        "flags": list(details.get("flags") or []),
+        "flags": flags,
+        "flag_names": [f"{f.get('severity', 'flag')} {f.get('name', '?')}" for f in flags],
+        "reasons": reasons(r),
         "examples": figure,
-        "n_examples": len(examples["items"]) if examples and figure else 0,
+        "examples_caption": _examples_caption(examples, r["targeted"]) if examples else "",
         "no_examples": no_examples,
         "histogram": pictures.gradient_histogram(gradients) if gradients else None,
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -16,18 +17,29 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 PANEL_PX = 112  # images are enlarged (nearest neighbour) to at least this many pixels
-DPI = 80
+# Figures are sized in inches at the 96 CSS pixels per inch a browser shows, and drawn at
+# SCALE times that density (sharp on high-density screens); the HTML page shows them at
+# 1 / SCALE of their pixel size, so a 10.5 pt label is 14 CSS pixels tall.
+SCALE = 2
+DPI = 96 * SCALE
+TEXT = 10.5  # points: sample titles, legends, tick labels
+LABEL = 12  # points: axis labels
 
 
 def _png(figure: Figure) -> str:
+    """The figure (made with dpi=DPI) as a PNG data URI: drawn into memory and encoded once,
+    with a 256-colour palette (a plot has few colours: half the bytes, the same look) and
+    no metadata (the same run gives the same bytes)."""
     FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    # No software/date metadata: the same run gives the same bytes.
-    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    # A 256-colour palette keeps the report small (a plot has few colours) and looks the same.
-    buffer.seek(0)
+    raw = io.BytesIO()
+    figure.savefig(raw, format="rgba", dpi=figure.dpi)  # the figures are made at DPI
+    width, height = int(figure.bbox.width), int(figure.bbox.height)  # as Agg's renderer
+    rgba = Image.frombuffer("RGBA", (width, height), raw.getvalue(), "raw", "RGBA", 0, 1)
+    rgb = rgba.convert("RGB")
     small = io.BytesIO()
-    Image.open(buffer).convert("RGB").quantize(256).save(small, format="PNG", optimize=True)
+    # Max-coverage: off by at most a few levels of 255 on these figures (median cut: up to
+    # 22, fast octree: 15 on the digits' greys), and faster than median cut.
+    rgb.quantize(256, method=Image.Quantize.MAXCOVERAGE).save(small, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(small.getvalue()).decode()
 
 
@@ -57,10 +69,27 @@ def _label(prefix: str, cls: int, confidence: float) -> str:
     return f"{prefix} {cls} ({confidence:.0%})"
 
 
+# A sample pushed to a wrong class that is not its target: not a success, shown apart.
+MISSED_COLOUR = "#9a6700"
+FOOLED_COLOUR = "#b00020"
+
+
+def adversarial_title(item: Mapping[str, Any]) -> tuple[str, str]:
+    """(title, colour) of an adversarial input: its prediction, and for a targeted check
+    whether that is the target or another wrong class."""
+    pred = _label("pred", item["prediction"], item["confidence"])
+    target = int(item.get("target", -1))
+    if item.get("missed_target"):
+        return f"misclassified: {pred}\n(not the target {target})", MISSED_COLOUR
+    if target >= 0:
+        return f"adversarial: {pred}\n= its target {target}", FOOLED_COLOUR
+    return f"adversarial: {pred}", FOOLED_COLOUR
+
+
 def _image_rows(items: Sequence[Mapping[str, Any]], shape: Sequence[int]) -> str:
     """One column per sample; rows clean, adversarial, perturbation."""
     columns = max(len(items), 2)  # a lone sample would fill the whole width
-    figure = Figure(figsize=(1.75 * columns, 6.3), layout="constrained")
+    figure = Figure(figsize=(2.15 * columns, 7.6), layout="constrained", dpi=DPI)
     axes = figure.subplots(3, columns, squeeze=False)
     gray = {"cmap": "gray", "vmin": 0, "vmax": 255} if shape[0] == 1 else {}
     for column, item in enumerate(items):
@@ -69,19 +98,19 @@ def _image_rows(items: Sequence[Mapping[str, Any]], shape: Sequence[int]) -> str
         clean.set_title(
             f"#{item['index']}, label {item['label']}\n"
             + _label("clean: pred", item["clean_prediction"], item["clean_confidence"]),
-            fontsize=9,
+            fontsize=TEXT,
         )
         adversarial.imshow(_pixels(item["adversarial"], shape), **gray)
-        adversarial.set_title(
-            _label("adversarial: pred", item["prediction"], item["confidence"]),
-            fontsize=9,
-            color="#b00020",
-        )
+        title, colour = adversarial_title(item)
+        adversarial.set_title(title, fontsize=TEXT, color=colour)
+        if item.get("missed_target"):  # framed in the same colour as its title
+            for spine in adversarial.spines.values():
+                spine.set(color=colour, linewidth=3)
         perturbation.imshow(_pixels(item["perturbation"], shape), cmap="gray", vmin=0, vmax=255)
         perturbation.set_title(
             f"δ ×{item['amplification']:.3g} (grey = 0)\n"
             f"max |δ| {item['max_abs_perturbation']:.3g}",
-            fontsize=9,
+            fontsize=TEXT,
         )
     for ax in axes.flat:
         ax.set_xticks([])
@@ -92,28 +121,30 @@ def _image_rows(items: Sequence[Mapping[str, Any]], shape: Sequence[int]) -> str
 
 
 def _vector_rows(items: Sequence[Mapping[str, Any]]) -> str:
-    figure = Figure(figsize=(7.0, 1.9 * len(items)), layout="constrained")
+    figure = Figure(figsize=(10.0, 2.6 * len(items)), layout="constrained", dpi=DPI)
     axes = figure.subplots(len(items), 2, squeeze=False, width_ratios=[2, 1])
     for (left, right), item in zip(axes, items, strict=True):
         clean = np.asarray(item["clean"])
         adversarial = np.asarray(item["adversarial"])
         features = np.arange(len(clean))
+        title, colour = adversarial_title(item)
         left.plot(features, clean, label="clean", color="#1f77b4", linewidth=1.2)
         left.plot(features, adversarial, label="adversarial", color="#d62728", linewidth=1.0)
         left.set_title(
-            f"#{item['index']} label {item['label']}: "
+            f"#{item['index']} label {item['label']}, "
             + _label("clean pred", item["clean_prediction"], item["clean_confidence"])
-            + ", "
-            + _label("adversarial pred", item["prediction"], item["confidence"]),
-            fontsize=8,
+            + "; "
+            + title.replace("\n", " "),
+            fontsize=TEXT,
+            color=colour if item.get("missed_target") else "black",
         )
-        left.legend(fontsize=7, loc="best")
-        left.tick_params(labelsize=7)
+        left.legend(fontsize=TEXT, loc="best")
+        left.tick_params(labelsize=TEXT)
         right.bar(features, adversarial - clean, color="#7f7f7f", width=1.0)
         right.set_title(
-            f"perturbation (own scale), max |δ| {item['max_abs_perturbation']:.3g}", fontsize=8
+            f"perturbation (own scale)\nmax |δ| {item['max_abs_perturbation']:.3g}", fontsize=TEXT
         )
-        right.tick_params(labelsize=7)
+        right.tick_params(labelsize=TEXT)
     return _png(figure)
 
 
@@ -134,9 +165,23 @@ def _value(record: Mapping[str, Any], key: str) -> float:
     return float(record["eps"] if key == "eps" else record["params"][key])
 
 
+def floors(record: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The thresholds of a record that are a floor on its robust accuracy: min_acc, and
+    max_drop as clean_acc - max_drop."""
+    thresholds = record.get("thresholds") or {}
+    out = []
+    if "min_acc" in thresholds:
+        out.append(("min_acc", float(thresholds["min_acc"])))
+    if "max_drop" in thresholds:
+        out.append(("clean_acc − max_drop", float(record["clean_acc"]) - thresholds["max_drop"]))
+    return out
+
+
 def sweep_curve(records: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
     """(swept name, PNG) of robust accuracy (with its 95% interval) against eps, or against
-    the attack parameter the cases sweep; None when they sweep nothing."""
+    the attack parameter the cases sweep; None when they sweep nothing. A floor threshold
+    is a red bar at each case with the region below it shaded and its value written next
+    to it; a failed case is a red cross."""
     key = sweep_key(records)
     if key is None:
         return None
@@ -144,7 +189,7 @@ def sweep_curve(records: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
         ((_value(r, key), r) for r in records if key != "eps" or r.get("eps") is not None),
         key=lambda p: p[0],
     )
-    figure = Figure(figsize=(5.0, 3.0), layout="constrained")
+    figure = Figure(figsize=(10.5, 4.4), layout="constrained", dpi=DPI)
     ax = figure.subplots()
     for attack in dict.fromkeys(r["attack"] for _, r in points):
         mine = [(x, r) for x, r in points if r["attack"] == attack]
@@ -152,24 +197,70 @@ def sweep_curve(records: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
         acc = [r["robust_acc"] for _, r in mine]
         low = [r["robust_acc"] - r["ci95"][0] for _, r in mine]
         high = [r["ci95"][1] - r["robust_acc"] for _, r in mine]
-        ax.errorbar(xs, acc, yerr=[low, high], marker="o", capsize=3, label=attack)
-    floors = [(x, r["thresholds"]["min_acc"]) for x, r in points if "min_acc" in r["thresholds"]]
-    if floors:
-        fx, fy = zip(*floors, strict=True)
-        ax.scatter(fx, fy, marker="_", s=300, color="k", label="min_acc")
-    ax.set_xlabel(key)
-    ax.set_ylabel("robust accuracy")
+        ax.errorbar(
+            xs, acc, yerr=[low, high], marker="o", markersize=7, capsize=5, lw=2, label=attack
+        )
+    _draw_floors(ax, points)
+    failed = [(x, r["robust_acc"]) for x, r in points if str(r.get("status")) == "fail"]
+    if failed:
+        fx, fy = zip(*failed, strict=True)
+        ax.scatter(fx, fy, marker="X", s=160, color="#cf222e", zorder=5, label="failed")
+    norms = {str(r.get("norm")) for _, r in points}
+    label = f"eps ({norms.pop()})" if key == "eps" and len(norms) == 1 else key
+    ax.set_xlabel(label, fontsize=LABEL)
+    ax.set_ylabel("robust accuracy", fontsize=LABEL)
     ax.set_ylim(-0.02, 1.02)
+    ax.tick_params(labelsize=TEXT)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=TEXT, loc="best")
     return key, _png(figure)
+
+
+def _draw_floors(ax: Any, points: Sequence[tuple[float, Mapping[str, Any]]]) -> None:
+    """Each floor threshold as a bar centred on its case's x, the region below it shaded
+    and its value written at its right end (between cases no threshold is drawn: none
+    was set there)."""
+    xs = sorted({x for x, _ in points})
+    if len(xs) < 2:
+        return
+    half = min(b - a for a, b in itertools.pairwise(xs)) * 0.3
+    styles = {"min_acc": "-", "clean_acc − max_drop": "--"}
+    for name, style in styles.items():
+        level: dict[float, float] = {}
+        for x, r in points:
+            for floor_name, value in floors(r):
+                if floor_name == name:  # several attacks at one x: the highest floor
+                    level[x] = max(value, level.get(x, value))
+        for number, (x, y) in enumerate(sorted(level.items())):
+            ax.hlines(
+                y,
+                x - half,
+                x + half,
+                color="#cf222e",
+                lw=3,
+                linestyles=style,
+                label=f"threshold: {name}" if number == 0 else None,
+                zorder=3,
+            )
+            ax.fill_between([x - half, x + half], -0.02, y, color="#cf222e", alpha=0.1, lw=0)
+            ax.annotate(
+                f"{y:.2f}",
+                (x + half, y),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=TEXT,
+                color="#cf222e",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+            )
+    ax.set_xlim(xs[0] - 2 * half, xs[-1] + 3 * half)
 
 
 def interval_curve(curve: Mapping[str, Any]) -> str:
     """Both bounds of robust accuracy against eps (a curve of report/intervals.py): the
     certified lower bound dashed, the attacked upper bound solid, the gap shaded where both
     were measured."""
-    figure = Figure(figsize=(5.0, 3.0), layout="constrained")
+    figure = Figure(figsize=(10.5, 4.4), layout="constrained", dpi=DPI)
     ax = figure.subplots()
     upper = dict(curve["attacked"])
     lower = dict(curve["certified"])
@@ -188,11 +279,12 @@ def interval_curve(curve: Mapping[str, Any]) -> str:
         )
     # Each interval also as a bar, so that a single eps shows its gap too.
     ax.vlines(both, [lower[e] for e in both], [upper[e] for e in both], color="#9467bd", lw=3)
-    ax.set_xlabel(f"eps ({curve['norm']})")
-    ax.set_ylabel("robust accuracy")
+    ax.set_xlabel(f"eps ({curve['norm']})", fontsize=LABEL)
+    ax.set_ylabel("robust accuracy", fontsize=LABEL)
     ax.set_ylim(-0.02, 1.02)
+    ax.tick_params(labelsize=TEXT)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=TEXT)
     return _png(figure)
 
 
@@ -201,17 +293,18 @@ def gradient_histogram(stats: Mapping[str, Any]) -> str | None:
     bins = stats.get("bins") or []
     if not bins:
         return None
-    figure = Figure(figsize=(5.0, 2.8), layout="constrained")
+    figure = Figure(figsize=(7.5, 3.8), layout="constrained", dpi=DPI)
     ax = figure.subplots()
     labels = [_bin_label(b) for b in bins]
     ax.bar(range(len(bins)), [b["count"] for b in bins], color="#1f77b4")
-    ax.set_xticks(range(len(bins)), labels, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("samples")
+    ax.set_xticks(range(len(bins)), labels, rotation=45, ha="right", fontsize=TEXT)
+    ax.tick_params(axis="y", labelsize=TEXT)
+    ax.set_ylabel("samples", fontsize=LABEL)
     median = stats.get("median")
     title = f"mean |∇x loss| per sample ({stats.get('loss', 'ce')})"
     if isinstance(median, (int, float)):
         title += f", median {median:.3g}"
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=LABEL)
     return _png(figure)
 
 

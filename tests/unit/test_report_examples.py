@@ -105,3 +105,54 @@ def test_encode_images_as_uint8_and_perturbation_stretched() -> None:
     assert item["max_abs_perturbation"] == pytest.approx(0.1, rel=1e-5)
     vector = encode([Example(1, torch.zeros(5), torch.ones(5), 0, 1, 0.5)], (0.0, 1.0))
     assert vector["kind"] == "vector" and vector["items"][0]["adversarial"] == [1.0] * 5
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.15])
+def test_a_targeted_check_shows_samples_pushed_to_a_wrong_class_not_the_target(
+    digits_cnn: torch.nn.Module, digits_data: tuple[torch.Tensor, torch.Tensor], eps: float
+) -> None:
+    """Catches a targeted check that reached few targets showing nothing (at eps 0.1 ILLC
+    reaches no target on these digits but misclassifies several): the picture is filled
+    with the samples pushed to a wrong class other than their target, marked as such and
+    ranked by confidence, as an independent forward pass of the kept inputs sees them."""
+    x, y = digits_data[0][:100], digits_data[1][:100]
+    result = evaluate(
+        digits_cnn, (x, y), "illc", eps, steps=10, keep_examples=4, keep_adversarial=True
+    )
+    with torch.no_grad():
+        probs = digits_cnn(result.adversarial).softmax(dim=1)
+        clean_logits = digits_cnn(x)
+    target = clean_logits.argmin(dim=1)  # ILLC's target: the least likely class
+    pred, confidence = probs.argmax(dim=1), probs.amax(dim=1)
+    correct = clean_logits.argmax(dim=1) == y
+    missed = [i for i in range(len(y)) if correct[i] and pred[i] != y[i] and pred[i] != target[i]]
+    kept = result.examples
+    reached = [e for e in kept if not e.missed_target]
+    assert len(reached) == min(result.n_success, 4)
+    assert kept[: len(reached)] == tuple(reached)  # the successes come first
+    shown = [e for e in kept if e.missed_target]
+    assert missed and len(shown) == min(len(missed), 4 - len(reached)) > 0
+    ranked = sorted(missed, key=lambda i: (-float(confidence[i]), i))
+    assert [e.index for e in shown] == ranked[: len(shown)]
+    for e in kept:
+        assert e.target == int(target[e.index])
+        assert e.prediction == int(pred[e.index]) != e.label
+        assert (e.prediction == e.target) != e.missed_target
+    items = encode(list(kept), (0.0, 1.0))["items"]
+    assert [item["missed_target"] for item in items] == [e.missed_target for e in kept]
+
+
+def test_a_missed_target_reached_later_is_dropped_and_kept_once() -> None:
+    """Catches a sample shown as a missed target after another attack reached it, or shown
+    twice when two attacks both pushed it to a wrong class."""
+    ids = torch.arange(3)
+    x = torch.zeros(3, 2)
+    everyone = torch.ones(3, dtype=torch.bool)
+    top = TopExamples(4)
+    top.offer(ids, x, x, ids, ids + 1, torch.tensor([0.5, 0.6, 0.7]), everyone, ids, True)
+    top.offer(ids, x, x, ids, ids + 1, torch.tensor([0.9, 0.1, 0.1]), everyone, ids, True)
+    assert [e.index for e in top.kept] == [0, 2, 1]
+    assert [e.confidence for e in top.kept] == pytest.approx([0.9, 0.7, 0.6])
+    assert all(e.missed_target and e.target == e.index for e in top.kept)
+    top.drop([2])
+    assert [e.index for e in top.kept] == [0, 1]
