@@ -98,10 +98,11 @@ def test_min_median_with_no_sample_to_measure_says_why(digits_data) -> None:
     printing "median nan < min_median" (it did before)."""
     x, y = digits_data
     keep = y != 1
-    always_one = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    head = torch.nn.Linear(64, 10)
     with torch.no_grad():
-        always_one[1].weight.zero_()
-        always_one[1].bias.copy_(torch.eye(10)[1] * 5)
+        head.weight.zero_()
+        head.bias.copy_(torch.eye(10)[1] * 5)
+    always_one = torch.nn.Sequential(torch.nn.Flatten(), head)
     result = evaluate(always_one, (x[keep], y[keep]), check="gradients", min_median=1e-8)
     assert result.status == "fail"
     message = result.failure_message()
