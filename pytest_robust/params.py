@@ -164,7 +164,7 @@ def _number_or_array(value: Any) -> Any:
 
 def _to_mask(value: Any) -> Any:
     # A tensor or an array: its shape and values are checked against the data's samples
-    # once they are read (engine/data.py frozen_features). A list would expand into cases.
+    # once they are read (engine/input_domain.py frozen_features). A list would expand into cases.
     if not (hasattr(value, "shape") and hasattr(value, "dtype")):
         raise ValueError("")
     return value
@@ -176,7 +176,7 @@ def _to_bounds(value: Any) -> tuple[Any, Any]:
     low, high = value
     if hasattr(low, "shape") or hasattr(high, "shape"):
         # Per-feature bounds (tensors or arrays): checked against the samples' shape once
-        # they are read (engine/data.py feature_bounds).
+        # they are read (engine/input_domain.py feature_bounds).
         return (_number_or_array(low), _number_or_array(high))
     low, high = float(low), float(high)
     if not (math.isfinite(low) and math.isfinite(high) and low < high):

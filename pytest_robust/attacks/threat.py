@@ -35,7 +35,7 @@ class ThreatModel:
     norm: str  # "linf" or "l2"
     bounds: tuple[float, float]
     # True where a feature may not be perturbed; shaped to broadcast over one sample's
-    # shape (engine/data.py frozen_features). None: every feature may move.
+    # shape (engine/input_domain.py frozen_features). None: every feature may move.
     frozen: torch.Tensor | None = field(default=None, compare=False)
     # Per-feature bounds (low, high), shaped to broadcast over one sample's shape, inside
     # `bounds` (then the range they span). None: `bounds` for every feature.

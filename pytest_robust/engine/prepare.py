@@ -11,13 +11,13 @@ import torch
 from pytest_robust.checks.smoothing import Smoothed
 from pytest_robust.engine.borrow import check_weights
 from pytest_robust.engine.data import Samples
-from pytest_robust.engine.data import check_bounds
-from pytest_robust.engine.data import feature_bounds
-from pytest_robust.engine.data import frozen_features
 from pytest_robust.engine.device import resolve_device
 from pytest_robust.engine.distributed import rank_device
 from pytest_robust.engine.distributed import shard
 from pytest_robust.engine.distributed import world
+from pytest_robust.engine.input_domain import check_bounds
+from pytest_robust.engine.input_domain import feature_bounds
+from pytest_robust.engine.input_domain import frozen_features
 from pytest_robust.engine.members import Members
 from pytest_robust.engine.members import build_members
 from pytest_robust.engine.members import models_in
