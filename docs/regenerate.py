@@ -153,6 +153,25 @@ def page_script(page: str, block: str) -> Callable[[Path], None]:
     return write
 
 
+def hooks_project(workdir: Path) -> None:
+    """docs/hooks.md's example: its three files, the conftest next to the digits fixtures."""
+    text = (ROOT / "docs" / "hooks.md").read_text()
+    code = {
+        m.group(1): m.group(0)
+        for m in re.finditer(r"```python\n# (\S+\.py)[^\n]*\n.*?(?=```)", text, re.S)
+    }
+    digits_copy(workdir)
+    (workdir / "test_robustness.py").unlink()
+    (workdir / "pytest.ini").write_text("[pytest]\n")
+    (workdir / "my_attacks.py").write_text(code["my_attacks.py"].removeprefix("```python\n"))
+    (workdir / "test_hooks_demo.py").write_text(
+        code["test_hooks_demo.py"].removeprefix("```python\n")
+    )
+    hooks = code["conftest.py"].removeprefix("```python\n")
+    with (workdir / "conftest.py").open("a") as conftest:
+        conftest.write("\n\n" + hooks)
+
+
 PYTEST = ("-m", "pytest")
 
 RUNS: dict[str, Run] = {
@@ -185,6 +204,14 @@ RUNS: dict[str, Run] = {
                 ("reference-evaluate", "docs/reference.md"),
                 ("semantics-cache", "docs/semantics.md"),
             )
+        ),
+        Run(
+            "hooks",
+            (
+                Edit(hooks_project),
+                Cmd("hooks", (*PYTEST, "--robust-report=json:r.json", "--robust-report=md:r.md")),
+            ),
+            shown_as="/tmp/hooks-demo",
         ),
         Run(
             "ci-baseline",
@@ -247,6 +274,20 @@ def child_env(tmp: Path) -> dict[str, str]:
     return env
 
 
+SAVED = Path(tempfile.gettempdir()) / "pytest-robust-docs"
+
+
+def save(name: str, out: RunOutput) -> None:
+    """Keep a run's raw output, so that `--reuse` can render the blocks again without it."""
+    SAVED.mkdir(exist_ok=True)
+    (SAVED / f"{name}.json").write_text(json.dumps(out.outputs))
+
+
+def load(name: str) -> RunOutput | None:
+    path = SAVED / f"{name}.json"
+    return RunOutput(outputs=json.loads(path.read_text())) if path.exists() else None
+
+
 def execute(run: Run) -> RunOutput:
     out = RunOutput()
     start = time.perf_counter()
@@ -281,11 +322,22 @@ def execute(run: Run) -> RunOutput:
 # Blocks: what the docs show of a run's output
 
 
-def from_line(text: str, start: str, *, end: str | None = None, keep_end: bool = True) -> str:
-    """The lines from the first that starts with `start` to the first after it that starts with
-    `end` (or to the end)."""
+def banner(title: str) -> re.Pattern[str]:
+    """pytest's section line, `==== title ====` as wide as the terminal."""
+    return re.compile(rf"=+ {re.escape(title)} =+$")
+
+
+def from_line(
+    text: str, start: str | re.Pattern[str], *, end: str | None = None, keep_end: bool = True
+) -> str:
+    """The lines from the first that starts with `start` (or matches it) to the first after it
+    that starts with `end` (or to the end)."""
     lines = text.splitlines()
-    i = next(k for k, line in enumerate(lines) if line.startswith(start))
+
+    def first(line: str) -> bool:
+        return bool(start.match(line)) if isinstance(start, re.Pattern) else line.startswith(start)
+
+    i = next(k for k, line in enumerate(lines) if first(line))
     j = len(lines)
     if end is not None:
         j = next(k for k in range(i + 1, len(lines)) if lines[k].startswith(end))
@@ -306,11 +358,11 @@ def without_header(text: str) -> str:
 
 
 def failure(text: str) -> str:
-    return from_line(text, "===" + "=" * 20 + " FAILURES", end="robust_acc")
+    return from_line(text, banner("FAILURES"), end="robust_acc")
 
 
 def term_table(text: str) -> str:
-    return from_line(text, "=" * 30 + " robustness")
+    return from_line(text, banner("robustness"))
 
 
 def invariance_rows(text: str) -> str:
@@ -351,9 +403,15 @@ BLOCKS: dict[str, Block] = {
     "reference-summary": Block(
         "quickstart",
         "fail",
-        lambda t: from_line(t, "=" * 30 + " robustness", end="=====", keep_end=False),
+        lambda t: from_line(t, banner("robustness"), end="=====", keep_end=False),
     ),
     "semantics-cache": Block("semantics-cache", "script", lambda t: t.rstrip("\n")),
+    # docs/hooks.md
+    "hooks-summary": Block(
+        "hooks",
+        "hooks",
+        lambda t: from_line(t, banner("robustness"), end="=====", keep_end=False),
+    ),
     # docs/ci.md
     "ci-compare": Block(
         "ci-baseline",
@@ -408,7 +466,7 @@ def all_marked() -> dict[str, tuple[Path, str, bool]]:
     return found
 
 
-_TIME = re.compile(r"\b\d+(\.\d+)?s\b|\(\d+:\d\d:\d\d\)|\d+(\.\d+)?/s\b")
+_TIME = re.compile(r"\b\d+(\.\d+)?s\b( \(\d+:\d\d:\d\d\))?|\d+(\.\d+)?/s\b")
 _BANNER = re.compile(r"^[=_-]{3,} ?(.*?) ?[=_-]{3,}$")
 _HEADER = ("platform ", "plugins: ", "cachedir: ", "rootdir: ", "configfile: ", "created: ")
 
@@ -480,7 +538,7 @@ def rewrite(outputs: dict[str, RunOutput]) -> list[str]:
 
         def sub(m: re.Match[str]) -> str:
             name = m["name"]
-            if BLOCKS[name].run not in outputs:
+            if name not in BLOCKS or BLOCKS[name].run not in outputs:
                 return m[0]
             body = rendered(name, outputs)
             if body != m["body"]:
@@ -499,6 +557,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", metavar="RUN", help="only these runs")
     parser.add_argument("--skip-unchecked", action="store_true", help="skip the costly runs")
     parser.add_argument("--list", action="store_true", help="list runs and blocks")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help=f"render from the outputs the last run of each kept in {SAVED} (for editing views)",
+    )
     args = parser.parse_args(argv)
     marked = all_marked()
     unused = sorted(set(BLOCKS) - set(marked))
@@ -518,8 +581,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     outputs: dict[str, RunOutput] = {}
     for run in wanted:
+        if args.reuse and (kept := load(run.name)) is not None:
+            outputs[run.name] = kept
+            continue
         print(f"running {run.name} ...", flush=True)
         outputs[run.name] = execute(run)
+        save(run.name, outputs[run.name])
         print(f"  {outputs[run.name].seconds:.0f} s", flush=True)
     if args.check:
         problems = [
@@ -530,6 +597,10 @@ def main(argv: list[str] | None = None) -> int:
         problems += prose_problems(outputs)
         print("\n\n".join(problems) if problems else "every checked output block is current")
         return 1 if problems else 0
+    # What was stale before the rewrite, as the docs test would have reported it.
+    for name, (_, body, _) in marked.items():
+        if BLOCKS[name].run in outputs and (diff := stale(name, body, outputs)):
+            print(diff)
     changed = rewrite(outputs)
     for problem in prose_problems(outputs):
         print(f"fix by hand: {problem}")
