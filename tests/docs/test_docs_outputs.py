@@ -9,6 +9,7 @@ moves a number fails here until `python docs/regenerate.py` is run and its diff 
 from __future__ import annotations
 
 import importlib.util
+import platform
 import re
 import sys
 from pathlib import Path
@@ -41,6 +42,10 @@ def test_every_marked_block_has_a_run_and_every_block_is_marked() -> None:
         assert unchecked == (not regen.RUNS[regen.BLOCKS[name].run].checked)
 
 
+@pytest.mark.skipif(
+    platform.machine().lower() not in {"x86_64", "amd64"},
+    reason="the committed outputs are those of the x86-64 AVX2 kernels (docs/regenerate.py)",
+)
 @pytest.mark.parametrize("run_name", CHECKED)
 def test_output_blocks_are_current(run_name: str) -> None:
     outputs = {run_name: regen.execute(regen.RUNS[run_name])}
