@@ -47,6 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+from xml.etree import ElementTree
+from xml.sax.saxutils import quoteattr
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "digits"
@@ -235,6 +237,20 @@ RUNS: dict[str, Run] = {
                         "--junitxml=junit.xml",
                     ),
                 ),
+                Cmd(
+                    "strict",
+                    (
+                        *PYTEST,
+                        "test_robustness.py",
+                        "-n",
+                        "2",
+                        "--robust-strict",
+                        "--robust-compare",
+                        "--junitxml=junit.xml",
+                    ),
+                    rc=1,
+                ),
+                Cmd("junit", ("-c", "print(open('junit.xml').read())")),
             ),
             shown_as="/tmp/digits_demo",
         ),
@@ -390,6 +406,22 @@ def as_console(command: str) -> Callable[[str], str]:
     return lambda text: f"$ {command}\n" + text.rstrip("\n")
 
 
+def junit_properties(case: str) -> Callable[[str], str]:
+    """The robust.* properties of one test case of a JUnit XML file, as pytest writes them."""
+
+    def show(text: str) -> str:
+        tree = ElementTree.fromstring(text)
+        testcase = next(t for t in tree.iter("testcase") if t.get("name") == case)
+        lines = []
+        for prop in testcase.iter("property"):
+            name, value = prop.get("name", ""), prop.get("value", "")
+            if name.startswith("robust."):
+                lines.append(f"<property name={quoteattr(name)} value={quoteattr(value)} />")
+        return "\n".join(lines)
+
+    return show
+
+
 @dataclass(frozen=True)
 class Block:
     run: str
@@ -433,6 +465,10 @@ BLOCKS: dict[str, Block] = {
             "pytest test_robustness.py -n 2 --robust-compare-fail=robust_acc:0.02"
             " --junitxml=junit.xml"
         ),
+    ),
+    "ci-junit": Block("ci-baseline", "junit", junit_properties("test_pgd_curve[pgd-eps=0.02]")),
+    "ci-strict-line": Block(
+        "ci-baseline", "strict", lambda t: line_after(t, " test_pgd_curve[pgd-eps=0.02] ")
     ),
     "ci-quick": Block(
         "ci-quick", "quick", as_console("pytest test_robustness.py --robust-profile=quick")
