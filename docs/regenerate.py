@@ -565,7 +565,10 @@ def prose_problems(outputs: dict[str, RunOutput]) -> list[str]:
 
 def rendered(name: str, outputs: dict[str, RunOutput]) -> str:
     block = BLOCKS[name]
-    return block.show(outputs[block.run].outputs[block.step]).rstrip("\n") + "\n"
+    # pytest names the cache directory in its header when it is not the default one: ours is
+    # (see child_env), the reader's is not.
+    text = re.sub(r"^cachedir: .*\n", "", outputs[block.run].outputs[block.step], flags=re.M)
+    return block.show(text).rstrip("\n") + "\n"
 
 
 def stale(name: str, committed: str, outputs: dict[str, RunOutput]) -> str | None:
