@@ -210,6 +210,7 @@ RUNS: dict[str, Run] = {
             for name, page in (
                 ("reference-evaluate", "docs/reference.md"),
                 ("semantics-cache", "docs/semantics.md"),
+                ("semantics-three-thresholds", "docs/semantics.md"),
             )
         ),
         Run(
@@ -451,6 +452,9 @@ BLOCKS: dict[str, Block] = {
         lambda t: from_line(t, banner("robustness"), end="=====", keep_end=False),
     ),
     "semantics-cache": Block("semantics-cache", "script", lambda t: t.rstrip("\n")),
+    "semantics-three-thresholds": Block(
+        "semantics-three-thresholds", "script", lambda t: t.rstrip("\n")
+    ),
     # docs/hooks.md
     "hooks-summary": Block(
         "hooks",
