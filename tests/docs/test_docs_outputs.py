@@ -1,0 +1,104 @@
+"""The docs' output blocks are the output of the commands they show (issue 17, part 7).
+
+docs/regenerate.py runs the commands and rewrites the marked blocks; these tests run the
+same commands (each run once, however many blocks show it) and fail when a committed block
+differs from what the command prints now, times and the session header aside. A change that
+moves a number fails here until `python docs/regenerate.py` is run and its diff committed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "docs_regenerate", ROOT / "docs" / "regenerate.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+regen = _load()
+CHECKED = [name for name, run in regen.RUNS.items() if run.checked]
+
+
+def test_every_marked_block_has_a_run_and_every_block_is_marked() -> None:
+    marked = regen.all_marked()  # raises SystemExit on unknown, doubled or mislabelled blocks
+    assert set(marked) == set(regen.BLOCKS)
+    for name, (_, _, unchecked) in marked.items():
+        assert unchecked == (not regen.RUNS[regen.BLOCKS[name].run].checked)
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in {"x86_64", "amd64"},
+    reason="the committed outputs are those of the x86-64 AVX2 kernels (docs/regenerate.py)",
+)
+@pytest.mark.parametrize("run_name", CHECKED)
+def test_output_blocks_are_current(run_name: str) -> None:
+    outputs = {run_name: regen.execute(regen.RUNS[run_name])}
+    problems = [
+        diff
+        for name, (_, body, _) in regen.all_marked().items()
+        if regen.BLOCKS[name].run == run_name and (diff := regen.stale(name, body, outputs))
+    ]
+    problems += regen.prose_problems(outputs)
+    assert not problems, (
+        "\n\n".join(problems) + "\n\nrun `python docs/regenerate.py` and commit the docs"
+    )
+
+
+# The comparison itself, on the committed README table standing in for a fresh run.
+
+
+def _committed(name: str) -> str:
+    body: str = regen.all_marked()[name][1]
+    return body
+
+
+def _as_run(name: str, text: str) -> dict[str, object]:
+    """`text` as the output of the block's run (the README table's run prints a header that
+    the block leaves out; `without_header` cuts after its 'collected' line)."""
+    block = regen.BLOCKS[name]
+    return {block.run: regen.RunOutput(outputs={block.step: "collected 1 item\n\n" + text})}
+
+
+def test_a_moved_number_is_stale() -> None:
+    # The main job's output as it would be printed, with the first robust accuracy moved by
+    # 0.002 (one sample of 450 is 0.0022).
+    committed = _committed("readme-main-job")
+    match = re.search(r" (\d\.\d{3}) \[", committed)
+    assert match is not None
+    moved = f"{float(match.group(1)) - 0.002:.3f}"
+    produced = committed[: match.start(1)] + moved + committed[match.end(1) :]
+    diff = regen.stale("readme-main-job", committed, _as_run("readme-main-job", produced))
+    assert diff is not None
+    assert f" {match.group(1)} [" in diff and f" {moved} [" in diff
+
+
+def test_times_and_their_padding_are_not_compared() -> None:
+    committed = _committed("readme-main-job")
+    # Every time ten times longer: the column, the summary line and its '=' padding move.
+    produced = regen._TIME.sub(lambda m: "1" + m.group(0), committed)
+    assert produced != committed
+    assert regen.stale("readme-main-job", committed, _as_run("readme-main-job", produced)) is None
+
+
+def test_a_test_missing_from_the_quickstart_table_is_reported() -> None:
+    collect = "examples/digits/test_robustness.py::test_new_gate\n1 test collected in 0.01s\n"
+    problems = regen.prose_problems(
+        {"digits-collect": regen.RunOutput(outputs={"collect": collect})}
+    )
+    assert any("misses ['test_new_gate']" in p for p in problems)
