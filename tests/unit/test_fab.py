@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 from toy_models import LogisticRegression
+from toy_models import TinyNet
 from toy_models import linear_problem
 
 from pytest_robust import RobustConfigError
@@ -98,17 +99,6 @@ def test_nearest_boundary_target_and_ranked_targets(norm):
 def test_fab_t_refuses_target(digits_cnn, digits_data):
     with pytest.raises(RobustConfigError, match="target"):
         evaluate(digits_cnn, digits_data, attack="fab-t", eps=0.1, target=3, max_samples=5)
-
-
-class TinyNet(torch.nn.Module):
-    def __init__(self, features: int, classes: int, seed: int) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.w1 = torch.nn.Parameter(torch.randn(features, 16, generator=g))
-        self.w2 = torch.nn.Parameter(torch.randn(16, classes, generator=g))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x.flatten(1) @ self.w1) @ self.w2
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
