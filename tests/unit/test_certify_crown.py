@@ -193,20 +193,7 @@ def test_crown_is_exact_where_the_network_is_linear_on_the_box() -> None:
     assert torch.allclose(loose.gather(1, other).flatten(), expected - 0.6, atol=1e-12)
 
 
-# --- digits: a small MLP trained in the fixture (about a second on one core) -------------
-
-
-@pytest.fixture(scope="module")
-def digits_mlp() -> nn.Sequential:
-    from digits import digits_split
-    from digits import train
-
-    x_train, y_train, _, _ = digits_split()
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    train(model, x_train, y_train, epochs=10)
-    return model.eval()
+# --- digits: a small MLP (digits_mlp, tests/conftest.py) -----------------------------------
 
 
 def _flags(text: str) -> torch.Tensor:

@@ -149,20 +149,7 @@ def test_the_soundness_property_catches_a_wrong_rule(monkeypatch: pytest.MonkeyP
     assert _violation(_network("mlp", 0), x, 0.2, (0.0, 1.0), 0) > 1e-3
 
 
-# --- digits: a small MLP trained in the fixture (about a second on one core) -------------
-
-
-@pytest.fixture(scope="module")
-def digits_mlp() -> nn.Sequential:
-    from digits import digits_split
-    from digits import train
-
-    x_train, y_train, _, _ = digits_split()
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    train(model, x_train, y_train, epochs=10)
-    return model.eval()
+# --- digits: a small MLP (digits_mlp, tests/conftest.py) -----------------------------------
 
 
 def _reference_certified(
