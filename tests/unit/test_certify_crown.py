@@ -17,6 +17,7 @@ from certify_nets import batch_norm
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from per_sample import bits
 from torch import nn
 
 import pytest_robust
@@ -196,10 +197,6 @@ def test_crown_is_exact_where_the_network_is_linear_on_the_box() -> None:
 # --- digits: a small MLP (digits_mlp, tests/conftest.py) -----------------------------------
 
 
-def _flags(text: str) -> torch.Tensor:
-    return torch.tensor([c == "1" for c in text])
-
-
 def test_crown_certifies_more_than_ibp_and_no_certified_sample_is_broken(
     digits_mlp: nn.Sequential, digits_data: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
@@ -211,7 +208,7 @@ def test_crown_certifies_more_than_ibp_and_no_certified_sample_is_broken(
     attacked = pytest_robust.evaluate(
         digits_mlp, (x, y), attack=["pgd", "apgd", "square"], eps=eps, queries=300, steps=20
     )
-    proven, loose, survived = _flags(tight.robust), _flags(ibp.robust), _flags(attacked.robust)
+    proven, loose, survived = bits(tight.robust), bits(ibp.robust), bits(attacked.robust)
     assert bool((loose <= proven).all())
     assert int(proven.sum()) > int(loose.sum()) + 10  # strictly tighter, by a margin
     assert not bool((proven & ~survived).any())
