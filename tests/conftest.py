@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 # tests/ for the shared toy models, examples/digits for the example's model and data.
 sys.path[:0] = [str(HERE), str(HERE.parent / "examples" / "digits")]
 from digits import digits_split  # noqa: E402
+from digits import train  # noqa: E402
 from digits import trained_cnn  # noqa: E402
 from toy_models import LogisticRegression  # noqa: E402,F401  (re-exported for older imports)
 
@@ -32,3 +33,17 @@ def digits_data() -> tuple[torch.Tensor, torch.Tensor]:
 def digits_cnn() -> torch.nn.Module:
     """The example's undefended CNN (~3 s to train, deterministic)."""
     return trained_cnn(seed=0)
+
+
+@pytest.fixture(scope="session")
+def digits_mlp() -> torch.nn.Sequential:
+    """A small MLP (64-32-10) trained on the digits for the certificate tests (about a
+    second on one core, deterministic); evaluations borrow it and give it back unchanged."""
+    x_train, y_train, _, _ = digits_split()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+        )
+    train(model, x_train, y_train, epochs=10)
+    return model.eval()

@@ -44,6 +44,22 @@ class OutOfMemoryAbove(CountingModel):
         return super().forward(x)
 
 
+class AutocastRecorder(torch.nn.Module):
+    """Records, per forward call, whether autocast was on for `device_type` ("cpu",
+    "cuda") and the logits' dtype."""
+
+    def __init__(self, inner: torch.nn.Module, device_type: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.device_type = device_type
+        self.calls: list[tuple[bool, torch.dtype]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        self.calls.append((torch.is_autocast_enabled(self.device_type), out.dtype))
+        return out
+
+
 @contextlib.contextmanager
 def counting_linear(weight: torch.Tensor) -> Iterator[list[int]]:
     """Counts the samples that go through the linear layer with `weight`, from outside the

@@ -34,6 +34,20 @@ class Scaled(torch.nn.Module):
         return self.inner(x) * self.factor
 
 
+class TinyNet(torch.nn.Module):
+    """A random small net over any input shape (flattened): tanh(x W1) W2, W1 of width 16,
+    seeded, its first layer's weights times `scale`."""
+
+    def __init__(self, features: int, classes: int, seed: int, scale: float = 1.0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w1 = torch.nn.Parameter(torch.randn(features, 16, generator=g) * scale)
+        self.w2 = torch.nn.Parameter(torch.randn(16, classes, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x.flatten(1) @ self.w1) @ self.w2
+
+
 def linear_problem(
     seed: int, n: int, d: int = 20
 ) -> tuple[LogisticRegression, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,2 +1,3 @@
 """Properties of a model that are not an attack: input-gradient magnitudes and the
-gradient-masking diagnosis (flags.py has no torch; gradients.py and sanity.py do)."""
+gradient-masking checks (flags.py has no torch; gradients.py, sanity.py (the cheap flags)
+and diagnosis.py (the full diagnosis) do)."""

@@ -13,11 +13,11 @@ import torch
 
 from pytest_robust.attacks import Attack
 from pytest_robust.checks import gradients
+from pytest_robust.checks.diagnosis import diagnose
 from pytest_robust.checks.flags import Flag
 from pytest_robust.checks.sanity import GRADIENT_SAMPLES
 from pytest_robust.checks.sanity import cheap_flags
 from pytest_robust.checks.sanity import determinism_flag
-from pytest_robust.checks.sanity import diagnose
 from pytest_robust.checks.sanity import gradient_loss
 from pytest_robust.checks.sanity import probability_flag
 from pytest_robust.engine.backoff import BackOff

@@ -36,6 +36,9 @@ from pytest_robust.plugin.workers import is_xdist_worker
 from pytest_robust.plugin.workers import launched_world_size
 from pytest_robust.plugin.workers import worker_device
 from pytest_robust.plugin.workers import xdist_worker
+from pytest_robust.spec.attack_arg import attack_params
+from pytest_robust.spec.cases import Case
+from pytest_robust.spec.cases import expand
 from pytest_robust.spec.profiles import Profile
 from pytest_robust.spec.profiles import choose_profile
 from pytest_robust.spec.profiles import parse_profiles
@@ -44,9 +47,6 @@ from pytest_robust.spec.resolve import derive_seed
 from pytest_robust.spec.resolve import resolve
 from pytest_robust.spec.schema import COMMON_PARAMS
 from pytest_robust.spec.schema import RUN_SETTINGS
-from pytest_robust.spec.validate import Case
-from pytest_robust.spec.validate import attack_params
-from pytest_robust.spec.validate import expand
 
 if TYPE_CHECKING:
     from pytest_robust.engine import EvaluationCache

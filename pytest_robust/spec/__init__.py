@@ -4,10 +4,16 @@ Pure, no torch and no pytest; the marker, the plugin and `evaluate()` all go thr
 so a value is checked the same way wherever it comes from.
 
 - schema.py: the one table of common parameters, thresholds, run settings, sanity levels;
-- validate.py: a marker's (or evaluate()'s) arguments into validated cases, once;
+- validate.py: a marker's (or evaluate()'s) arguments validated, once; attack_arg.py: what
+  attack= stands for (its members, a preset's version) and the parameters they take;
+  cases.py: list arguments zipped into cases;
 - resolve.py: a case plus the run settings into a Spec (marker > CLI > ini > default).
 """
 
+from pytest_robust.spec.attack_arg import attack_members
+from pytest_robust.spec.attack_arg import attack_params
+from pytest_robust.spec.cases import Case
+from pytest_robust.spec.cases import expand
 from pytest_robust.spec.resolve import SourceLabels
 from pytest_robust.spec.resolve import Spec
 from pytest_robust.spec.resolve import derive_seed
@@ -23,10 +29,6 @@ from pytest_robust.spec.schema import SANITY_LEVELS
 from pytest_robust.spec.schema import THRESHOLDS
 from pytest_robust.spec.schema import AttackSchema
 from pytest_robust.spec.schema import Preset
-from pytest_robust.spec.validate import Case
-from pytest_robust.spec.validate import attack_members
-from pytest_robust.spec.validate import attack_params
-from pytest_robust.spec.validate import expand
 from pytest_robust.spec.validate import validate
 
 __all__ = [

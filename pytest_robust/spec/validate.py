@@ -1,13 +1,15 @@
-"""Validation of a marker's (or evaluate()'s) arguments, and their expansion into cases.
+"""Validation of a marker's (or evaluate()'s) arguments: an attack's, check="gradients"'s
+and check="certify"'s.
 
 Pure functions, no torch and no pytest. The marker validates here once, at collection,
 so a bad argument is reported before anything runs; resolve.py then trusts the result.
+What attack= stands for (members, presets) is attack_arg.py's; the expansion of list
+arguments into cases is cases.py's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
@@ -15,6 +17,12 @@ from pytest_robust.errors import RobustConfigError
 from pytest_robust.params import Param
 from pytest_robust.params import is_list_value
 from pytest_robust.params import suggest
+from pytest_robust.spec.attack_arg import attack_members
+from pytest_robust.spec.attack_arg import attack_params
+from pytest_robust.spec.attack_arg import delegate_of
+from pytest_robust.spec.attack_arg import fixed_preset
+from pytest_robust.spec.attack_arg import preset_params
+from pytest_robust.spec.attack_arg import preset_version
 from pytest_robust.spec.schema import CERTIFY_CHECK_ARGS
 from pytest_robust.spec.schema import CERTIFY_METHODS
 from pytest_robust.spec.schema import CERTIFY_PARAMS
@@ -25,17 +33,8 @@ from pytest_robust.spec.schema import GRADIENT_THRESHOLDS
 from pytest_robust.spec.schema import IBP_REFUSED
 from pytest_robust.spec.schema import NOT_ON_MARKER
 from pytest_robust.spec.schema import PRESETS
-from pytest_robust.spec.schema import THRESHOLDS
 from pytest_robust.spec.schema import AttackSchema
 from pytest_robust.spec.schema import Preset
-
-
-@dataclass(frozen=True)
-class Case:
-    """One expanded case of a marker: validated scalar arguments and a readable id."""
-
-    kwargs: Mapping[str, Any]
-    id: str
 
 
 def validate(
@@ -74,7 +73,7 @@ def validate(
             f"worst case, list targetable attacks: attack=['apgd-ce', 'square'], target=..."
         )
     if preset is not None:
-        own = _preset_params(preset, members, attacks)
+        own = preset_params(preset, members, attacks)
     else:
         own = attack_params(members, attacks, kwargs)
     known = {**COMMON_PARAMS, **own}
@@ -293,38 +292,6 @@ def largest_radius(sigma: float, n: int, alpha: float) -> float:
     return sigma * NormalDist().inv_cdf(p) if p > 0.5 else 0.0
 
 
-def fixed_preset(attack: Any) -> Preset | None:
-    """The fixed preset `attack` names (attack='autoattack'), or None."""
-    preset = PRESETS.get(attack) if isinstance(attack, str) else None
-    return preset if preset is not None and preset.fixed else None
-
-
-def preset_version(preset: Preset, attack: str, kwargs: Mapping[str, Any]) -> str:
-    """The version= a fixed preset runs: the given one (checked), else the default."""
-    if "version" not in kwargs:
-        return preset.default
-    version = kwargs["version"]
-    if isinstance(version, (list, tuple)):
-        raise RobustConfigError(
-            f"version={version!r}: attack={attack!r} runs one version per test (their "
-            "members differ); use pytest.mark.parametrize for several"
-        )
-    if isinstance(version, str) and version in preset.withheld:
-        raise RobustConfigError(f"version={version!r}: {preset.withheld[version]}")
-    parsed: str = preset.params["version"].parse("version", version)
-    return parsed
-
-
-def _preset_params(
-    preset: Preset, members: tuple[str, ...], attacks: Mapping[str, AttackSchema]
-) -> dict[str, Param]:
-    """What a fixed preset takes: version=, and the member parameters it passes on."""
-    params = dict(preset.params)
-    for name in members:
-        params.update({k: v for k, v in attacks[name].params.items() if k in preset.passes})
-    return params
-
-
 def _fixed_setting(attack: str, preset: Preset, name: str, kwargs: Mapping[str, Any]) -> str:
     """Why a member parameter is refused by a fixed preset, and the fix."""
     version = preset_version(preset, attack, kwargs)
@@ -340,73 +307,6 @@ def _fixed_setting(attack: str, preset: Preset, name: str, kwargs: Mapping[str, 
     )
 
 
-def attack_members(
-    attack: Any, attacks: Mapping[str, AttackSchema], kwargs: Mapping[str, Any] | None = None
-) -> tuple[str, ...]:
-    """The attack names a marker's `attack=` stands for: one name, a list of names (worst
-    case per sample over all of them), or a preset name (for a fixed preset, the members
-    of the version= in `kwargs`)."""
-    if isinstance(attack, str) and attack in PRESETS:
-        preset = PRESETS[attack]
-        version = preset_version(preset, attack, kwargs or {}) if preset.fixed else None
-        return preset.members(version)
-    names = tuple(attack) if isinstance(attack, (list, tuple)) else (attack,)
-    if not names:
-        raise RobustConfigError("attack=[]: name at least one attack")
-    for name in names:
-        if not isinstance(name, str) or name not in attacks:
-            known = sorted([*attacks, *PRESETS])
-            raise RobustConfigError(
-                f"attack={name!r} is not a registered attack{suggest(str(name), known)}; "
-                f"known attacks: {', '.join(known)}"
-            )
-    if len(set(names)) != len(names):
-        raise RobustConfigError(f"attack={list(names)!r}: each attack may appear once")
-    return names
-
-
-def attack_params(
-    members: Any, attacks: Mapping[str, AttackSchema], kwargs: Mapping[str, Any]
-) -> dict[str, Param]:
-    """Every attack-specific parameter the members accept (for a delegating attack such
-    as transfer, also those of the attack it delegates to); for check="certify", which
-    runs no attack, the certificate's own (method=)."""
-    if kwargs.get("check") == "certify":
-        return dict(CERTIFY_PARAMS)
-    preset = fixed_preset(members)
-    if preset is not None:
-        return _preset_params(preset, attack_members(members, attacks, kwargs), attacks)
-    names = members if isinstance(members, tuple) else attack_members(members, attacks, kwargs)
-    params: dict[str, Param] = {}
-    for name in names:
-        schema = attacks[name]
-        params.update({k: v for k, v in schema.params.items() if k not in params})
-        delegate = _delegate(schema, kwargs, attacks)
-        if delegate is not None:
-            params.update({k: v for k, v in attacks[delegate].params.items() if k not in params})
-    return params
-
-
-def _delegate(
-    schema: AttackSchema, kwargs: Mapping[str, Any], attacks: Mapping[str, AttackSchema]
-) -> str | None:
-    if schema.delegate is None:
-        return None
-    inner = kwargs.get(schema.delegate, schema.params[schema.delegate].default)
-    if (
-        not isinstance(inner, str)
-        or inner not in attacks
-        or attacks[inner].delegate
-        or not attacks[inner].eps_ball
-    ):
-        usable = sorted(a for a, s in attacks.items() if s.delegate is None and s.eps_ball)
-        raise RobustConfigError(
-            f"{schema.delegate}={inner!r}: name the white-box attack to run on the surrogate"
-            f"{suggest(str(inner), usable)}; one of {', '.join(usable)}"
-        )
-    return inner
-
-
 def _default_norm(
     members: tuple[str, ...],
     attacks: Mapping[str, AttackSchema],
@@ -420,7 +320,7 @@ def _default_norm(
         return
     common: set[str] | None = None
     for member in members:
-        delegate = _delegate(attacks[member], out, attacks)
+        delegate = delegate_of(attacks[member], out, attacks)
         norms = set(attacks[delegate if delegate is not None else member].norms)
         common = norms if common is None else common & norms
     default = COMMON_PARAMS["norm"].default
@@ -433,7 +333,7 @@ def _check_members(
 ) -> None:
     for member in members:
         schema = attacks[member]
-        delegate = _delegate(schema, out, attacks)
+        delegate = delegate_of(schema, out, attacks)
         effective = attacks[delegate] if delegate is not None else schema
         if out.get("target") is not None and not effective.targetable:
             targetable = sorted(a for a, s in attacks.items() if s.targetable)
@@ -447,33 +347,3 @@ def _check_members(
                 raise RobustConfigError(
                     f"norm={norm!r}: attack {member!r} supports {', '.join(effective.norms)}"
                 )
-
-
-def _attack_id(kwargs: Mapping[str, Any]) -> str:
-    attack = kwargs["attack"]
-    if kwargs.get("check") == "certify":
-        return f"certify-{kwargs['method']}"
-    if isinstance(attack, tuple):
-        return "+".join(attack) or "gradients"  # () is check="gradients"
-    return str(attack)
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def expand(kwargs: Mapping[str, Any]) -> list[Case]:
-    """Zip list-valued arguments into cases. No list argument gives one case, id ''."""
-    lists = {n: v for n, v in kwargs.items() if isinstance(v, list) and n != "attack"}
-    if not lists:
-        return [Case(dict(kwargs), "")]
-    (length,) = {len(v) for v in lists.values()}
-    shown = [n for n in lists if n not in THRESHOLDS] or list(lists)
-    cases = []
-    for i in range(length):
-        case = {n: (v[i] if n in lists else v) for n, v in kwargs.items()}
-        parts = [_attack_id(kwargs)] + [f"{n}={_format_value(case[n])}" for n in shown]
-        cases.append(Case(case, "-".join(parts)))
-    return cases

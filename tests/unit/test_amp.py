@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from model_wrappers import AutocastRecorder
 
 from pytest_robust import RobustWarning
 from pytest_robust import evaluate
@@ -25,23 +26,9 @@ KW: dict[str, Any] = {
 }
 
 
-class AutocastRecorder(torch.nn.Module):
-    """Records, per forward call, whether autocast was on and the logits' dtype."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.calls: list[tuple[bool, torch.dtype]] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.inner(x)
-        self.calls.append((torch.is_autocast_enabled("cpu"), out.dtype))
-        return out
-
-
 def test_amp_attacks_in_low_precision_and_verifies_in_float32(digits_cnn, digits_data, monkeypatch):
     monkeypatch.setitem(memory.AMP_DTYPES, "cpu", torch.bfloat16)
-    model = AutocastRecorder(digits_cnn)
+    model = AutocastRecorder(digits_cnn, "cpu")
     result = evaluate(model, digits_data, amp=True, **KW)
     clean, *attack, verify = model.calls
     assert clean == (False, torch.float32)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 from model_wrappers import CountingModel
+from per_sample import bits
 
 from pytest_robust import RobustConfigError
 from pytest_robust import evaluate
@@ -25,10 +26,6 @@ class ScaledLogits(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * self.inner(x)
-
-
-def flags(bits: str) -> torch.Tensor:
-    return torch.tensor([b == "1" for b in bits])
 
 
 @pytest.mark.parametrize("attack", ["apgd-ce", "apgd-dlr"])
@@ -72,9 +69,9 @@ def test_targeted_apgd_reaches_the_target(loss, digits_cnn, digits_data):
     )
     with torch.no_grad():
         pred = digits_cnn(result.adversarial).argmax(1)
-    hit = flags(result.success)
+    hit = bits(result.success)
     assert result.targeted and result.success_rate > 0.9
-    assert torch.equal(hit, flags(result.attacked) & (pred == 3))
+    assert torch.equal(hit, bits(result.attacked) & (pred == 3))
 
 
 def test_dlr_ignores_the_scale_of_the_logits_and_ce_does_not(digits_cnn, digits_data):

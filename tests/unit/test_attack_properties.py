@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+from every_attack import quick_arguments
 from hypothesis import HealthCheck
 from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from toy_models import TinyNet
 
 from pytest_robust import evaluate
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import registered_attacks
 
 ATTACKS = sorted(registered_attacks())
-# Small budgets for whichever of these parameters an attack declares, to keep this fast.
-QUICK = {"steps": 3, "queries": 20, "samples": 4, "search_steps": 2, "restarts": 1}
 # Attacks that are not eps-ball attacks take their own ranges instead of eps (transform:
 # the kinds that take inputs of any shape).
 OWN_RANGES = {
     "transform": lambda size: {"brightness": size, "contrast": min(size, 1.0), "noise": size},
     "noise": lambda size: {"sigma": size, "draws": 2},
 }
-
-
-class TinyNet(torch.nn.Module):
-    """A random small net over any input shape (flattened)."""
-
-    def __init__(self, features: int, classes: int, seed: int) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.w1 = torch.nn.Parameter(torch.randn(features, 16, generator=g))
-        self.w2 = torch.nn.Parameter(torch.randn(16, classes, generator=g))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x.flatten(1) @ self.w1) @ self.w2
 
 
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple)
@@ -100,16 +85,11 @@ def test_adversarial_inputs_stay_in_the_ball_and_bounds(
     norms = registered_attacks()[attack].norms
     norm = norms[norm_choice % len(norms)]  # only the norms the attack supports
     schema = registered_attacks()[attack]
-    extra: dict[str, Any] = {k: v for k, v in QUICK.items() if k in schema.params}
-    if schema.delegate is not None:  # transfer: craft on the model itself, with a quick pgd
-        extra.update(surrogate=model, steps=3)
     if attack == "fooling":  # starts from noise anywhere in the bounds: eps covers them
         eps = max(eps, width)
-    if schema.eps_ball:
-        extra.update(eps=eps, norm=norm)
-    else:
-        extra.update(OWN_RANGES[attack](eps or 0.1), budget=4)
-        extra = {k: v for k, v in extra.items() if k in schema.params}
+    sized = OWN_RANGES.get(attack)  # ranges that grow with the drawn size
+    own = {**sized(eps or 0.1), "budget": 4} if sized is not None else None
+    extra = quick_arguments(attack, model, eps, norm_choice, own)
     result = evaluate(
         model,
         (x, y),

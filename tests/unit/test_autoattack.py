@@ -21,7 +21,7 @@ from pytest_robust.errors import RobustConfigError
 from pytest_robust.spec import PRESETS
 from pytest_robust.spec import resolve
 from pytest_robust.spec import validate
-from pytest_robust.spec.validate import attack_params
+from pytest_robust.spec.attack_arg import attack_params
 
 # fra31/auto-attack, autoattack.py (version='standard') and the constructors it calls:
 # APGD n_iter=100, n_restarts=1; APGD-T n_iter=100, n_restarts=1, n_target_classes=9;

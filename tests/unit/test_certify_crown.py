@@ -17,6 +17,7 @@ from certify_nets import batch_norm
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from per_sample import bits
 from torch import nn
 
 import pytest_robust
@@ -193,24 +194,7 @@ def test_crown_is_exact_where_the_network_is_linear_on_the_box() -> None:
     assert torch.allclose(loose.gather(1, other).flatten(), expected - 0.6, atol=1e-12)
 
 
-# --- digits: a small MLP trained in the fixture (about a second on one core) -------------
-
-
-@pytest.fixture(scope="module")
-def digits_mlp() -> nn.Sequential:
-    from digits import digits_split
-    from digits import train
-
-    x_train, y_train, _, _ = digits_split()
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    train(model, x_train, y_train, epochs=10)
-    return model.eval()
-
-
-def _flags(text: str) -> torch.Tensor:
-    return torch.tensor([c == "1" for c in text])
+# --- digits: a small MLP (digits_mlp, tests/conftest.py) -----------------------------------
 
 
 def test_crown_certifies_more_than_ibp_and_no_certified_sample_is_broken(
@@ -224,7 +208,7 @@ def test_crown_certifies_more_than_ibp_and_no_certified_sample_is_broken(
     attacked = pytest_robust.evaluate(
         digits_mlp, (x, y), attack=["pgd", "apgd", "square"], eps=eps, queries=300, steps=20
     )
-    proven, loose, survived = _flags(tight.robust), _flags(ibp.robust), _flags(attacked.robust)
+    proven, loose, survived = bits(tight.robust), bits(ibp.robust), bits(attacked.robust)
     assert bool((loose <= proven).all())
     assert int(proven.sum()) > int(loose.sum()) + 10  # strictly tighter, by a margin
     assert not bool((proven & ~survived).any())

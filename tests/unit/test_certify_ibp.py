@@ -15,6 +15,7 @@ from certify_nets import batch_norm
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from per_sample import bits
 from torch import nn
 
 import pytest_robust
@@ -149,20 +150,7 @@ def test_the_soundness_property_catches_a_wrong_rule(monkeypatch: pytest.MonkeyP
     assert _violation(_network("mlp", 0), x, 0.2, (0.0, 1.0), 0) > 1e-3
 
 
-# --- digits: a small MLP trained in the fixture (about a second on one core) -------------
-
-
-@pytest.fixture(scope="module")
-def digits_mlp() -> nn.Sequential:
-    from digits import digits_split
-    from digits import train
-
-    x_train, y_train, _, _ = digits_split()
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    train(model, x_train, y_train, epochs=10)
-    return model.eval()
+# --- digits: a small MLP (digits_mlp, tests/conftest.py) -----------------------------------
 
 
 def _reference_certified(
@@ -190,10 +178,6 @@ def _reference_certified(
     return torch.tensor(out)
 
 
-def _flags(text: str) -> torch.Tensor:
-    return torch.tensor([c == "1" for c in text])
-
-
 @pytest.mark.parametrize("eps", [0.005, 0.02, 0.05])
 def test_certified_counts_equal_a_reference_interval_computation(
     digits_mlp: nn.Sequential, digits_data: tuple[torch.Tensor, torch.Tensor], eps: float
@@ -202,7 +186,7 @@ def test_certified_counts_equal_a_reference_interval_computation(
     result = pytest_robust.evaluate(digits_mlp, (x, y), check="certify", method="ibp", eps=eps)
     expected = _reference_certified(digits_mlp, x, y, eps)
     assert 0 < int(expected.sum()) < result.n_clean_correct  # neither vacuous nor trivial
-    assert torch.equal(_flags(result.robust), expected)
+    assert torch.equal(bits(result.robust), expected)
     assert result.details["bound"] == "certified"
 
 
@@ -222,12 +206,12 @@ def test_no_certified_sample_is_broken_by_pgd_apgd_square_or_their_worst_case(
     attacked = pytest_robust.evaluate(
         digits_mlp, (x, y), attack=["pgd", "apgd", "square"], eps=eps, queries=300, steps=20
     )
-    proven = _flags(certified.robust)
+    proven = bits(certified.robust)
     assert int(proven.sum()) > 20  # the check is not vacuous
     # The worst case is robust only where every attack failed, so this covers each attack.
-    survived = _flags(attacked.robust)
+    survived = bits(attacked.robust)
     assert not bool((proven & ~survived).any())
-    assert int((~proven & _flags(attacked.clean_correct) & ~survived).sum()) > 0  # attacks bite
+    assert int((~proven & bits(attacked.clean_correct) & ~survived).sum()) > 0  # attacks bite
     assert certified.robust_acc <= attacked.robust_acc
 
 

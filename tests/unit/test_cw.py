@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from per_sample import bits
 from toy_models import LogisticRegression
 from toy_models import linear_problem
 
@@ -128,8 +129,8 @@ def test_targeted_reaches_the_target(digits_cnn, digits_data):
     assert result.targeted
     with torch.no_grad():
         pred = digits_cnn(result.adversarial[:40]).argmax(1)
-    hit = torch.tensor([c == "1" for c in result.success])
-    attacked = torch.tensor([c == "1" for c in result.attacked])
+    hit = bits(result.success)
+    attacked = bits(result.attacked)
     assert torch.equal(hit, attacked & (pred == 3))
     assert not bool(attacked[y[:40] == 3].any())
     assert result.success_rate > 0.8

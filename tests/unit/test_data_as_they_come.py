@@ -13,6 +13,7 @@ from typing import Any
 import model_snapshot
 import pytest
 import torch
+from per_sample import bits
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset
 
@@ -222,7 +223,7 @@ def test_a_binary_classifier_gets_the_presets_without_dlr(attack):
     assert 0 < int(robust.sum()) < len(robust)  # both outcomes occur
     params: dict[str, Any] = {"queries": 50} if attack == "strong" else {}
     result = evaluate(model, (x, y), attack=attack, eps=eps, **params)
-    found = torch.tensor([c == "1" for c in result.robust])
+    found = bits(result.robust)
     assert torch.equal(found, robust)  # exactly the closed form
     left_out = result.details["left_out"]
     expected = {"apgd-dlr"} if attack == "strong" else {"apgd-t"}

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from model_wrappers import AutocastRecorder
 
 from pytest_robust import evaluate
 
@@ -55,27 +56,13 @@ def test_the_model_comes_back_where_it_was(device, digits_cnn, digits_data):
     assert all(p.device.type == torch.device(device).type for p in moved.parameters())
 
 
-class AutocastRecorder(torch.nn.Module):
-    """Records, per forward call, whether CUDA autocast was on and the logits' dtype."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.calls: list[tuple[bool, torch.dtype]] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.inner(x)
-        self.calls.append((torch.is_autocast_enabled("cuda"), out.dtype))
-        return out
-
-
 def test_amp_attacks_in_float16_and_verifies_in_float32(device, digits_cnn, digits_data):
     """amp=True on CUDA: the attack's passes under float16 autocast, the clean pass and the
     re-verification of every final point in float32, and the outcome close to float32's."""
     if not device.startswith("cuda"):
         pytest.skip("autocast runs on CUDA only (tests/unit/test_amp.py covers the CPU stand-in)")
     kw: dict[str, Any] = {**KW, "attack": "pgd", "steps": 3, "batch_size": 500, "sanity": "off"}
-    model = AutocastRecorder(digits_cnn)
+    model = AutocastRecorder(digits_cnn, "cuda")
     result = evaluate(model, digits_data, amp=True, device=device, **kw)
     clean, *attack, verify = model.calls
     assert clean == (False, torch.float32)

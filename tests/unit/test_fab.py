@@ -10,7 +10,9 @@ from hypothesis import HealthCheck
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from per_sample import bits
 from toy_models import LogisticRegression
+from toy_models import TinyNet
 from toy_models import linear_problem
 
 from pytest_robust import RobustConfigError
@@ -100,17 +102,6 @@ def test_fab_t_refuses_target(digits_cnn, digits_data):
         evaluate(digits_cnn, digits_data, attack="fab-t", eps=0.1, target=3, max_samples=5)
 
 
-class TinyNet(torch.nn.Module):
-    def __init__(self, features: int, classes: int, seed: int) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.w1 = torch.nn.Parameter(torch.randn(features, 16, generator=g))
-        self.w2 = torch.nn.Parameter(torch.randn(16, classes, generator=g))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x.flatten(1) @ self.w1) @ self.w2
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     attack=st.sampled_from(["fab", "fab-t"]),
@@ -131,7 +122,7 @@ def test_a_success_is_exactly_a_norm_found_within_eps(attack, norm, seed, classe
     common = {"attack": attack, "norm": norm, "steps": 8, "keep_adversarial": True}
     free = evaluate(model, (x, y), eps=100.0, **common)
     norms = distances(free.adversarial, x, norm)
-    found = torch.tensor([c == "1" for c in free.success])
+    found = bits(free.success)
     norms[~found] = float("inf")
     eps = fraction * float(norms[found].median()) if bool(found.any()) else 0.1
     result = evaluate(model, (x, y), eps=eps, **common)
@@ -163,7 +154,7 @@ def test_minimum_norms_match_torchattacks_fab(digits_cnn, digits_data, norm):
     adv = peer(x, y)
     with torch.no_grad():
         theirs_broke = (model(adv).argmax(1) != y) & (model(x).argmax(1) == y)
-    ours_broke = torch.tensor([c == "1" for c in ours.success])
+    ours_broke = bits(ours.success)
     both = ours_broke & theirs_broke
     assert int(both.sum()) >= 90
     mine = float(distances(ours.adversarial, x, norm)[both].median())

@@ -6,14 +6,14 @@ equals its closed-form worst case over the free features only."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
+from every_attack import quick_arguments
 from hypothesis import HealthCheck
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from toy_models import TinyNet
 
 from pytest_robust import RobustConfigError
 from pytest_robust import evaluate
@@ -23,22 +23,6 @@ from pytest_robust.attacks import registered_attacks
 from pytest_robust.engine.attack_passes import check_inside
 
 ATTACKS = sorted(registered_attacks())
-QUICK = {"steps": 3, "queries": 20, "samples": 4, "search_steps": 2, "restarts": 1}
-OWN_RANGES = {
-    "transform": {"brightness": 0.3, "contrast": 0.3, "noise": 0.3, "budget": 4},
-    "noise": {"sigma": 0.3, "draws": 2, "budget": 4},
-}
-
-
-class TinyNet(torch.nn.Module):
-    def __init__(self, features: int, classes: int, seed: int) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.w1 = torch.nn.Parameter(torch.randn(features, 16, generator=g))
-        self.w2 = torch.nn.Parameter(torch.randn(16, classes, generator=g))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x.flatten(1) @ self.w1) @ self.w2
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -70,16 +54,8 @@ def test_no_attack_changes_a_frozen_feature(
     model = TinyNet(x[0].numel(), 5, seed)
     with torch.no_grad():
         y = model(x).argmax(1)
-    schema = registered_attacks()[attack]
-    extra: dict[str, Any] = {k: v for k, v in QUICK.items() if k in schema.params}
-    if schema.delegate is not None:
-        extra.update(surrogate=model, steps=3)
-    if schema.eps_ball:
-        norms = schema.norms
-        extra.update(eps=max(eps, 1.0) if attack == "fooling" else eps)
-        extra.update(norm=norms[norm_choice % len(norms)])
-    else:
-        extra.update({k: v for k, v in OWN_RANGES[attack].items() if k in schema.params})
+    eps = max(eps, 1.0) if attack == "fooling" else eps  # fooling starts anywhere in [0, 1]
+    extra = quick_arguments(attack, model, eps, norm_choice)
     result = evaluate(model, (x, y), attack=attack, mask=mask, keep_adversarial=True, **extra)
     adv = result.adversarial
     assert adv is not None

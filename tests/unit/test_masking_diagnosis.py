@@ -14,7 +14,7 @@ from pytest_robust import RobustnessResult
 from pytest_robust import evaluate
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import registered_attacks
-from pytest_robust.checks.sanity import diagnose
+from pytest_robust.checks.diagnosis import diagnose
 from pytest_robust.engine.members import build_members
 from pytest_robust.spec import Spec
 from pytest_robust.spec import attack_params

@@ -7,15 +7,12 @@ from typing import cast
 
 import pytest
 import torch
+from per_sample import bits
 
 from pytest_robust import evaluate
 from pytest_robust.attacks import ThreatModel
 from pytest_robust.attacks import get_attack
 from pytest_robust.attacks.momentum import MIFGSM
-
-
-def flags(bits: str) -> torch.Tensor:
-    return torch.tensor([b == "1" for b in bits])
 
 
 def test_breaks_the_undefended_cnn(digits_cnn, digits_data):
@@ -40,8 +37,8 @@ def test_a_fixed_target_is_reached_exactly_where_success_says(digits_cnn, digits
     assert result.targeted
     with torch.no_grad():
         pred = digits_cnn(result.adversarial).argmax(1)
-    hit = flags(result.success)
-    assert torch.equal(hit, flags(result.attacked) & (pred == 3))
+    hit = bits(result.success)
+    assert torch.equal(hit, bits(result.attacked) & (pred == 3))
     assert result.success_rate > 0.9  # measured: 0.97
 
 

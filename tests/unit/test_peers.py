@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+from per_sample import bits
 
 from pytest_robust import evaluate
 
@@ -19,7 +20,7 @@ def test_fgsm_matches_torchattacks_exactly(digits_cnn, digits_data):
     x, y = digits_data
     ours = evaluate(digits_cnn, digits_data, attack="fgsm", eps=0.1, keep_adversarial=True)
     theirs = torchattacks.FGSM(copy.deepcopy(digits_cnn).eval(), eps=0.1)(x, y)
-    attacked = torch.tensor([c == "1" for c in ours.attacked])
+    attacked = bits(ours.attacked)
     assert torch.allclose(ours.adversarial[attacked], theirs[attacked], atol=1e-6)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from per_sample import bits
 from toy_models import LogisticRegression
 
 from pytest_robust import RobustConfigError
@@ -18,17 +19,13 @@ def predictions(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x).argmax(1)
 
 
-def mask(flags: str) -> torch.Tensor:
-    return torch.tensor([f == "1" for f in flags])
-
-
 def test_targeted_reaches_the_target_in_the_whole_box(digits_cnn, digits_data):
     x, y = digits_data
     result = evaluate(
         digits_cnn, digits_data, attack="penalty", eps=1.0, target=3, keep_adversarial=True
     )
     pred = predictions(digits_cnn, result.adversarial)
-    attacked, hit = mask(result.attacked), mask(result.success)
+    attacked, hit = bits(result.attacked), bits(result.success)
     # Success is exactly "attacked and now classified 3"; samples labelled 3 are not attacked.
     assert torch.equal(hit, attacked & (pred == 3))
     assert not bool(attacked[y == 3].any())
@@ -81,7 +78,7 @@ def test_l1_penalty_gives_sparser_perturbations_than_l2(digits_cnn, digits_data)
             max_samples=150,
             keep_adversarial=True,
         )
-        return (result.adversarial - x)[mask(result.success)].flatten(1), result.success_rate
+        return (result.adversarial - x)[bits(result.success)].flatten(1), result.success_rate
 
     l1, l1_rate = run("l1")
     l2, l2_rate = run("l2")

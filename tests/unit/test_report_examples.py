@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from per_sample import bits
 
 from pytest_robust import evaluate
 from pytest_robust.engine.examples import TopExamples
@@ -60,7 +61,7 @@ def test_evaluate_keeps_the_most_confident_successes(
     with torch.no_grad():
         probs = digits_cnn(result.adversarial).softmax(dim=1)
         clean_probs = digits_cnn(x).softmax(dim=1)
-    success = torch.tensor([c == "1" for c in result.success])
+    success = bits(result.success)
     confidence = probs.amax(dim=1)
     ranked = sorted(success.nonzero().squeeze(1).tolist(), key=lambda i: -float(confidence[i]))
     kept = result.examples

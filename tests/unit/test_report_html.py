@@ -196,21 +196,27 @@ def _texts(figure: Any) -> list[Any]:
     return [t for t in figure.findobj(match=lambda a: hasattr(a, "get_fontsize")) if t.get_text()]
 
 
-def test_pictures_are_readable_at_normal_zoom(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Catches text in a picture smaller than 13 CSS pixels as the page shows it (it was
-    about 8 px), and an eps curve narrower than 900 CSS pixels (it was 400)."""
-    from pytest_robust.engine.examples import Example
-    from pytest_robust.engine.examples import encode
-
-    drawn: list[Any] = []
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every matplotlib figure the pictures draw, in order (still rendered as before)."""
+    figures: list[Any] = []
     real_png = pictures._png
 
     def keep(figure: Any) -> str:
-        drawn.append(figure)
+        figures.append(figure)
         return real_png(figure)
 
     monkeypatch.setattr(pictures, "_png", keep)
+    return figures
+
+
+def test_pictures_are_readable_at_normal_zoom(drawn: list[Any]) -> None:
+    """Catches text in a picture smaller than 13 CSS pixels as the page shows it (it was
+    about 8 px), and an eps curve narrower than 900 CSS pixels (it was 400)."""
     import torch
+
+    from pytest_robust.engine.examples import Example
+    from pytest_robust.engine.examples import encode
 
     image = encode([Example(0, torch.rand(1, 8, 8), torch.rand(1, 8, 8), 1, 2, 0.9)], (0, 1))
     vector = encode([Example(0, torch.rand(12), torch.rand(12), 1, 2, 0.9)], (0, 1))
@@ -237,18 +243,10 @@ def test_pictures_are_readable_at_normal_zoom(monkeypatch: pytest.MonkeyPatch) -
     assert png.width * 96 / shown_dpi >= 900
 
 
-def test_the_eps_curve_draws_each_cases_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_eps_curve_draws_each_cases_threshold(drawn: list[Any]) -> None:
     """Catches thresholds shown as small dashes without their values: each case's floor
     (min_acc, and clean_acc - max_drop) is drawn, labelled in the legend and written as a
     number; a failed case is marked."""
-    drawn: list[Any] = []
-    real_png = pictures._png
-
-    def keep(figure: Any) -> str:
-        drawn.append(figure)
-        return real_png(figure)
-
-    monkeypatch.setattr(pictures, "_png", keep)
     sweep = [
         check("t.py::c[a]", 38, eps=0.05, thresholds={"min_acc": 0.9}),
         check("t.py::c[b]", 20, eps=0.1, thresholds={"min_acc": 0.6}),

@@ -11,9 +11,9 @@ from pytest_robust import RobustnessResult
 from pytest_robust.attacks import registered_attacks
 from pytest_robust.engine.stats import wilson
 from pytest_robust.plugin.options import SETTING_LABELS
+from pytest_robust.spec.cases import expand
 from pytest_robust.spec.resolve import derive_seed
 from pytest_robust.spec.resolve import resolve
-from pytest_robust.spec.validate import expand
 from pytest_robust.spec.validate import validate
 
 PGD = registered_attacks()["pgd"].params
@@ -211,8 +211,8 @@ def test_an_impossible_norm_stays_an_error(kwargs):
 def test_a_profile_step_size_never_becomes_a_certificates_confidence():
     """A profile's alpha= is PGD's step size; smoothing's alpha= is the probability that a
     certificate is wrong. A profile must never set the second through the first."""
+    from pytest_robust.spec.attack_arg import attack_params
     from pytest_robust.spec.profiles import Profile
-    from pytest_robust.spec.validate import attack_params
 
     attacks = registered_attacks()
     profile = Profile("mine", {"alpha": "0.2", "n": "50", "steps": "5"})

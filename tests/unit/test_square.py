@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 from model_wrappers import CountingModel
+from per_sample import bits
 
 from pytest_robust import evaluate
 
@@ -25,10 +26,6 @@ class ExactMatch(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         known = (x.flatten(1)[:, None, :] == self.clean[None]).all(dim=2).any(dim=1)
         return torch.stack([4.0 * known.float(), 4.0 * (~known).float()], dim=1)
-
-
-def flags(bits: str) -> torch.Tensor:
-    return torch.tensor([b == "1" for b in bits])
 
 
 def test_breaks_the_undefended_cnn_without_gradients(digits_cnn, digits_data):
@@ -62,8 +59,8 @@ def test_a_fixed_target_is_reached_exactly_where_success_says(digits_cnn, digits
     assert result.targeted
     with torch.no_grad():
         pred = digits_cnn(result.adversarial).argmax(1)
-    hit = flags(result.success)
-    assert torch.equal(hit, flags(result.attacked) & (pred == 3))
+    hit = bits(result.success)
+    assert torch.equal(hit, bits(result.attacked) & (pred == 3))
     assert result.success_rate > 0.9  # measured: 1.0
 
 

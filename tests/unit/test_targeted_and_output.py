@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from per_sample import bits
 
 from pytest_robust import RobustConfigError
 from pytest_robust import evaluate
@@ -14,10 +15,6 @@ from pytest_robust import evaluate
 def predictions(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(x).argmax(1)
-
-
-def success_mask(flags: str) -> torch.Tensor:
-    return torch.tensor([f == "1" for f in flags])
 
 
 @pytest.mark.parametrize("attack", ["fgsm", "bim", "pgd"])
@@ -29,10 +26,10 @@ def test_a_fixed_target_is_reached_not_merely_missed(attack, digits_cnn, digits_
     )
     assert result.targeted and result.params["target"] == "3"
     pred = predictions(digits_cnn, result.adversarial)
-    hit = success_mask(result.success)
-    assert torch.equal(hit, success_mask(result.attacked) & (pred == 3))
+    hit = bits(result.success)
+    assert torch.equal(hit, bits(result.attacked) & (pred == 3))
     # Samples labelled 3 are already at the target: not attacked, never a success.
-    attacked = success_mask(result.attacked)
+    attacked = bits(result.attacked)
     assert not bool(attacked[y == 3].any()) and not bool(hit[y == 3].any())
     if attack != "fgsm":
         assert result.success_rate > 0.8
@@ -45,7 +42,7 @@ def test_named_targets(target, digits_cnn, digits_data):
         digits_cnn, digits_data, attack="pgd", eps=0.3, target=target, keep_adversarial=True
     )
     pred = predictions(digits_cnn, result.adversarial)
-    hit = success_mask(result.success)
+    hit = bits(result.success)
     with torch.no_grad():
         clean = digits_cnn(x)
     if target == "least_likely":
