@@ -26,7 +26,10 @@ from __future__ import annotations
 import hashlib
 import weakref
 from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
+from typing import cast
 
 import torch
 
@@ -40,16 +43,26 @@ Tracked = tuple[Any, tuple[Any, ...]] | None
 
 class Reading:
     """One walk over a model: each tensor's tracked state (with its two reductions, a pass
-    over its content) is computed once per walk, however often the walk asks about it."""
+    over its content) is computed once per walk, however often the walk asks about it.
+    `prime` computes many at once: the reductions of a whole model in a few torch calls and
+    one transfer of the results, not several calls and host syncs per tensor."""
 
     def __init__(self) -> None:
         self.states: dict[int, tuple[torch.Tensor, Tracked]] = {}
 
+    def prime(self, tensors: Iterable[torch.Tensor]) -> None:
+        todo = list({id(t): t for t in tensors if not self._known(t)}.values())
+        for tensor, tracked in zip(todo, _tracked_all(todo), strict=True):
+            self.states[id(tensor)] = (tensor, tracked)
+
     def tracked(self, tensor: torch.Tensor) -> Tracked:
+        if not self._known(tensor):
+            self.prime([tensor])
+        return self.states[id(tensor)][1]
+
+    def _known(self, tensor: torch.Tensor) -> bool:
         known = self.states.get(id(tensor))
-        if known is None or known[0] is not tensor:
-            known = self.states[id(tensor)] = (tensor, _tracked(tensor))
-        return known[1]
+        return known is not None and known[0] is tensor
 
 
 def remembered(
@@ -98,24 +111,59 @@ def _unchanged(tensor: torch.Tensor, tracked: Tracked) -> bool:
     return hit[0]() is tensor and hit[1]() is storage and hit[2] == state
 
 
-def _checksum(tensor: torch.Tensor) -> tuple[int, float]:
-    """Two reductions of the content: the sum of its bytes read as 64-bit integers
-    (wrapping: exact, so any change confined to one 8-byte word changes it) and its L2
-    norm in its own dtype. One pass each and no copy: cheap next to hashing the bytes (10 ms
-    for resnet18's 11M weights on one CPU thread, against 146 ms for float64 sum and norm),
-    and they see the writes the version counter misses (`w.data.mul_(2)`, pruning through
-    `w.data`, a numpy view). NaN never equals itself, so a tensor holding NaN is read every
-    time."""
-    if tensor.is_complex():
-        raise TypeError("complex tensors are not reduced")  # read every time instead
+def _checksums(tensors: list[torch.Tensor]) -> list[tuple[int, float] | None]:
+    """Two reductions of each tensor's content: the sum of its bytes read as 64-bit
+    integers (wrapping: exact, so any change confined to one 8-byte word changes it) and
+    its L2 norm in its own dtype; None for a tensor without them (complex, say: read every
+    time instead). One pass each and no copy: cheap next to hashing the bytes, and they see
+    the writes the version counter misses (`w.data.mul_(2)`, pruning through `w.data`, a
+    numpy view). NaN never equals itself, so a tensor holding NaN is read every time.
+    Batched: the norms of each dtype in one foreach call, every result in one transfer."""
+    words: list[torch.Tensor | None] = []
     with torch.no_grad():
-        flat = tensor.reshape(-1)
-        raw = flat.view(torch.uint8)
-        whole = raw.numel() // 8 * 8
-        head = raw[:whole] if raw.storage_offset() % 8 == 0 else raw[:whole].clone()
-        words = int(head.view(torch.int64).sum()) + int(raw[whole:].sum())
-        norm = float(torch.linalg.vector_norm(flat)) if tensor.is_floating_point() else 0.0
-        return words, norm
+        for tensor in tensors:
+            try:
+                words.append(None if tensor.is_complex() else _word_sum(tensor))
+            except (RuntimeError, NotImplementedError, TypeError):
+                words.append(None)
+        norms: dict[int, float] = {}
+        groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for i, tensor in enumerate(tensors):
+            if words[i] is not None and tensor.is_floating_point():
+                groups.setdefault((tensor.device, tensor.dtype), []).append(i)
+        for group in groups.values():
+            norms.update(zip(group, _norms([tensors[i] for i in group]), strict=True))
+        sums: dict[torch.device, list[int]] = {}
+        for i, word in enumerate(words):
+            if word is not None:
+                sums.setdefault(word.device, []).append(i)
+        exact: dict[int, int] = {}
+        for rows in sums.values():  # one transfer per device
+            stacked = torch.stack([cast(torch.Tensor, words[i]) for i in rows])
+            exact.update(zip(rows, stacked.tolist(), strict=True))
+        return [(exact[i], norms.get(i, 0.0)) if i in exact else None for i in range(len(words))]
+
+
+def _word_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The wrapping sum of the content's 8-byte words, plus its trailing bytes (0-d)."""
+    flat = tensor.reshape(-1)
+    size = flat.element_size()
+    if (flat.numel() * size) % 8 == 0 and (flat.storage_offset() * size) % 8 == 0:
+        return flat.view(torch.int64).sum()  # the common case: whole, aligned words
+    raw = flat.view(torch.uint8)
+    whole = raw.numel() // 8 * 8
+    head = raw[:whole] if raw.storage_offset() % 8 == 0 else raw[:whole].clone()
+    return head.view(torch.int64).sum() + raw[whole:].sum()
+
+
+def _norms(group: list[torch.Tensor]) -> list[float]:
+    """L2 norms of tensors of one dtype and device, in one call where torch has one."""
+    found: Sequence[torch.Tensor]
+    try:
+        found = torch._foreach_norm(group)
+    except (RuntimeError, NotImplementedError, TypeError):
+        found = [torch.linalg.vector_norm(t.reshape(-1)) for t in group]
+    return [float(n) for n in torch.stack([n.reshape(()) for n in found]).tolist()]
 
 
 def _digest(read: Callable[[torch.Tensor], tuple[str, Any]], tensor: torch.Tensor) -> str:
@@ -130,6 +178,29 @@ def forget_all() -> None:
 
 def _tracked(tensor: torch.Tensor) -> Tracked:
     """The tensor's storage and tracked state, or None when its content is not tracked."""
+    return _tracked_all([tensor])[0]
+
+
+def _tracked_all(tensors: list[torch.Tensor]) -> list[Tracked]:
+    """_tracked of each tensor, the reductions of all of them batched (_checksums)."""
+    found = [_plain_state(tensor) for tensor in tensors]
+    watched = [t for t, state in zip(tensors, found, strict=True) if state is not None]
+    sums = iter(_checksums(watched))
+    tracked: list[Tracked] = []
+    for state in found:
+        checksum = next(sums) if state is not None else None
+        # Without its reductions (a complex tensor, say) nothing is trusted: read every time.
+        if state is None or checksum is None:
+            tracked.append(None)
+        else:
+            tracked.append((state[0], (*state[1], *checksum)))
+    return tracked
+
+
+def _plain_state(tensor: torch.Tensor) -> tuple[Any, tuple[Any, ...]] | None:
+    """The storage and what torch tracks about the tensor, or None when its content is not
+    tracked: a subclass (may define its own storage), not strided, quantized (parameters
+    outside the version counter), meta, an inference tensor (no version counter)."""
     if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
         return None
     if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type == "meta":
@@ -146,10 +217,7 @@ def _tracked(tensor: torch.Tensor) -> Tracked:
             tensor.stride(),
             tensor.dtype,
             tensor.device,
-            *_checksum(tensor),
         )
     except (RuntimeError, NotImplementedError, TypeError):
-        # No plain storage or no reduction for this tensor (e.g. complex, a wrapper):
-        # nothing to trust, so it is read every time.
-        return None
+        return None  # no plain storage (a wrapper, say)
     return storage, state

@@ -25,13 +25,13 @@ from pytest_robust.engine.fingerprint import identify
 def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Counts the tensors whose bytes the fingerprint module reads."""
     count = [0]
-    original = fingerprint._tensor_bytes
+    original = fingerprint.tensor_bytes
 
     def counted(tensor: torch.Tensor) -> tuple[str, Any]:
         count[0] += 1
         return original(tensor)
 
-    monkeypatch.setattr(fingerprint, "_tensor_bytes", counted)
+    monkeypatch.setattr(fingerprint, "tensor_bytes", counted)
     yield count
 
 
@@ -165,25 +165,69 @@ def test_a_second_check_on_the_same_model_reads_no_weight(reads, digits_cnn, dig
     assert (one.model_fingerprint, one.robust) == (two.model_fingerprint, two.robust)
 
 
-def test_each_tensor_is_reduced_once_per_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Catches the no-false-reuse reductions (sum and sum of squares: a pass over every weight)
-    being computed several times per check: once for the module's group test, once for the
-    tensor's own test and once more inside it (three passes over resnet18's 11M weights,
-    0.3 s a check on one CPU thread, more than the FGSM attack itself)."""
-    seen: list[int] = []
-    original = tensor_memo._checksum
+def test_each_tensor_is_reduced_once_per_identity_in_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Catches the no-false-reuse reductions (word sum and norm: a pass over every weight)
+    being computed several times per check (three passes over resnet18's 11M weights cost
+    0.3 s a check on one CPU thread, more than the FGSM attack itself), or tensor by tensor
+    with a host sync each instead of in one batch."""
+    batches: list[list[int]] = []
+    original = tensor_memo._checksums
 
-    def counted(tensor: torch.Tensor) -> tuple[float, float]:
-        seen.append(id(tensor))
-        return original(tensor)
+    def counted(tensors: list[torch.Tensor]) -> list[tuple[int, float] | None]:
+        batches.append([id(t) for t in tensors])
+        return original(tensors)
 
-    monkeypatch.setattr(tensor_memo, "_checksum", counted)
+    monkeypatch.setattr(tensor_memo, "_checksums", counted)
     model = small_net()
     tensors = [*model.parameters(), *model.buffers()]
     for _ in range(2):  # the first reading and a remembered one
-        seen.clear()
+        batches.clear()
         identify(model)
-        assert sorted(seen) == sorted(id(t) for t in tensors)
+        assert len(batches) == 1
+        assert sorted(batches[0]) == sorted(id(t) for t in tensors)
+
+
+class MixedBuffers(nn.Module):
+    """Weights of every kind the batched reductions group or special-case."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(3, 2)
+        self.register_buffer("wide", torch.rand(5, dtype=torch.float64))
+        self.register_buffer("narrow", torch.rand(3, dtype=torch.float16))
+        self.register_buffer("count", torch.arange(3))  # int64, no norm
+        self.register_buffer("mask", torch.tensor([True, False, True]))  # 3 bytes: no word
+        self.register_buffer("odd", torch.rand(7)[1:])  # 4-byte aligned only
+        self.register_buffer("empty", torch.zeros(0))
+        self.register_buffer("pairs", torch.ones(2, dtype=torch.complex64))
+
+
+MIXED = ["linear.weight", "wide", "narrow", "count", "mask", "odd"]
+
+
+@pytest.mark.parametrize("name", MIXED)
+def test_a_write_through_data_is_seen_in_every_kind_of_weight(name: str) -> None:
+    """Catches the batched reductions skipping or mis-grouping a dtype, a length that is
+    not whole 8-byte words, or an unaligned start: a write through .data (no version bump)
+    must change the identity, as a first reading sees it."""
+    model = MixedBuffers()
+    first = fresh(model)
+    assert identify(model) == first
+    tensor = model.get_parameter(name) if "." in name else model.get_buffer(name)
+    target = tensor.data.view(-1)[-1:]
+    target.copy_(target.logical_not() if tensor.dtype == torch.bool else target + 1)
+    assert identify(model) == fresh(model) != first
+
+
+def test_a_tensor_without_reductions_is_read_every_time(reads) -> None:
+    model = MixedBuffers()
+    identify(model)
+    read = reads[0]
+    identify(model)
+    assert reads[0] == read + 1  # the complex buffer alone: its content is not tracked
 
 
 def test_a_weight_at_an_odd_offset_of_a_shared_storage_is_watched_too() -> None:
@@ -198,3 +242,23 @@ def test_a_weight_at_an_odd_offset_of_a_shared_storage_is_watched_too() -> None:
     assert identify(model) == first
     model.weight.data[0, 0] += 1.0  # no version bump on the parameter
     assert identify(model) == fresh(model) != first
+
+
+class _PartByPart(fingerprint._Walk):
+    """The walk as it hashed before its parts were joined: one update per part."""
+
+    def put(self, *parts: str) -> None:
+        for part in parts:
+            self.raw(part.encode() + b"\x00")
+
+
+def test_joined_parts_hash_the_same_bytes_as_one_update_per_part() -> None:
+    """Catches the joined hashing of the walk's parts changing what is hashed: a lost or
+    reordered part, a separator missing, a raw write (numpy) put out of order."""
+    import numpy as np
+
+    model = MixedBuffers()
+    model.__dict__["extra"] = {"table": np.arange(4), "words": ("a", 1, 2.5), "none": None}
+    for value in (model, small_net(), [np.ones(2), "x", {"k": (1, 2)}], nn.Linear):
+        assert fingerprint._Walk().identity(value) == _PartByPart().identity(value)
+        assert fingerprint._Walk().identity(value) is not None
