@@ -29,6 +29,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import Any
+from typing import TypeVar
 from typing import cast
 
 import torch
@@ -39,6 +40,7 @@ _MEMO: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[Any], tuple[Any, .
 
 
 Tracked = tuple[Any, tuple[Any, ...]] | None
+T = TypeVar("T")
 
 
 class Reading:
@@ -89,6 +91,34 @@ def remembered(
 
     _MEMO[key] = (weakref.ref(tensor, forget), weakref.ref(storage), state, digest)
     return digest
+
+
+# (id(tensor), what) -> (the tensor, its storage, its tracked state, the value derived).
+_Entry = tuple[weakref.ref[torch.Tensor], weakref.ref[Any], Any, Any]
+_DERIVED: dict[tuple[int, object], _Entry] = {}
+
+
+def derived(tensor: torch.Tensor, what: object, compute: Callable[[torch.Tensor], T]) -> T:
+    """compute(tensor), `what` naming the computation, reused for the same tensor object
+    while it provably has not changed (the same tracked state as the digests above: a data
+    set handed over again as the same tensor is not hashed again)."""
+    tracked = _tracked(tensor)
+    if tracked is None:
+        return compute(tensor)
+    storage, state = tracked
+    key = (id(tensor), what)
+    hit = _DERIVED.get(key)
+    if hit is not None and hit[0]() is tensor and hit[1]() is storage and hit[2] == state:
+        return cast(T, hit[3])
+    value = compute(tensor)
+
+    def forget(ref: weakref.ref[torch.Tensor]) -> None:
+        entry = _DERIVED.get(key)
+        if entry is not None and entry[0] is ref:
+            del _DERIVED[key]
+
+    _DERIVED[key] = (weakref.ref(tensor, forget), weakref.ref(storage), state, value)
+    return value
 
 
 def forget_unless_unchanged(tensors: list[Any], reading: Reading | None = None) -> None:
@@ -174,6 +204,7 @@ def _digest(read: Callable[[torch.Tensor], tuple[str, Any]], tensor: torch.Tenso
 def forget_all() -> None:
     """Drop every remembered digest (tests measure the full cost with it)."""
     _MEMO.clear()
+    _DERIVED.clear()
 
 
 def _tracked(tensor: torch.Tensor) -> Tracked:

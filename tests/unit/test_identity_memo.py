@@ -262,3 +262,53 @@ def test_joined_parts_hash_the_same_bytes_as_one_update_per_part() -> None:
     for value in (model, small_net(), [np.ones(2), "x", {"k": (1, 2)}], nn.Linear):
         assert fingerprint._Walk().identity(value) == _PartByPart().identity(value)
         assert fingerprint._Walk().identity(value) is not None
+
+
+# --- in-memory data: each row's digest read once per tensor while it is unchanged ---
+
+
+@pytest.fixture
+def hashed_rows(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts the rows the data scan hashes."""
+    from pytest_robust.engine import lazy_data
+
+    count = [0]
+    original = lazy_data.row_digests
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        count[0] += len(x)
+        return original(x)
+
+    monkeypatch.setattr(lazy_data, "row_digests", counted)
+    yield count
+
+
+def _data_fingerprint(x: torch.Tensor, y: torch.Tensor, limit: int | None = None) -> str:
+    from pytest_robust.engine.data import load_samples
+
+    return load_samples((x, y), limit).fingerprint
+
+
+DATA_CHANGES: dict[str, Callable[[torch.Tensor], Any]] = {
+    "in place (version bump)": lambda x: x[3].mul_(0.5),
+    "through .data (no version bump)": lambda x: x.data[3, 0].add_(0.25),
+    "numpy view (no version bump)": lambda x: x.numpy().__setitem__((5, 0), 0.0),
+}
+
+
+@pytest.mark.parametrize("change", list(DATA_CHANGES))
+def test_data_handed_over_again_is_hashed_once_and_every_change_is_seen(change, hashed_rows):
+    """Catches the data scan's memo reusing the digests of a tensor changed in place,
+    through .data or a numpy view (no version bump: only the content reductions see it),
+    or hashing the same unchanged tensor again on every check."""
+    torch.manual_seed(0)
+    x, y = torch.rand(12, 5), torch.arange(12) % 3
+    first = _data_fingerprint(x, y)
+    assert hashed_rows[0] == 12
+    assert _data_fingerprint(x, y) == first
+    assert hashed_rows[0] == 12  # not hashed again
+    assert _data_fingerprint(x, y, 6) != first  # another prefix: its own entry
+    DATA_CHANGES[change](x)
+    changed = _data_fingerprint(x, y)
+    tensor_memo.forget_all()
+    assert changed == _data_fingerprint(x.clone(), y) != first
