@@ -102,10 +102,12 @@ class Samples:
             return self.source.x
         return torch.cat([inputs for _, inputs in self.chunks()])
 
-    def versions(self) -> tuple[int, ...]:
-        """Version counters of tensors the user handed over (an in-place change bumps them)."""
+    def versions(self) -> tuple[Any, ...]:
+        """What torch tracks about the tensors the user handed over, with two reductions of
+        their content (engine/tensor_memo.py): an in-place change bumps it, and a write
+        through .data or a numpy view (no version bump) changes the reductions."""
         if isinstance(self.source, InMemory):
-            return (self.source.x._version, self.y._version)
+            return (tensor_memo.content_state(self.source.x), tensor_memo.content_state(self.y))
         return ()
 
 

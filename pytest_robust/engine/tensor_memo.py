@@ -121,6 +121,13 @@ def derived(tensor: torch.Tensor, what: object, compute: Callable[[torch.Tensor]
     return value
 
 
+def content_state(tensor: torch.Tensor) -> Any:
+    """What torch tracks about the tensor with the two reductions of its content: equal for
+    an unchanged tensor; for one whose content is not tracked, a value equal to nothing."""
+    tracked = _tracked(tensor)
+    return tracked[1] if tracked is not None else object()
+
+
 def forget_unless_unchanged(tensors: list[Any], reading: Reading | None = None) -> None:
     """Forget the tensors' digests unless every one of them is unchanged: the tensors of
     one module are read again together. A BatchNorm's running statistics are updated by

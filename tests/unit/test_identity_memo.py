@@ -312,3 +312,33 @@ def test_data_handed_over_again_is_hashed_once_and_every_change_is_seen(change, 
     changed = _data_fingerprint(x, y)
     tensor_memo.forget_all()
     assert changed == _data_fingerprint(x.clone(), y) != first
+
+
+def _flip_in_place(x: torch.Tensor, flipped: torch.Tensor) -> None:
+    x[:20] = flipped
+
+
+def _flip_through_data(x: torch.Tensor, flipped: torch.Tensor) -> None:
+    x.data[:20] = flipped
+
+
+def _flip_through_numpy(x: torch.Tensor, flipped: torch.Tensor) -> None:
+    x.numpy()[:20] = flipped.numpy()
+
+
+@pytest.mark.parametrize("flip", [_flip_in_place, _flip_through_data, _flip_through_numpy])
+def test_a_session_sees_data_changed_between_two_checks(flip, digits_cnn, digits_data):
+    """Catches the session cache's scanned samples (and so the clean logits stored under
+    their fingerprint) being reused for tensors written through .data or a numpy view
+    between two checks: no version bump, so only the content reductions see it."""
+    x, y = digits_data[0][:40].clone(), digits_data[1][:40]
+    data = (x, y)  # the same object in both checks, as a session fixture gives it
+    cache = EvaluationCache()
+    gate: dict[str, Any] = {"attack": "fgsm", "eps": 0.05, "sanity": "off"}
+    first = evaluate(digits_cnn, data, cache=cache, **gate)
+    flip(x, x[:20].flip(-1).clone())  # mirrored digits: some are misread
+    again = evaluate(digits_cnn, data, cache=cache, **gate)
+    alone = evaluate(digits_cnn, data, **gate)
+    assert again.data_fingerprint == alone.data_fingerprint != first.data_fingerprint
+    assert (again.clean_correct, again.robust) == (alone.clean_correct, alone.robust)
+    assert again.clean_correct != first.clean_correct
