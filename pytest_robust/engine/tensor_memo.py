@@ -163,7 +163,7 @@ def _checksums(tensors: list[torch.Tensor]) -> list[tuple[int, float] | None]:
                 words.append(None if tensor.is_complex() else _word_sum(tensor))
             except (RuntimeError, NotImplementedError, TypeError):
                 words.append(None)
-        norms: dict[int, float] = {}
+        norms: dict[int, float | None] = {}
         groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
         for i, tensor in enumerate(tensors):
             if words[i] is not None and tensor.is_floating_point():
@@ -178,7 +178,11 @@ def _checksums(tensors: list[torch.Tensor]) -> list[tuple[int, float] | None]:
         for rows in sums.values():  # one transfer per device
             stacked = torch.stack([cast(torch.Tensor, words[i]) for i in rows])
             exact.update(zip(rows, stacked.tolist(), strict=True))
-        return [(exact[i], norms.get(i, 0.0)) if i in exact else None for i in range(len(words))]
+        found: list[tuple[int, float] | None] = []
+        for i in range(len(words)):
+            norm = norms.get(i, 0.0)  # 0.0: not floating point, no norm
+            found.append((exact[i], norm) if i in exact and norm is not None else None)
+        return found
 
 
 def _word_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -193,14 +197,21 @@ def _word_sum(tensor: torch.Tensor) -> torch.Tensor:
     return head.view(torch.int64).sum() + raw[whole:].sum()
 
 
-def _norms(group: list[torch.Tensor]) -> list[float]:
-    """L2 norms of tensors of one dtype and device, in one call where torch has one."""
-    found: Sequence[torch.Tensor]
+def _norms(group: list[torch.Tensor]) -> list[float | None]:
+    """L2 norms of tensors of one dtype and device, in one call where torch has one; None
+    for a tensor torch cannot reduce (then it is read every time)."""
     try:
-        found = torch._foreach_norm(group)
+        found: Sequence[torch.Tensor] = torch._foreach_norm(group)
+        return [float(n) for n in torch.stack([n.reshape(()) for n in found]).tolist()]
     except (RuntimeError, NotImplementedError, TypeError):
-        found = [torch.linalg.vector_norm(t.reshape(-1)) for t in group]
-    return [float(n) for n in torch.stack([n.reshape(()) for n in found]).tolist()]
+        return [_norm(t) for t in group]
+
+
+def _norm(tensor: torch.Tensor) -> float | None:
+    try:
+        return float(torch.linalg.vector_norm(tensor.reshape(-1)))
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
 
 
 def _digest(read: Callable[[torch.Tensor], tuple[str, Any]], tensor: torch.Tensor) -> str:

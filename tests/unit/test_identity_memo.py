@@ -244,6 +244,35 @@ def test_a_weight_at_an_odd_offset_of_a_shared_storage_is_watched_too() -> None:
     assert identify(model) == fresh(model) != first
 
 
+def test_without_foreach_norms_each_weight_is_reduced_alone(monkeypatch, reads) -> None:
+    """Catches the batched reductions failing a check (or trusting a tensor) when torch has
+    no foreach norm for a group: each weight is then reduced alone, and one torch cannot
+    reduce is read every time."""
+
+    def missing(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        raise NotImplementedError("no foreach norm here")
+
+    monkeypatch.setattr(torch, "_foreach_norm", missing)
+    model = small_net()
+    first = fresh(model)
+    read = reads[0]
+    assert identify(model) == first and reads[0] == read  # reduced alone, still trusted
+    _conv(model).weight.data.mul_(2)  # no version bump
+    assert identify(model) != first
+    original = torch.linalg.vector_norm
+
+    def refuses_the_bias(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if tensor.numel() == 3:  # the linear layer's bias
+            raise RuntimeError("cannot reduce")
+        return original(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "vector_norm", refuses_the_bias)
+    identify(model)
+    read = reads[0]
+    identify(model)
+    assert reads[0] == read + 1  # the bias alone, every time
+
+
 class _PartByPart(fingerprint._Walk):
     """The walk as it hashed before its parts were joined: one update per part."""
 
