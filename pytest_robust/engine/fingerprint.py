@@ -113,7 +113,9 @@ class _Walk:
         return known
 
     def put(self, *parts: str) -> None:
-        self.pending.extend(parts)  # hashed in one call: the same bytes, part + NUL each
+        self.pending.extend(parts)  # hashed together: the same bytes, part + NUL each
+        if len(self.pending) > 4096:  # a large model's walk: bounded memory
+            self.flush()
 
     def raw(self, data: bytes) -> None:
         self.flush()

@@ -288,7 +288,8 @@ def test_joined_parts_hash_the_same_bytes_as_one_update_per_part() -> None:
 
     model = MixedBuffers()
     model.__dict__["extra"] = {"table": np.arange(4), "words": ("a", 1, 2.5), "none": None}
-    for value in (model, small_net(), [np.ones(2), "x", {"k": (1, 2)}], nn.Linear):
+    deep = nn.Sequential(*[nn.Linear(1, 1) for _ in range(150)])  # flushed mid-walk
+    for value in (model, small_net(), [np.ones(2), "x", {"k": (1, 2)}], nn.Linear, deep):
         assert fingerprint._Walk().identity(value) == _PartByPart().identity(value)
         assert fingerprint._Walk().identity(value) is not None
 
