@@ -10,6 +10,9 @@ For each workload (same process, model, data, batch size and device) it times:
 - limit: k plain forward+backward passes (input gradient only, parameters frozen) over
   all samples; a k-step gradient attack cannot be faster than this;
 - ours: `evaluate()` end to end (clean pass, attack, fresh-forward re-verification);
+- with --floor: the limit plus the forward passes no check can skip (the re-verification,
+  and the clean pass unless the first gradient's forward gives it): ours can only
+  approach floor/limit, never reach the limit;
 - peers: torchattacks / Foolbox / ART when installed (optional imports), timed as the
   attack call plus the one forward pass needed to score it.
 
@@ -90,6 +93,20 @@ def limit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, batc
             xi = xb.detach().requires_grad_(True)
             loss = torch.nn.functional.cross_entropy(model(xi), yb, reduction="sum")
             torch.autograd.grad(loss, xi)
+    sync(x.device)
+
+
+def floor(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, batch: int, fused: bool
+) -> None:
+    """The model passes a check cannot skip: the limit's k forward+backward passes, the
+    fresh forward that re-verifies every final point, and a clean forward unless the first
+    gradient's forward gives the clean logits (FGSM: fused; PGD's random start: not)."""
+    limit(model, x, y, k, batch)
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            for _ in range(1 if fused else 2):
+                model(x[start : start + batch])
     sync(x.device)
 
 
@@ -200,6 +217,9 @@ def bench(name: str, workload: Any, args: argparse.Namespace) -> list[str]:
         jobs: dict[str, Callable[[], Any]] = {
             "limit": functools.partial(limit, frozen, x, y, steps, batch)
         }
+        if args.floor:
+            fused = label == "FGSM"
+            jobs["floor"] = functools.partial(floor, frozen, x, y, steps, batch, fused)
         for eps in (FULL_EPS, *budgets):
             jobs[f"ours {eps}"] = functools.partial(
                 evaluate,
@@ -222,6 +242,8 @@ def bench(name: str, workload: Any, args: argparse.Namespace) -> list[str]:
             if eps == FULL_EPS and result.n_success:
                 shown += f" ({result.n_success} broke!)"
             cells = [name, label, shown, f"{t_limit:.3f}", f"{t:.3f}", f"{t / t_limit:.2f}"]
+            if args.floor:
+                cells.append(f"{timed['floor'][0] / t_limit:.2f}")
             cells.append(f"{result.robust_acc:.3f}")
             peer_cells = []
             for key, (t_peer, acc) in timed.items():
@@ -255,6 +277,12 @@ def main() -> None:
     )
     parser.add_argument("--verbose", action="store_true", help="rows to stderr as they finish")
     parser.add_argument("--only", nargs="*", help="attack labels to run, e.g. PGD-10")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the model passes no check can skip (the limit, the re-verification "
+        "forward, the clean forward unless fused) and show floor/limit",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -266,7 +294,8 @@ def main() -> None:
     )
     header = (
         "| workload | attack | eps | limit: k x fwd+bwd (s) | ours (s) | ours/limit "
-        "| our robust acc | peers (time, robust acc, ours/peer) |"
+        + ("| floor/limit " if args.floor else "")
+        + "| our robust acc | peers (time, robust acc, ours/peer) |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))

@@ -69,13 +69,13 @@ def main() -> None:
     model = resnet_like().eval().to(args.device)
     params = sum(p.numel() for p in model.parameters())
     reads = [0]
-    original = fingerprint._tensor_bytes
+    original = fingerprint.tensor_bytes
 
     def counted(tensor: torch.Tensor) -> tuple[str, Any]:
         reads[0] += 1
         return original(tensor)
 
-    fingerprint._tensor_bytes = counted  # type: ignore[assignment]
+    fingerprint.tensor_bytes = counted  # type: ignore[assignment]
     print(f"resnet-like CNN, {params / 1e6:.2f}M parameters, device {args.device}")
     for label in ("first", "second"):
         reads[0] = 0

@@ -43,8 +43,9 @@ def model_draws(batch: AttackBatch, x: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def repeat_rows(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
-    """Per-sample labels or targets for n stacked draws (rows = n * B, draw-major)."""
-    return None if t is None else t.repeat(n)
+    """Per-sample labels or targets for n stacked draws (rows = n * B, draw-major); the
+    same tensor for one draw (no copy)."""
+    return t if t is None or n == 1 else t.repeat(n)
 
 
 class MeanOfDraws:

@@ -210,9 +210,10 @@ class GradientAttack(Attack):
         like broken ones, at x."""
         for step in range(steps):
             broken, grad = self._evaluate(batch, walk, True, clean if step == 0 else None)
-            _keep_where(best, done, walk, broken)
             # One host sync per step: how many samples are still unbroken.
             alive = (~broken).nonzero().squeeze(1)
+            if alive.numel() < len(broken):  # (with none broken there is nothing to keep)
+                _keep_where(best, done, walk, broken)
             if alive.numel() == 0:
                 return
             self._step(walk, grad, alpha)
@@ -270,8 +271,8 @@ class GradientAttack(Attack):
         """(per-sample success, input gradient of the loss) at the walk's points; the
         gradient is zeros when not needed. With eot > 1 the gradient is the mean over the
         draws and success means every draw fooled. `clean`: see _evaluate_draws."""
-        fooled, _, grad = self._evaluate_draws(batch, walk, need_grad, clean)
-        return fooled >= 1.0, grad
+        hits, _, grad = self._forward_backward(batch, walk, need_grad, clean)
+        return hits.all(dim=0), grad
 
     def _evaluate_draws(
         self,
@@ -284,6 +285,26 @@ class GradientAttack(Attack):
         only, else zeros), input gradient of the mean loss or zeros). With `clean` (the
         first forward, at the clean input, one draw) its logits go to clean() before the
         backward pass, and the rows clean() does not return count as fooled (dropped)."""
+        hits, flat, grad = self._forward_backward(batch, walk, need_grad, clean)
+        fooled = hits.float().mean(dim=0)
+        per_sample_loss = torch.zeros_like(fooled)
+        n = self.eot
+        if n > 1:
+            labels, targets = repeat_rows(walk.labels, n), repeat_rows(walk.targets, n)
+            assert labels is not None
+            per_sample_loss = _cross_entropy(flat, labels, targets).view(n, -1).mean(0)
+        return fooled, per_sample_loss, grad
+
+    def _forward_backward(
+        self,
+        batch: AttackBatch,
+        walk: _Walk,
+        need_grad: bool,
+        clean: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(per-draw success (draws, B), the logits (draws * B, classes, detached), input
+        gradient of the mean loss or zeros); moves walk.x off the graph. See
+        _evaluate_draws."""
         n = self.eot
         x = walk.x.detach().requires_grad_(True)
         labels, targets = repeat_rows(walk.labels, n), repeat_rows(walk.targets, n)
@@ -296,14 +317,12 @@ class GradientAttack(Attack):
                 hits |= ~clean(flat.detach())
             # Summed over samples (a sample's gradient is independent of its batch), mean
             # over draws: the gradient is the mean of the per-draw gradients.
-            loss = self.loss(flat, labels, targets) / n if need_grad else None
+            loss = self.loss(flat, labels, targets) if need_grad else None
+            if loss is not None and n > 1:
+                loss = loss / n
             grad = input_gradient(loss, x) if loss is not None else torch.zeros_like(x)
         walk.x = x.detach()
-        fooled = hits.float().mean(dim=0)
-        per_sample_loss = torch.zeros_like(fooled)
-        if n > 1:
-            per_sample_loss = _cross_entropy(flat.detach(), labels, targets).view(n, -1).mean(0)
-        return fooled, per_sample_loss, grad
+        return hits, flat.detach(), grad
 
     def _step(self, walk: _Walk, grad: torch.Tensor, alpha: float) -> None:
         """Move the walk one step of size alpha along its direction, onto the threat model."""

@@ -165,13 +165,14 @@ class AttackPasses:
             attacking, x, y, t, ids.to(device), context.seed, draws=attacking.draws, clean=clean
         )
         x_adv = attack.run(batch)
-        check_inside(attack, x_adv, x, threat)
+        distances = check_inside(attack, x_adv, x, threat)
         if clean is not None:  # only the clean-correct rows were attacked, and are judged
             rows = clean.commit()
             if not bool(rows.any()):
                 return  # every sample was clean-wrong: nothing to judge
             on_device = rows.to(device)
             ids, x_adv, x, y = ids[rows], x_adv[on_device], x[on_device], y[on_device]
+            distances = distances[on_device]
             t = t[on_device] if t is not None else None
         judging = context.randomness.stream(context.forward, "verify", name, first)
         with torch.no_grad():
@@ -191,7 +192,7 @@ class AttackPasses:
         self.confidences[ids[hit]] = confidence[hit]
         self.success[ids] |= hit
         self.misclassified[ids] |= (preds != labels[ids]).any(dim=0)
-        self.sizes[ids[hit]] = threat.distance(x_adv, x).double().cpu()[hit]
+        self.sizes[ids[hit]] = distances.double().cpu()[hit]
         self.broken_by[name] += int(hit.sum())
         t_cpu = t.cpu() if t is not None else None
         self.examples.offer(ids, x, x_adv, labels[ids], pred, confidence, hit, t_cpu)
@@ -266,16 +267,19 @@ class AttackPasses:
         return details
 
 
-def check_inside(attack: Attack, x_adv: torch.Tensor, x: torch.Tensor, threat: ThreatModel) -> None:
+def check_inside(
+    attack: Attack, x_adv: torch.Tensor, x: torch.Tensor, threat: ThreatModel
+) -> torch.Tensor:
     """The final threat-model check: a point outside the eps-ball or the bounds is a bug in
-    the attack."""
+    the attack. Returns each sample's distance in the threat model's norm."""
     tol = threat.tolerance()
     if x_adv.shape != x.shape:
         raise RuntimeError(
             f"attack {attack.name!r} returned shape {tuple(x_adv.shape)} for inputs of shape "
             f"{tuple(x.shape)}"
         )
-    distance = float(threat.distance(x_adv, x).max()) if len(x) else 0.0
+    distances = threat.distance(x_adv, x)
+    distance = float(distances.max()) if len(x) else 0.0
     outside = threat.outside(x_adv)
     if distance > threat.eps + tol or outside or not bool(torch.isfinite(x_adv).all()):
         raise RuntimeError(
@@ -292,6 +296,7 @@ def check_inside(attack: Attack, x_adv: torch.Tensor, x: torch.Tensor, threat: T
                 "freezes (features that may not be perturbed); this is a bug in the attack, "
                 "not in your model"
             )
+    return distances
 
 
 def _perturbation_sizes(norms: torch.Tensor) -> dict[str, Any]:

@@ -5,6 +5,7 @@ anything is attacked (finite, labels in range, logits rather than probabilities)
 from __future__ import annotations
 
 import functools
+import itertools
 import warnings
 from collections.abc import Callable
 
@@ -59,7 +60,7 @@ def clean_pass(
 
 def input_dtype(model: torch.nn.Module, default: torch.dtype) -> torch.dtype:
     """Feed inputs in the dtype of the model's floating-point weights."""
-    for tensor in [*model.parameters(), *model.buffers()]:
+    for tensor in itertools.chain(model.parameters(), model.buffers()):  # the first decides
         if tensor.is_floating_point():
             return tensor.dtype
     return default

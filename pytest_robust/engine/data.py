@@ -28,6 +28,7 @@ from torch.utils.data import SequentialSampler
 from torch.utils.data import TensorDataset
 
 from pytest_robust.engine import lazy_data
+from pytest_robust.engine import tensor_memo
 from pytest_robust.engine.distributed import gather_range
 from pytest_robust.engine.distributed import gather_rows
 from pytest_robust.engine.distributed import shard
@@ -101,10 +102,12 @@ class Samples:
             return self.source.x
         return torch.cat([inputs for _, inputs in self.chunks()])
 
-    def versions(self) -> tuple[int, ...]:
-        """Version counters of tensors the user handed over (an in-place change bumps them)."""
+    def versions(self) -> tuple[Any, ...]:
+        """What torch tracks about the tensors the user handed over, with two reductions of
+        their content (engine/tensor_memo.py): an in-place change bumps it, and a write
+        through .data or a numpy view (no version bump) changes the reductions."""
         if isinstance(self.source, InMemory):
-            return (self.source.x._version, self.y._version)
+            return (tensor_memo.content_state(self.source.x), tensor_memo.content_state(self.y))
         return ()
 
 
@@ -231,15 +234,21 @@ def _in_order(loader: DataLoader[Any]) -> bool:
 
 
 def _in_memory(x: torch.Tensor, y: torch.Tensor, limit: int | None) -> Samples:
+    given = x
     x, y = _checked(x[:limit], y[:limit], "")
     if x.shape[0] == 0:
         raise RobustConfigError("data: no samples")
     y = y.to(device=x.device)
-    low, high = (float(x.min()), float(x.max())) if x.numel() else (0.0, 0.0)
-    fingerprint = lazy_data.data_fingerprint(
-        lazy_data.row_digests(x), tuple(x.shape[1:]), x.dtype, y
-    )
+    # Each row's digest and the value range: read once per tensor while it is unchanged.
+    digests, low, high = tensor_memo.derived(given, ("rows", limit), lambda _: _scanned(x))
+    fingerprint = lazy_data.data_fingerprint(digests, tuple(x.shape[1:]), x.dtype, y)
     return Samples(y, fingerprint, InMemory(x), tuple(x.shape[1:]), x.dtype, (low, high))
+
+
+def _scanned(x: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """Each row's digest and the inputs' smallest and largest value."""
+    low, high = (float(x.min()), float(x.max())) if x.numel() else (0.0, 0.0)
+    return lazy_data.row_digests(x), low, high
 
 
 def _lazy_dataset(data: Dataset[Any], limit: int | None, keys: Keys) -> Samples:

@@ -28,8 +28,8 @@ from pytest_robust.engine.borrow import borrowed_all
 from pytest_robust.engine.clean_pass import CacheKey
 from pytest_robust.engine.clean_pass import clean_pass
 from pytest_robust.engine.clean_pass import input_dtype
+from pytest_robust.engine.digests import structure_digest
 from pytest_robust.engine.fingerprint import identify
-from pytest_robust.engine.fingerprint import structure_digest
 from pytest_robust.engine.fingerprint import value_identity
 from pytest_robust.engine.forward import forward_logits
 from pytest_robust.engine.forward import input_keyword

@@ -25,7 +25,6 @@ import enum
 import functools
 import hashlib
 import logging
-import sys
 import types
 import weakref
 from collections import defaultdict
@@ -33,6 +32,9 @@ from typing import Any
 
 import torch
 
+from pytest_robust.engine.digests import Unidentifiable
+from pytest_robust.engine.digests import code_digest
+from pytest_robust.engine.digests import tensor_bytes
 from pytest_robust.engine.tensor_memo import Reading
 from pytest_robust.engine.tensor_memo import forget_unless_unchanged
 from pytest_robust.engine.tensor_memo import remembered
@@ -71,44 +73,10 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement (or
 _PLAIN = (bool, int, float, complex, str, bytes)
 
 
-class Unidentifiable(Exception):
-    """A value whose content cannot be established: whatever depends on it is not reused."""
-
-
 def _pinned(cls_or_func: Any) -> bool:
     """Defined by torch or Python itself: identified by name, pinned by their versions."""
     module = getattr(cls_or_func, "__module__", None) or ""
     return module == "builtins" or module == "torch" or module.startswith("torch.")
-
-
-def _tensor_bytes(tensor: torch.Tensor) -> tuple[str, Any]:
-    t = tensor.detach()
-    head = f"{tuple(t.shape)}|{t.dtype}|"
-    if t.is_quantized:
-        head += f"{t.qscheme()}|"
-        t = t.int_repr()
-    if t.layout != torch.strided or t.device.type == "meta":
-        raise Unidentifiable(f"a {t.layout} tensor on {t.device}")
-    t = t.to("cpu").contiguous()
-    if t.dtype == torch.bfloat16:  # numpy has no bfloat16
-        t = t.view(torch.int16)
-    try:
-        return head, t.numpy()  # the buffer itself: same digest as .tobytes(), no copy
-    except (TypeError, RuntimeError) as error:
-        raise Unidentifiable(f"a tensor numpy cannot read ({t.dtype})") from error
-
-
-def _update(digest: Any, tensor: torch.Tensor) -> None:
-    head, data = _tensor_bytes(tensor)
-    digest.update(head.encode())
-    digest.update(data)
-
-
-def tensors_fingerprint(*tensors: torch.Tensor) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for tensor in tensors:
-        _update(digest, tensor)
-    return digest.hexdigest()
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -117,40 +85,13 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return identify(model)[0]
 
 
-# Code objects are immutable: their digest is computed once (kept alive with it).
-_CODE_DIGESTS: dict[int, tuple[types.CodeType, str]] = {}
-
-
-def _code_digest(code: types.CodeType) -> str:
-    hit = _CODE_DIGESTS.get(id(code))
-    if hit is not None and hit[0] is code:
-        return hit[1]
-    digest = hashlib.blake2b(digest_size=16)
-    parts: list[Any] = [
-        code.co_code, code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
-        code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags,
-        getattr(code, "co_exceptiontable", b""),
-    ]  # fmt: skip
-    for part in parts:
-        digest.update(repr(part).encode() + b"\x00")
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            digest.update(b"code:" + _code_digest(const).encode())
-        elif isinstance(const, frozenset):  # iteration order varies with the hash seed
-            digest.update(repr(sorted(repr(c) for c in const)).encode())
-        else:
-            digest.update(f"{type(const).__name__}:{const!r}".encode())
-        digest.update(b"\x00")
-    _CODE_DIGESTS[id(code)] = (code, digest.hexdigest())
-    return _CODE_DIGESTS[id(code)][1]
-
-
 class _Walk:
     """Describes values into one digest; a value met again is written as a back-reference
     (cycles, shared submodules), so the description is finite and stable."""
 
     def __init__(self) -> None:
         self.digest = hashlib.blake2b(digest_size=20)
+        self.pending: list[str] = []
         self.seen: dict[int, int] = {}
         self.alive: list[Any] = []  # keeps ids unique during the walk
         self.count = 0
@@ -161,7 +102,7 @@ class _Walk:
     def tensor(self, tensor: torch.Tensor) -> str:
         known = self.tensors.get(id(tensor))
         if known is None:  # read once per tensor object until it changes (tensor_memo)
-            known = self.tensors[id(tensor)] = remembered(tensor, _tensor_bytes, self.reading)
+            known = self.tensors[id(tensor)] = remembered(tensor, tensor_bytes, self.reading)
             self.alive.append(tensor)
         return known
 
@@ -172,9 +113,22 @@ class _Walk:
         return known
 
     def put(self, *parts: str) -> None:
-        for part in parts:
-            self.digest.update(part.encode())
-            self.digest.update(b"\x00")
+        self.pending.extend(parts)  # hashed together: the same bytes, part + NUL each
+        if len(self.pending) > 4096:  # a large model's walk: bounded memory
+            self.flush()
+
+    def raw(self, data: bytes) -> None:
+        self.flush()
+        self.digest.update(data)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.digest.update(("\x00".join(self.pending) + "\x00").encode())
+            self.pending.clear()
+
+    def hexdigest(self) -> str:
+        self.flush()
+        return self.digest.hexdigest()
 
     def first_time(self, value: Any) -> bool:
         index = self.seen.get(id(value))
@@ -208,7 +162,7 @@ class _Walk:
             self.put("tensor", self.tensor(value))
         elif type(value).__module__ == "numpy" and hasattr(value, "tobytes"):
             self.put("numpy", str(getattr(value, "dtype", "")), str(getattr(value, "shape", "")))
-            self.digest.update(value.tobytes())
+            self.raw(value.tobytes())
         elif isinstance(value, (list, tuple)):
             self.put(type(value).__qualname__, str(len(value)))
             if type(value) not in (list, tuple):  # a namedtuple, say
@@ -280,17 +234,19 @@ class _Walk:
                     if table:
                         self.put(name)
                         self.value(list(table.values()))
+            if isinstance(value, torch.nn.Module):  # every weight's reductions in one batch
+                self.reading.prime(_weights(value))
             self.value(value)
         except (Unidentifiable, RecursionError):
             return None
-        return self.digest.hexdigest()
+        return self.hexdigest()
 
     def function(self, function: types.FunctionType) -> None:
         self.put("function", function.__module__ or "", function.__qualname__)
         if _pinned(function):
             return
         code = function.__code__
-        self.put(_code_digest(code))
+        self.put(code_digest(code))
         self.value(function.__defaults__)
         self.value(function.__kwdefaults__)
         for cell in function.__closure__ or ():
@@ -340,6 +296,17 @@ class _Walk:
             self.value(hook)
 
 
+def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Every parameter and buffer of the module tree (shared ones once)."""
+    found: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        state = vars(module)
+        for tensor in [*state.get("_parameters", {}).values(), *state.get("_buffers", {}).values()]:
+            if isinstance(tensor, torch.Tensor):
+                found[id(tensor)] = tensor
+    return list(found.values())
+
+
 def _slots(cls: type) -> list[str]:
     names: list[str] = []
     for klass in cls.__mro__:
@@ -371,7 +338,7 @@ def _class_digest(cls: type) -> str:
                 walk.put("subclass")  # a nested subclass of itself
                 continue
             walk.value(attr)
-    return walk.digest.hexdigest()
+    return walk.hexdigest()
 
 
 _CLASSES_IN_PROGRESS: set[int] = set()
@@ -416,34 +383,3 @@ def model_identity(model: torch.nn.Module) -> str | None:
 def value_identity(value: Any) -> str | None:
     """The content digest of any argument (a model, a callable, a tensor...), or None."""
     return _Walk().identity(value)
-
-
-def code_version() -> str:
-    """A digest of pytest-robust's own source files (read once per process): a result
-    stored by other code of the plugin (an edited checkout) is not reused."""
-    return _package_digest()
-
-
-@functools.lru_cache(maxsize=1)
-def _package_digest() -> str:
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    digest = hashlib.blake2b(digest_size=16)
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\x00")
-        digest.update(path.read_bytes())
-    digest.update(sys.version.encode())
-    return digest.hexdigest()
-
-
-def structure_digest(model: torch.nn.Module) -> str:
-    """The module tree: every submodule's name and class (module and qualified name).
-    Stable across processes (no attribute values, so no counters a forward updates): with
-    the weights' fingerprint it tells two models apart that share weights but differ in a
-    parameter-free layer (ReLU vs Tanh), for pairing results in reports."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, module in model.named_modules():
-        kind = type(module)
-        digest.update(f"{name}\x00{kind.__module__}.{kind.__qualname__}\x00".encode())
-    return digest.hexdigest()

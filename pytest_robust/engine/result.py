@@ -26,7 +26,8 @@ SCHEMA = 1
 
 def flag_string(flags: torch.Tensor) -> str:
     """Per-sample boolean flags as the result's '0'/'1' string (compact and JSON-safe)."""
-    return "".join("1" if f else "0" for f in flags.tolist())
+    # As bytes: '0' is 48 (a loop over the flags costs more than the check's bookkeeping).
+    return (flags.cpu().bool().byte() + 48).numpy().tobytes().decode("ascii")
 
 
 def count_set(flags: str) -> int:

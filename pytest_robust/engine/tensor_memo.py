@@ -26,7 +26,11 @@ from __future__ import annotations
 import hashlib
 import weakref
 from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
+from typing import TypeVar
+from typing import cast
 
 import torch
 
@@ -36,20 +40,31 @@ _MEMO: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[Any], tuple[Any, .
 
 
 Tracked = tuple[Any, tuple[Any, ...]] | None
+T = TypeVar("T")
 
 
 class Reading:
     """One walk over a model: each tensor's tracked state (with its two reductions, a pass
-    over its content) is computed once per walk, however often the walk asks about it."""
+    over its content) is computed once per walk, however often the walk asks about it.
+    `prime` computes many at once: the reductions of a whole model in a few torch calls and
+    one transfer of the results, not several calls and host syncs per tensor."""
 
     def __init__(self) -> None:
         self.states: dict[int, tuple[torch.Tensor, Tracked]] = {}
 
+    def prime(self, tensors: Iterable[torch.Tensor]) -> None:
+        todo = list({id(t): t for t in tensors if not self._known(t)}.values())
+        for tensor, tracked in zip(todo, _tracked_all(todo), strict=True):
+            self.states[id(tensor)] = (tensor, tracked)
+
     def tracked(self, tensor: torch.Tensor) -> Tracked:
+        if not self._known(tensor):
+            self.prime([tensor])
+        return self.states[id(tensor)][1]
+
+    def _known(self, tensor: torch.Tensor) -> bool:
         known = self.states.get(id(tensor))
-        if known is None or known[0] is not tensor:
-            known = self.states[id(tensor)] = (tensor, _tracked(tensor))
-        return known[1]
+        return known is not None and known[0] is tensor
 
 
 def remembered(
@@ -78,6 +93,41 @@ def remembered(
     return digest
 
 
+# (id(tensor), what) -> (the tensor, its storage, its tracked state, the value derived).
+_Entry = tuple[weakref.ref[torch.Tensor], weakref.ref[Any], Any, Any]
+_DERIVED: dict[tuple[int, object], _Entry] = {}
+
+
+def derived(tensor: torch.Tensor, what: object, compute: Callable[[torch.Tensor], T]) -> T:
+    """compute(tensor), `what` naming the computation, reused for the same tensor object
+    while it provably has not changed (the same tracked state as the digests above: a data
+    set handed over again as the same tensor is not hashed again)."""
+    tracked = _tracked(tensor)
+    if tracked is None:
+        return compute(tensor)
+    storage, state = tracked
+    key = (id(tensor), what)
+    hit = _DERIVED.get(key)
+    if hit is not None and hit[0]() is tensor and hit[1]() is storage and hit[2] == state:
+        return cast(T, hit[3])
+    value = compute(tensor)
+
+    def forget(ref: weakref.ref[torch.Tensor]) -> None:
+        entry = _DERIVED.get(key)
+        if entry is not None and entry[0] is ref:
+            del _DERIVED[key]
+
+    _DERIVED[key] = (weakref.ref(tensor, forget), weakref.ref(storage), state, value)
+    return value
+
+
+def content_state(tensor: torch.Tensor) -> Any:
+    """What torch tracks about the tensor with the two reductions of its content: equal for
+    an unchanged tensor; for one whose content is not tracked, a value equal to nothing."""
+    tracked = _tracked(tensor)
+    return tracked[1] if tracked is not None else object()
+
+
 def forget_unless_unchanged(tensors: list[Any], reading: Reading | None = None) -> None:
     """Forget the tensors' digests unless every one of them is unchanged: the tensors of
     one module are read again together. A BatchNorm's running statistics are updated by
@@ -98,24 +148,70 @@ def _unchanged(tensor: torch.Tensor, tracked: Tracked) -> bool:
     return hit[0]() is tensor and hit[1]() is storage and hit[2] == state
 
 
-def _checksum(tensor: torch.Tensor) -> tuple[int, float]:
-    """Two reductions of the content: the sum of its bytes read as 64-bit integers
-    (wrapping: exact, so any change confined to one 8-byte word changes it) and its L2
-    norm in its own dtype. One pass each and no copy: cheap next to hashing the bytes (10 ms
-    for resnet18's 11M weights on one CPU thread, against 146 ms for float64 sum and norm),
-    and they see the writes the version counter misses (`w.data.mul_(2)`, pruning through
-    `w.data`, a numpy view). NaN never equals itself, so a tensor holding NaN is read every
-    time."""
-    if tensor.is_complex():
-        raise TypeError("complex tensors are not reduced")  # read every time instead
+def _checksums(tensors: list[torch.Tensor]) -> list[tuple[int, float] | None]:
+    """Two reductions of each tensor's content: the sum of its bytes read as 64-bit
+    integers (wrapping: exact, so any change confined to one 8-byte word changes it) and
+    its L2 norm in its own dtype; None for a tensor without them (complex, say: read every
+    time instead). One pass each and no copy: cheap next to hashing the bytes, and they see
+    the writes the version counter misses (`w.data.mul_(2)`, pruning through `w.data`, a
+    numpy view). NaN never equals itself, so a tensor holding NaN is read every time.
+    Batched: the norms of each dtype in one foreach call, every result in one transfer."""
+    words: list[torch.Tensor | None] = []
     with torch.no_grad():
-        flat = tensor.reshape(-1)
-        raw = flat.view(torch.uint8)
-        whole = raw.numel() // 8 * 8
-        head = raw[:whole] if raw.storage_offset() % 8 == 0 else raw[:whole].clone()
-        words = int(head.view(torch.int64).sum()) + int(raw[whole:].sum())
-        norm = float(torch.linalg.vector_norm(flat)) if tensor.is_floating_point() else 0.0
-        return words, norm
+        for tensor in tensors:
+            try:
+                words.append(None if tensor.is_complex() else _word_sum(tensor))
+            except (RuntimeError, NotImplementedError, TypeError):
+                words.append(None)
+        norms: dict[int, float | None] = {}
+        groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for i, tensor in enumerate(tensors):
+            if words[i] is not None and tensor.is_floating_point():
+                groups.setdefault((tensor.device, tensor.dtype), []).append(i)
+        for group in groups.values():
+            norms.update(zip(group, _norms([tensors[i] for i in group]), strict=True))
+        sums: dict[torch.device, list[int]] = {}
+        for i, word in enumerate(words):
+            if word is not None:
+                sums.setdefault(word.device, []).append(i)
+        exact: dict[int, int] = {}
+        for rows in sums.values():  # one transfer per device
+            stacked = torch.stack([cast(torch.Tensor, words[i]) for i in rows])
+            exact.update(zip(rows, stacked.tolist(), strict=True))
+        found: list[tuple[int, float] | None] = []
+        for i in range(len(words)):
+            norm = norms.get(i, 0.0)  # 0.0: not floating point, no norm
+            found.append((exact[i], norm) if i in exact and norm is not None else None)
+        return found
+
+
+def _word_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The wrapping sum of the content's 8-byte words, plus its trailing bytes (0-d)."""
+    flat = tensor.reshape(-1)
+    size = flat.element_size()
+    if (flat.numel() * size) % 8 == 0 and (flat.storage_offset() * size) % 8 == 0:
+        return flat.view(torch.int64).sum()  # the common case: whole, aligned words
+    raw = flat.view(torch.uint8)
+    whole = raw.numel() // 8 * 8
+    head = raw[:whole] if raw.storage_offset() % 8 == 0 else raw[:whole].clone()
+    return head.view(torch.int64).sum() + raw[whole:].sum()
+
+
+def _norms(group: list[torch.Tensor]) -> list[float | None]:
+    """L2 norms of tensors of one dtype and device, in one call where torch has one; None
+    for a tensor torch cannot reduce (then it is read every time)."""
+    try:
+        found: Sequence[torch.Tensor] = torch._foreach_norm(group)
+        return [float(n) for n in torch.stack([n.reshape(()) for n in found]).tolist()]
+    except (RuntimeError, NotImplementedError, TypeError):
+        return [_norm(t) for t in group]
+
+
+def _norm(tensor: torch.Tensor) -> float | None:
+    try:
+        return float(torch.linalg.vector_norm(tensor.reshape(-1)))
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
 
 
 def _digest(read: Callable[[torch.Tensor], tuple[str, Any]], tensor: torch.Tensor) -> str:
@@ -126,10 +222,34 @@ def _digest(read: Callable[[torch.Tensor], tuple[str, Any]], tensor: torch.Tenso
 def forget_all() -> None:
     """Drop every remembered digest (tests measure the full cost with it)."""
     _MEMO.clear()
+    _DERIVED.clear()
 
 
 def _tracked(tensor: torch.Tensor) -> Tracked:
     """The tensor's storage and tracked state, or None when its content is not tracked."""
+    return _tracked_all([tensor])[0]
+
+
+def _tracked_all(tensors: list[torch.Tensor]) -> list[Tracked]:
+    """_tracked of each tensor, the reductions of all of them batched (_checksums)."""
+    found = [_plain_state(tensor) for tensor in tensors]
+    watched = [t for t, state in zip(tensors, found, strict=True) if state is not None]
+    sums = iter(_checksums(watched))
+    tracked: list[Tracked] = []
+    for state in found:
+        checksum = next(sums) if state is not None else None
+        # Without its reductions (a complex tensor, say) nothing is trusted: read every time.
+        if state is None or checksum is None:
+            tracked.append(None)
+        else:
+            tracked.append((state[0], (*state[1], *checksum)))
+    return tracked
+
+
+def _plain_state(tensor: torch.Tensor) -> tuple[Any, tuple[Any, ...]] | None:
+    """The storage and what torch tracks about the tensor, or None when its content is not
+    tracked: a subclass (may define its own storage), not strided, quantized (parameters
+    outside the version counter), meta, an inference tensor (no version counter)."""
     if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
         return None
     if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type == "meta":
@@ -146,10 +266,7 @@ def _tracked(tensor: torch.Tensor) -> Tracked:
             tensor.stride(),
             tensor.dtype,
             tensor.device,
-            *_checksum(tensor),
         )
     except (RuntimeError, NotImplementedError, TypeError):
-        # No plain storage or no reduction for this tensor (e.g. complex, a wrapper):
-        # nothing to trust, so it is read every time.
-        return None
+        return None  # no plain storage (a wrapper, say)
     return storage, state

@@ -25,13 +25,13 @@ from pytest_robust.engine.fingerprint import identify
 def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Counts the tensors whose bytes the fingerprint module reads."""
     count = [0]
-    original = fingerprint._tensor_bytes
+    original = fingerprint.tensor_bytes
 
     def counted(tensor: torch.Tensor) -> tuple[str, Any]:
         count[0] += 1
         return original(tensor)
 
-    monkeypatch.setattr(fingerprint, "_tensor_bytes", counted)
+    monkeypatch.setattr(fingerprint, "tensor_bytes", counted)
     yield count
 
 
@@ -165,25 +165,69 @@ def test_a_second_check_on_the_same_model_reads_no_weight(reads, digits_cnn, dig
     assert (one.model_fingerprint, one.robust) == (two.model_fingerprint, two.robust)
 
 
-def test_each_tensor_is_reduced_once_per_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Catches the no-false-reuse reductions (sum and sum of squares: a pass over every weight)
-    being computed several times per check: once for the module's group test, once for the
-    tensor's own test and once more inside it (three passes over resnet18's 11M weights,
-    0.3 s a check on one CPU thread, more than the FGSM attack itself)."""
-    seen: list[int] = []
-    original = tensor_memo._checksum
+def test_each_tensor_is_reduced_once_per_identity_in_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Catches the no-false-reuse reductions (word sum and norm: a pass over every weight)
+    being computed several times per check (three passes over resnet18's 11M weights cost
+    0.3 s a check on one CPU thread, more than the FGSM attack itself), or tensor by tensor
+    with a host sync each instead of in one batch."""
+    batches: list[list[int]] = []
+    original = tensor_memo._checksums
 
-    def counted(tensor: torch.Tensor) -> tuple[float, float]:
-        seen.append(id(tensor))
-        return original(tensor)
+    def counted(tensors: list[torch.Tensor]) -> list[tuple[int, float] | None]:
+        batches.append([id(t) for t in tensors])
+        return original(tensors)
 
-    monkeypatch.setattr(tensor_memo, "_checksum", counted)
+    monkeypatch.setattr(tensor_memo, "_checksums", counted)
     model = small_net()
     tensors = [*model.parameters(), *model.buffers()]
     for _ in range(2):  # the first reading and a remembered one
-        seen.clear()
+        batches.clear()
         identify(model)
-        assert sorted(seen) == sorted(id(t) for t in tensors)
+        assert len(batches) == 1
+        assert sorted(batches[0]) == sorted(id(t) for t in tensors)
+
+
+class MixedBuffers(nn.Module):
+    """Weights of every kind the batched reductions group or special-case."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(3, 2)
+        self.register_buffer("wide", torch.rand(5, dtype=torch.float64))
+        self.register_buffer("narrow", torch.rand(3, dtype=torch.float16))
+        self.register_buffer("count", torch.arange(3))  # int64, no norm
+        self.register_buffer("mask", torch.tensor([True, False, True]))  # 3 bytes: no word
+        self.register_buffer("odd", torch.rand(7)[1:])  # 4-byte aligned only
+        self.register_buffer("empty", torch.zeros(0))
+        self.register_buffer("pairs", torch.ones(2, dtype=torch.complex64))
+
+
+MIXED = ["linear.weight", "wide", "narrow", "count", "mask", "odd"]
+
+
+@pytest.mark.parametrize("name", MIXED)
+def test_a_write_through_data_is_seen_in_every_kind_of_weight(name: str) -> None:
+    """Catches the batched reductions skipping or mis-grouping a dtype, a length that is
+    not whole 8-byte words, or an unaligned start: a write through .data (no version bump)
+    must change the identity, as a first reading sees it."""
+    model = MixedBuffers()
+    first = fresh(model)
+    assert identify(model) == first
+    tensor = model.get_parameter(name) if "." in name else model.get_buffer(name)
+    target = tensor.data.view(-1)[-1:]
+    target.copy_(target.logical_not() if tensor.dtype == torch.bool else target + 1)
+    assert identify(model) == fresh(model) != first
+
+
+def test_a_tensor_without_reductions_is_read_every_time(reads) -> None:
+    model = MixedBuffers()
+    identify(model)
+    read = reads[0]
+    identify(model)
+    assert reads[0] == read + 1  # the complex buffer alone: its content is not tracked
 
 
 def test_a_weight_at_an_odd_offset_of_a_shared_storage_is_watched_too() -> None:
@@ -198,3 +242,133 @@ def test_a_weight_at_an_odd_offset_of_a_shared_storage_is_watched_too() -> None:
     assert identify(model) == first
     model.weight.data[0, 0] += 1.0  # no version bump on the parameter
     assert identify(model) == fresh(model) != first
+
+
+def test_without_foreach_norms_each_weight_is_reduced_alone(monkeypatch, reads) -> None:
+    """Catches the batched reductions failing a check (or trusting a tensor) when torch has
+    no foreach norm for a group: each weight is then reduced alone, and one torch cannot
+    reduce is read every time."""
+
+    def missing(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        raise NotImplementedError("no foreach norm here")
+
+    monkeypatch.setattr(torch, "_foreach_norm", missing)
+    model = small_net()
+    first = fresh(model)
+    read = reads[0]
+    assert identify(model) == first and reads[0] == read  # reduced alone, still trusted
+    _conv(model).weight.data.mul_(2)  # no version bump
+    assert identify(model) != first
+    original = torch.linalg.vector_norm
+
+    def refuses_the_bias(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if tensor.numel() == 3:  # the linear layer's bias
+            raise RuntimeError("cannot reduce")
+        return original(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "vector_norm", refuses_the_bias)
+    identify(model)
+    read = reads[0]
+    identify(model)
+    assert reads[0] == read + 1  # the bias alone, every time
+
+
+class _PartByPart(fingerprint._Walk):
+    """The walk as it hashed before its parts were joined: one update per part."""
+
+    def put(self, *parts: str) -> None:
+        for part in parts:
+            self.raw(part.encode() + b"\x00")
+
+
+def test_joined_parts_hash_the_same_bytes_as_one_update_per_part() -> None:
+    """Catches the joined hashing of the walk's parts changing what is hashed: a lost or
+    reordered part, a separator missing, a raw write (numpy) put out of order."""
+    import numpy as np
+
+    model = MixedBuffers()
+    model.__dict__["extra"] = {"table": np.arange(4), "words": ("a", 1, 2.5), "none": None}
+    deep = nn.Sequential(*[nn.Linear(1, 1) for _ in range(150)])  # flushed mid-walk
+    for value in (model, small_net(), [np.ones(2), "x", {"k": (1, 2)}], nn.Linear, deep):
+        assert fingerprint._Walk().identity(value) == _PartByPart().identity(value)
+        assert fingerprint._Walk().identity(value) is not None
+
+
+# --- in-memory data: each row's digest read once per tensor while it is unchanged ---
+
+
+@pytest.fixture
+def hashed_rows(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts the rows the data scan hashes."""
+    from pytest_robust.engine import lazy_data
+
+    count = [0]
+    original = lazy_data.row_digests
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        count[0] += len(x)
+        return original(x)
+
+    monkeypatch.setattr(lazy_data, "row_digests", counted)
+    yield count
+
+
+def _data_fingerprint(x: torch.Tensor, y: torch.Tensor, limit: int | None = None) -> str:
+    from pytest_robust.engine.data import load_samples
+
+    return load_samples((x, y), limit).fingerprint
+
+
+DATA_CHANGES: dict[str, Callable[[torch.Tensor], Any]] = {
+    "in place (version bump)": lambda x: x[3].mul_(0.5),
+    "through .data (no version bump)": lambda x: x.data[3, 0].add_(0.25),
+    "numpy view (no version bump)": lambda x: x.numpy().__setitem__((5, 0), 0.0),
+}
+
+
+@pytest.mark.parametrize("change", list(DATA_CHANGES))
+def test_data_handed_over_again_is_hashed_once_and_every_change_is_seen(change, hashed_rows):
+    """Catches the data scan's memo reusing the digests of a tensor changed in place,
+    through .data or a numpy view (no version bump: only the content reductions see it),
+    or hashing the same unchanged tensor again on every check."""
+    torch.manual_seed(0)
+    x, y = torch.rand(12, 5), torch.arange(12) % 3
+    first = _data_fingerprint(x, y)
+    assert hashed_rows[0] == 12
+    assert _data_fingerprint(x, y) == first
+    assert hashed_rows[0] == 12  # not hashed again
+    assert _data_fingerprint(x, y, 6) != first  # another prefix: its own entry
+    DATA_CHANGES[change](x)
+    changed = _data_fingerprint(x, y)
+    tensor_memo.forget_all()
+    assert changed == _data_fingerprint(x.clone(), y) != first
+
+
+def _flip_in_place(x: torch.Tensor, flipped: torch.Tensor) -> None:
+    x[:20] = flipped
+
+
+def _flip_through_data(x: torch.Tensor, flipped: torch.Tensor) -> None:
+    x.data[:20] = flipped
+
+
+def _flip_through_numpy(x: torch.Tensor, flipped: torch.Tensor) -> None:
+    x.numpy()[:20] = flipped.numpy()
+
+
+@pytest.mark.parametrize("flip", [_flip_in_place, _flip_through_data, _flip_through_numpy])
+def test_a_session_sees_data_changed_between_two_checks(flip, digits_cnn, digits_data):
+    """Catches the session cache's scanned samples (and so the clean logits stored under
+    their fingerprint) being reused for tensors written through .data or a numpy view
+    between two checks: no version bump, so only the content reductions see it."""
+    x, y = digits_data[0][:40].clone(), digits_data[1][:40]
+    data = (x, y)  # the same object in both checks, as a session fixture gives it
+    cache = EvaluationCache()
+    gate: dict[str, Any] = {"attack": "fgsm", "eps": 0.05, "sanity": "off"}
+    first = evaluate(digits_cnn, data, cache=cache, **gate)
+    flip(x, x[:20].flip(-1).clone())  # mirrored digits: some are misread
+    again = evaluate(digits_cnn, data, cache=cache, **gate)
+    alone = evaluate(digits_cnn, data, **gate)
+    assert again.data_fingerprint == alone.data_fingerprint != first.data_fingerprint
+    assert (again.clean_correct, again.robust) == (alone.clean_correct, alone.robust)
+    assert again.clean_correct != first.clean_correct

@@ -29,9 +29,9 @@ from typing import Any
 import torch
 
 from pytest_robust.attacks import get_attack
-from pytest_robust.engine.fingerprint import Unidentifiable
+from pytest_robust.engine.digests import Unidentifiable
+from pytest_robust.engine.digests import code_version
 from pytest_robust.engine.fingerprint import class_identity
-from pytest_robust.engine.fingerprint import code_version
 from pytest_robust.engine.fingerprint import value_identity
 from pytest_robust.engine.result import RobustnessResult
 from pytest_robust.engine.stores import Store
