@@ -103,7 +103,7 @@ class Samples:
         return torch.cat([inputs for _, inputs in self.chunks()])
 
     def versions(self) -> tuple[Any, ...]:
-        """What torch tracks about the tensors the user handed over, with two reductions of
+        """What torch tracks about the tensors the user handed over, with three reductions of
         their content (engine/tensor_memo.py): an in-place change bumps it, and a write
         through .data or a numpy view (no version bump) changes the reductions."""
         if isinstance(self.source, InMemory):

@@ -97,7 +97,7 @@ class _Walk:
         self.count = 0
         self.classes: dict[type, str] = {}  # described once per walk
         self.tensors: dict[int, str] = {}  # each tensor's bytes are read once per walk
-        self.reading = Reading()  # and its tracked state (two reductions) computed once
+        self.reading = Reading()  # and its tracked state (three reductions) computed once
 
     def tensor(self, tensor: torch.Tensor) -> str:
         known = self.tensors.get(id(tensor))

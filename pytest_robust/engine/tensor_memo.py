@@ -10,13 +10,16 @@ the same tensor object as long as everything torch tracks about its content is u
   shape, strides, dtype and device;
 - two reductions of its content (the wrapping sum of its 8-byte words, exact, and its L2
   norm): writes that bypass the version counter (through `w.data`, a numpy view, a
-  custom kernel) change them.
+  custom kernel) change them. For the data handed over (`derived`, `content_state`) a
+  third, the words weighted by a pseudo-random weight of their position, also sees rows
+  shuffled in place (`np.random.shuffle(x.numpy())`), which keeps the other two.
 
 A module's own tensors are read again together when one of them changed: the batch-norm
 kernel updates a BatchNorm's running statistics without a version bump, but the module
-bumps num_batches_tracked with them. Not seen: a write that bypasses the version counter
-and leaves both reductions exactly as they were (a permutation of its values through
-`w.data`, say); docs/scaling.md says so. Inference tensors (made under
+bumps num_batches_tracked with them. Not seen: a write to a weight that bypasses the
+version counter and leaves both reductions exactly as they were (a permutation of its
+values through `w.data`, say: the weighted sum would see it, at 5x the cost of the two on
+every weight of every check); docs/scaling.md says so. Inference tensors (made under
 torch.inference_mode) have no version counter, quantized tensors carry parameters outside
 it, and tensor subclasses may define their own storage: these are read every time.
 """
@@ -44,7 +47,7 @@ T = TypeVar("T")
 
 
 class Reading:
-    """One walk over a model: each tensor's tracked state (with its two reductions, a pass
+    """One walk over a model: each tensor's tracked state (with its reductions, a pass
     over its content) is computed once per walk, however often the walk asks about it.
     `prime` computes many at once: the reductions of a whole model in a few torch calls and
     one transfer of the results, not several calls and host syncs per tensor."""
@@ -94,6 +97,7 @@ def remembered(
 
 
 # (id(tensor), what) -> (the tensor, its storage, its tracked state, the value derived).
+Checksum = tuple[float, ...]  # exact word sums (Python ints) and a norm
 _Entry = tuple[weakref.ref[torch.Tensor], weakref.ref[Any], Any, Any]
 _DERIVED: dict[tuple[int, object], _Entry] = {}
 
@@ -102,7 +106,7 @@ def derived(tensor: torch.Tensor, what: object, compute: Callable[[torch.Tensor]
     """compute(tensor), `what` naming the computation, reused for the same tensor object
     while it provably has not changed (the same tracked state as the digests above: a data
     set handed over again as the same tensor is not hashed again)."""
-    tracked = _tracked(tensor)
+    tracked = _tracked(tensor, ordered=True)
     if tracked is None:
         return compute(tensor)
     storage, state = tracked
@@ -122,9 +126,10 @@ def derived(tensor: torch.Tensor, what: object, compute: Callable[[torch.Tensor]
 
 
 def content_state(tensor: torch.Tensor) -> Any:
-    """What torch tracks about the tensor with the two reductions of its content: equal for
-    an unchanged tensor; for one whose content is not tracked, a value equal to nothing."""
-    tracked = _tracked(tensor)
+    """What torch tracks about the tensor with three reductions of its content (the
+    position-weighted one too): equal for an unchanged tensor; for one whose content is
+    not tracked, a value equal to nothing."""
+    tracked = _tracked(tensor, ordered=True)
     return tracked[1] if tracked is not None else object()
 
 
@@ -148,10 +153,12 @@ def _unchanged(tensor: torch.Tensor, tracked: Tracked) -> bool:
     return hit[0]() is tensor and hit[1]() is storage and hit[2] == state
 
 
-def _checksums(tensors: list[torch.Tensor]) -> list[tuple[int, float] | None]:
-    """Two reductions of each tensor's content: the sum of its bytes read as 64-bit
-    integers (wrapping: exact, so any change confined to one 8-byte word changes it) and
-    its L2 norm in its own dtype; None for a tensor without them (complex, say: read every
+def _checksums(tensors: list[torch.Tensor], ordered: bool = False) -> list[Checksum | None]:
+    """Reductions of each tensor's content: the sum of its bytes read as 64-bit integers
+    (wrapping: exact, so any change confined to one 8-byte word changes it), with
+    `ordered` the same words weighted by position (values moved between positions: 5x the
+    cost, so for the data handed over, not for every weight), and its L2 norm in its own
+    dtype; None for a tensor without them (complex, say: read every
     time instead). One pass each and no copy: cheap next to hashing the bytes, and they see
     the writes the version counter misses (`w.data.mul_(2)`, pruning through `w.data`, a
     numpy view). NaN never equals itself, so a tensor holding NaN is read every time.
@@ -160,7 +167,7 @@ def _checksums(tensors: list[torch.Tensor]) -> list[tuple[int, float] | None]:
     with torch.no_grad():
         for tensor in tensors:
             try:
-                words.append(None if tensor.is_complex() else _word_sum(tensor))
+                words.append(None if tensor.is_complex() else _word_sum(tensor, ordered))
             except (RuntimeError, NotImplementedError, TypeError):
                 words.append(None)
         norms: dict[int, float | None] = {}
@@ -174,27 +181,60 @@ def _checksums(tensors: list[torch.Tensor]) -> list[tuple[int, float] | None]:
         for i, word in enumerate(words):
             if word is not None:
                 sums.setdefault(word.device, []).append(i)
-        exact: dict[int, int] = {}
+        exact: dict[int, list[int]] = {}
         for rows in sums.values():  # one transfer per device
             stacked = torch.stack([cast(torch.Tensor, words[i]) for i in rows])
             exact.update(zip(rows, stacked.tolist(), strict=True))
-        found: list[tuple[int, float] | None] = []
+        found: list[Checksum | None] = []
         for i in range(len(words)):
             norm = norms.get(i, 0.0)  # 0.0: not floating point, no norm
-            found.append((exact[i], norm) if i in exact and norm is not None else None)
+            found.append((*exact[i], norm) if i in exact and norm is not None else None)
         return found
 
 
-def _word_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """The wrapping sum of the content's 8-byte words, plus its trailing bytes (0-d)."""
+def _word_sum(tensor: torch.Tensor, ordered: bool = False) -> torch.Tensor:
+    """The content's 8-byte words (plus its trailing bytes) as wrapping sums: [plain], or
+    with `ordered` [plain, each word times a pseudo-random weight of its position]."""
     flat = tensor.reshape(-1)
     size = flat.element_size()
     if (flat.numel() * size) % 8 == 0 and (flat.storage_offset() * size) % 8 == 0:
-        return flat.view(torch.int64).sum()  # the common case: whole, aligned words
-    raw = flat.view(torch.uint8)
-    whole = raw.numel() // 8 * 8
-    head = raw[:whole] if raw.storage_offset() % 8 == 0 else raw[:whole].clone()
-    return head.view(torch.int64).sum() + raw[whole:].sum()
+        words = flat.view(torch.int64)  # the common case: whole, aligned words
+    else:
+        raw = flat.view(torch.uint8)
+        whole = raw.numel() // 8 * 8
+        head = raw[:whole] if raw.storage_offset() % 8 == 0 else raw[:whole].clone()
+        words = torch.cat([head.view(torch.int64), raw[whole:].to(torch.int64)])
+    return _position_sum(words) if ordered else words.sum().reshape(1)
+
+
+# Weights of the position-weighted sum, in chunks (a weight per word would double the
+# memory of the largest tensor): word i of chunk c weighs _WEIGHTS[i] + _WEIGHTS[-1 - c].
+# Drawn once from a private generator (the global RNG is the user's), the same every run.
+_CHUNK = 1 << 18
+_WEIGHTS: dict[torch.device, torch.Tensor] = {}
+
+
+def _weights(device: torch.device) -> torch.Tensor:
+    if device not in _WEIGHTS:
+        drawn = torch.randint(
+            -(2**63), 2**63 - 1, (_CHUNK,), generator=torch.Generator().manual_seed(0x5EED)
+        )
+        _WEIGHTS[device] = drawn.to(device)
+    return _WEIGHTS[device]
+
+
+def _position_sum(words: torch.Tensor) -> torch.Tensor:
+    """[sum of the words, sum of word x weight of its position], both wrapping (exact
+    modulo 2**64). The plain sum sees any change confined to one word; the weighted one
+    also sees values moved between positions (rows shuffled in place, a permutation of a
+    weight's entries), which leave the plain sum and the L2 norm exactly as they were."""
+    weights = _weights(words.device)
+    plain = words.sum()
+    weighted = torch.zeros((), dtype=torch.int64, device=words.device)
+    for chunk, start in enumerate(range(0, words.numel(), _CHUNK)):
+        part = words[start : start + _CHUNK]
+        weighted += (part * weights[: part.numel()]).sum() + part.sum() * weights[-1 - chunk]
+    return torch.stack([plain, weighted])
 
 
 def _norms(group: list[torch.Tensor]) -> list[float | None]:
@@ -225,16 +265,16 @@ def forget_all() -> None:
     _DERIVED.clear()
 
 
-def _tracked(tensor: torch.Tensor) -> Tracked:
+def _tracked(tensor: torch.Tensor, ordered: bool = False) -> Tracked:
     """The tensor's storage and tracked state, or None when its content is not tracked."""
-    return _tracked_all([tensor])[0]
+    return _tracked_all([tensor], ordered)[0]
 
 
-def _tracked_all(tensors: list[torch.Tensor]) -> list[Tracked]:
+def _tracked_all(tensors: list[torch.Tensor], ordered: bool = False) -> list[Tracked]:
     """_tracked of each tensor, the reductions of all of them batched (_checksums)."""
     found = [_plain_state(tensor) for tensor in tensors]
     watched = [t for t, state in zip(tensors, found, strict=True) if state is not None]
-    sums = iter(_checksums(watched))
+    sums = iter(_checksums(watched, ordered))
     tracked: list[Tracked] = []
     for state in found:
         checksum = next(sums) if state is not None else None

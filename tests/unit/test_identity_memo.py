@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 from typing import cast
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -175,9 +176,9 @@ def test_each_tensor_is_reduced_once_per_identity_in_one_batch(
     batches: list[list[int]] = []
     original = tensor_memo._checksums
 
-    def counted(tensors: list[torch.Tensor]) -> list[tuple[int, float] | None]:
+    def counted(tensors: list[torch.Tensor], ordered: bool = False) -> list[Any]:
         batches.append([id(t) for t in tensors])
-        return original(tensors)
+        return original(tensors, ordered)
 
     monkeypatch.setattr(tensor_memo, "_checksums", counted)
     model = small_net()
@@ -220,6 +221,20 @@ def test_a_write_through_data_is_seen_in_every_kind_of_weight(name: str) -> None
     target = tensor.data.view(-1)[-1:]
     target.copy_(target.logical_not() if tensor.dtype == torch.bool else target + 1)
     assert identify(model) == fresh(model) != first
+
+
+@pytest.mark.parametrize("name", MIXED)
+def test_a_permutation_through_data_changes_the_content_state_of_every_kind(name: str) -> None:
+    """Catches the data's content state being blind to order: values moved between
+    positions behind the version counter keep the word sum and the norm exactly (rows
+    shuffled in place); the state the session cache keys the data by must still change."""
+    tensor = MixedBuffers().get_parameter(name) if "." in name else MixedBuffers().get_buffer(name)
+    before = tensor_memo.content_state(tensor)
+    assert tensor_memo.content_state(tensor) == before
+    flat = tensor.data.view(-1)
+    flat.copy_(flat.roll(1))
+    assert not torch.equal(flat, flat.roll(-1))  # a real change
+    assert tensor_memo.content_state(tensor) != before
 
 
 def test_a_tensor_without_reductions_is_read_every_time(reads) -> None:
@@ -367,6 +382,24 @@ def test_a_session_sees_data_changed_between_two_checks(flip, digits_cnn, digits
     gate: dict[str, Any] = {"attack": "fgsm", "eps": 0.05, "sanity": "off"}
     first = evaluate(digits_cnn, data, cache=cache, **gate)
     flip(x, x[:20].flip(-1).clone())  # mirrored digits: some are misread
+    again = evaluate(digits_cnn, data, cache=cache, **gate)
+    alone = evaluate(digits_cnn, data, **gate)
+    assert again.data_fingerprint == alone.data_fingerprint != first.data_fingerprint
+    assert (again.clean_correct, again.robust) == (alone.clean_correct, alone.robust)
+    assert again.clean_correct != first.clean_correct
+
+
+def test_a_session_sees_rows_shuffled_in_place_between_two_checks(digits_cnn, digits_data):
+    """Catches the session cache reusing the clean logits of data shuffled in place through
+    numpy (`np.random.shuffle`-style: no version bump, and the same word sum and norm)."""
+    x, y = digits_data[0][:40].clone(), digits_data[1][:40].clone()
+    data = (x, y)
+    cache = EvaluationCache()
+    gate: dict[str, Any] = {"attack": "fgsm", "eps": 0.05, "sanity": "off"}
+    first = evaluate(digits_cnn, data, cache=cache, **gate)
+    order = np.random.default_rng(0).permutation(40)
+    x.numpy()[:] = x.numpy()[order]
+    y.numpy()[:] = y.numpy()[order]
     again = evaluate(digits_cnn, data, cache=cache, **gate)
     alone = evaluate(digits_cnn, data, **gate)
     assert again.data_fingerprint == alone.data_fingerprint != first.data_fingerprint
