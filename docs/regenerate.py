@@ -313,14 +313,35 @@ SAVED = Path(tempfile.gettempdir()) / "pytest-robust-docs"
 MACHINE_FILE = ROOT / "docs" / "outputs-machine.json"
 
 
-def _cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's entries of /proc/cpuinfo (empty where there is none)."""
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            info[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return info
+
+
+def _cpu_model() -> str:
+    """The CPU's name and, since a virtual machine's name can be as vague as "AMD EPYC",
+    its family and model numbers (the microarchitecture)."""
+    info = _cpuinfo()
+    name = info.get("model name") or platform.processor() or "unknown"
+    if "cpu family" in info:
+        name += f" (family {info['cpu family']}, model {info.get('model', '?')})"
+    return name
+
+
+def _vector_flags() -> str:
+    """The vector extensions the kernels may pick from (oneDNN and MKL choose by them)."""
+    flags = _cpuinfo().get("flags", "").split()
+    wanted = ("avx", "fma", "amx", "vnni", "bf16", "fp16", "sse4")
+    return " ".join(sorted(f for f in flags if f.startswith(wanted) or "vnni" in f)) or "unknown"
 
 
 def _cache_sizes() -> str:
@@ -337,14 +358,16 @@ def _cache_sizes() -> str:
 
 def machine() -> dict[str, str]:
     """What the printed numbers depend on besides the code and the thread count: the
-    architecture, the kernels torch picks (AVX2 / AVX512), the CPU and its caches (oneDNN
-    blocks its loops by cache size), torch's version."""
+    architecture, the kernels torch picks (AVX2 / AVX512), the CPU, its vector extensions
+    and its caches (oneDNN picks kernels by them and blocks its loops by cache size),
+    torch's version."""
     import torch
 
     return {
         "arch": platform.machine(),
         "kernels": torch.backends.cpu.get_cpu_capability(),
         "cpu": _cpu_model(),
+        "vector flags": _vector_flags(),
         "caches": _cache_sizes(),
         "torch": torch.__version__,
         "threads": THREADS,
