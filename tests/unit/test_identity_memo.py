@@ -224,6 +224,32 @@ def test_a_write_through_data_is_seen_in_every_kind_of_weight(name: str) -> None
 
 
 @pytest.mark.parametrize("name", MIXED)
+def test_a_permutation_through_data_is_seen_in_every_kind_of_weight(name: str) -> None:
+    """Catches the weights' reductions being blind to order: a weight's values moved
+    between positions behind the version counter (channels permuted through .data) keep
+    its word sum and norm exactly; the identity must still change, as a first reading
+    sees it."""
+    model = MixedBuffers()
+    first = fresh(model)
+    assert identify(model) == first
+    tensor = model.get_parameter(name) if "." in name else model.get_buffer(name)
+    flat = tensor.data.view(-1)
+    flat.copy_(flat.roll(1))
+    assert not torch.equal(flat, flat.roll(-1))  # a real change
+    assert identify(model) == fresh(model) != first
+
+
+def test_values_moved_between_projection_chunks_are_seen(monkeypatch) -> None:
+    """Catches the projection weighing every chunk alike: a value moved to the same offset
+    of another chunk would then keep it."""
+    monkeypatch.setattr(tensor_memo, "_PROJECTION_CHUNK", 4)
+    monkeypatch.setattr(tensor_memo, "_PROJECTION", {})
+    weight = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+    swapped = weight[[4, 1, 2, 3, 0, 5, 6, 7]]  # offset 0 of chunk 0 and of chunk 1
+    assert tensor_memo._projections([weight]) != tensor_memo._projections([swapped])
+
+
+@pytest.mark.parametrize("name", MIXED)
 def test_a_permutation_through_data_changes_the_content_state_of_every_kind(name: str) -> None:
     """Catches the data's content state being blind to order: values moved between
     positions behind the version counter keep the word sum and the norm exactly (rows
