@@ -283,6 +283,10 @@ RUNS: dict[str, Run] = {
 }
 
 
+# Environment variables that change what pytest prints, not what it measures.
+OUTPUT_VARIABLES = ("CI", "BUILD_NUMBER", "PY_COLORS", "FORCE_COLOR", "NO_COLOR", "TERM")
+
+
 def child_env(tmp: Path) -> dict[str, str]:
     env = {
         k: v
@@ -291,6 +295,11 @@ def child_env(tmp: Path) -> dict[str, str]:
         # into the child pytest: a child that believes it is an xdist worker splits threads.
         if not k.startswith(("PYTEST_", "PYTHONBREAKPOINT"))
     }
+    # pytest prints differently on a CI runner (`CI`, `BUILD_NUMBER`: the short summary's
+    # failure lines are not cut to the terminal width) and in colour when forced: the pages
+    # show what a reader's terminal prints, so the children run as on one, wherever we are.
+    for varies_output in OUTPUT_VARIABLES:
+        env.pop(varies_output, None)
     env["OMP_NUM_THREADS"] = THREADS
     env["MKL_NUM_THREADS"] = THREADS
     # Under the docs test the children share CI's 2 cores with xdist's workers: threads that
