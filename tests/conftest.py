@@ -7,13 +7,27 @@ the run ends, and importing it again crashes).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from pytest_robust.plugin.workers import cpu_threads
+
 HERE = Path(__file__).resolve().parent
+
+# Under xdist each worker takes its share of the cores, as the plugin gives a user's workers
+# (workers.cpu_threads), and so do the processes its tests start (pytester subprocesses,
+# torchrun): two workers with torch's whole pool each oversubscribe CI's 2 cores, and
+# OpenMP's spinning waits then cost up to 10x the CPU (tests/unit/test_square.py, two copies
+# at once: 180 s of CPU with 2 threads each, 17 s with 1). Tests of the thread choice itself
+# remove the variable for their children.
+_WORKERS = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+if _WORKERS and not any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+    os.environ["OMP_NUM_THREADS"] = str(cpu_threads(os.cpu_count() or 1, int(_WORKERS)))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # tests/ for the shared toy models, examples/digits for the example's model and data.
 sys.path[:0] = [str(HERE), str(HERE.parent / "examples" / "digits")]
 from digits import digits_split  # noqa: E402
