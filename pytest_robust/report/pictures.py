@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -218,13 +219,14 @@ def sweep_curve(records: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
 
 def _draw_floors(ax: Any, points: Sequence[tuple[float, Mapping[str, Any]]]) -> None:
     """Each floor threshold as a bar centred on its case's x, the region below it shaded
-    and its value written at its right end (between cases no threshold is drawn: none
-    was set there)."""
+    and its value written beside it where no curve passes (`_place_off_curves`); between
+    cases no threshold is drawn: none was set there."""
     xs = sorted({x for x, _ in points})
     if len(xs) < 2:
         return
     half = min(b - a for a, b in itertools.pairwise(xs)) * 0.3
     styles = {"min_acc": "-", "clean_acc − max_drop": "--"}
+    labels: list[tuple[float, float, float]] = []
     for name, style in styles.items():
         level: dict[float, float] = {}
         for x, r in points:
@@ -243,17 +245,72 @@ def _draw_floors(ax: Any, points: Sequence[tuple[float, Mapping[str, Any]]]) -> 
                 zorder=3,
             )
             ax.fill_between([x - half, x + half], -0.02, y, color="#cf222e", alpha=0.1, lw=0)
-            ax.annotate(
+            labels.append((x - half, x + half, y))
+    ax.set_xlim(xs[0] - 2 * half, xs[-1] + 3 * half)
+    _place_off_curves(ax, labels)
+
+
+# Where a threshold's value may go, tried in order: under the bar's left end (inside the
+# shaded fail region), past its right end, under its right end, above either end.
+# (anchor: "left" or "right" end of the bar; offset in points; alignment)
+_SPOTS = (
+    ("left", (3, -3), "left", "top"),
+    ("right", (4, 0), "left", "center"),
+    ("right", (-3, -3), "right", "top"),
+    ("left", (3, 3), "left", "bottom"),
+    ("right", (-3, 3), "right", "bottom"),
+)
+
+
+def _place_off_curves(ax: Any, labels: Sequence[tuple[float, float, float]]) -> None:
+    """Writes each (left, right, y) bar's value at the first of `_SPOTS` that lies inside the
+    axes and crosses no curve, so that neither hides the other (the first spot if none)."""
+    figure = ax.figure
+    FigureCanvasAgg(figure)
+    figure.draw_without_rendering()  # the constrained layout settles the axes' place
+    renderer = figure.canvas.get_renderer()
+    # What a value must not cover: drawn lines (not marker-only ones, such as error bar
+    # caps) and line collections (error bars, threshold bars), in display coordinates.
+    curves = [
+        line.get_transform().transform_path(line.get_path())
+        for line in ax.lines
+        if line.get_linestyle() not in ("None", "", " ") and len(line.get_xdata()) > 1
+    ]
+    curves += [
+        collection.get_transform().transform_path(path)
+        for collection in ax.collections
+        if isinstance(collection, LineCollection)
+        for path in collection.get_paths()
+    ]
+
+    def free(label: Any) -> bool:
+        box = label.get_window_extent(renderer)
+        inside = ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1)
+        return inside and not any(c.intersects_bbox(box, filled=False) for c in curves)
+
+    for left, right, y in labels:
+        tried = []
+        for end, offset, ha, va in _SPOTS:
+            label = ax.annotate(
                 f"{y:.2f}",
-                (x + half, y),
-                xytext=(4, 0),
+                (left if end == "left" else right, y),
+                xytext=offset,
                 textcoords="offset points",
-                va="center",
+                ha=ha,
+                va=va,
                 fontsize=TEXT,
                 color="#cf222e",
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+                annotation_clip=False,
             )
-    ax.set_xlim(xs[0] - 2 * half, xs[-1] + 3 * half)
+            label.set_in_layout(False)  # where it goes must not move the axes
+            tried.append(label)
+            if free(label):
+                break
+        keep = tried[-1] if free(tried[-1]) else tried[0]
+        for label in tried:
+            if label is not keep:
+                label.remove()
 
 
 def interval_curve(curve: Mapping[str, Any]) -> str:

@@ -336,3 +336,29 @@ def test_the_palette_keeps_the_pictures_pixels(monkeypatch: pytest.MonkeyPatch) 
     png = Image.open(io.BytesIO(base64.b64decode(uri.partition("base64,")[2]))).convert("RGB")
     assert len(np.unique(full[0].reshape(-1, 3), axis=0)) > 256  # a palette must merge some
     assert int(np.abs(np.asarray(png).astype(int) - full[0]).max()) <= 4
+
+
+def test_threshold_labels_stay_off_the_curve(drawn: list[Any]) -> None:
+    """Catches a threshold's value written where the curve passes (the digits example's
+    curve crossed its "0.95" and "0.80" labels at the right ends of their bars)."""
+    from matplotlib.lines import Line2D
+
+    sweep = [
+        check("t.py::c[a]", 39, eps=0.02, thresholds={"min_acc": 0.95}),
+        check("t.py::c[b]", 35, eps=0.05, thresholds={"min_acc": 0.8}),
+        check("t.py::c[c]", 20, eps=0.1, thresholds={"min_acc": 0.35}),
+    ]
+    pictures.sweep_curve(sweep)
+    (figure,) = drawn
+    (ax,) = figure.axes
+    renderer = figure.canvas.get_renderer()
+    curves = [line for line in ax.lines if isinstance(line, Line2D) and len(line.get_xdata()) > 1]
+    assert curves
+    labels = list(ax.texts)
+    assert {t.get_text() for t in labels} == {"0.95", "0.80", "0.35"}
+    for label in labels:
+        box = label.get_window_extent(renderer)
+        assert ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1), label
+        for line in curves:
+            path = line.get_transform().transform_path(line.get_path())
+            assert not path.intersects_bbox(box, filled=False), label.get_text()
