@@ -390,7 +390,12 @@ def child_env(tmp: Path, model_cache: Path | None = None) -> dict[str, str]:
     path = [str(ROOT), env.get("PYTHONPATH")]
     env.pop("ROBUST_DOCS_MODEL_CACHE", None)
     if model_cache is not None:
-        (model_cache / "sitecustomize.py").write_text(MODEL_CACHE_HOOK)
+        hook = model_cache / "sitecustomize.py"
+        if not hook.exists() or hook.read_text() != MODEL_CACHE_HOOK:
+            # Atomically: another xdist worker's child may be reading it at its start-up.
+            part = model_cache / f"sitecustomize.{os.getpid()}"
+            part.write_text(MODEL_CACHE_HOOK)
+            os.replace(part, hook)
         env["ROBUST_DOCS_MODEL_CACHE"] = str(model_cache)
         path.insert(0, str(model_cache))  # where Python looks for sitecustomize at start-up
     env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)

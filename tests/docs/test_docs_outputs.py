@@ -9,6 +9,7 @@ moves a number fails here until `python docs/regenerate.py` is run and its diff 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -44,9 +45,14 @@ def test_every_marked_block_has_a_run_and_every_block_is_marked() -> None:
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One folder of trained digits CNNs for every run of this process (see MODEL_CACHE_HOOK):
-    the first child that trains the CNN keeps it, the others load the same weights."""
-    return tmp_path_factory.mktemp("docs-models")
+    """One folder of trained digits CNNs for every run of this session (see MODEL_CACHE_HOOK):
+    the first child that trains the CNN keeps it, the others load the same weights. Under
+    xdist the workers' base folders sit in the session's own, fresh one: they share it (two
+    workers training at once both write the same weights, each file atomically)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "docs-models"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.mark.parametrize("run_name", CHECKED)
