@@ -18,6 +18,9 @@ shows. A run executes its steps (write files, run commands) in a fresh temporary
 or in the repository, once, however many blocks show it. Paths of the temporary directory
 are shown as the path the docs use (`/home/you/robust-demo`, ...).
 
+The children of one session share the digits CNN they train (`MODEL_CACHE_HOOK`): the first
+trains it, the others load its weights bit for bit and print what they would have printed.
+
 `tests/docs/test_docs_outputs.py` runs every run marked `checked=True` and compares each of
 its blocks with the committed one, ignoring times and the session header (`normalise`).
 A run that takes more than a minute on a 2-core CI machine is `checked=False`: its blocks
@@ -287,7 +290,77 @@ RUNS: dict[str, Run] = {
 OUTPUT_VARIABLES = ("CI", "BUILD_NUMBER", "PY_COLORS", "FORCE_COLOR", "NO_COLOR", "TERM")
 
 
-def child_env(tmp: Path) -> dict[str, str]:
+# Every child that imports the example's `digits` module trains the same CNN (~9 s of CPU):
+# ten times in the checked runs. A child started with `model_cache` set loads this
+# sitecustomize first, which makes `digits.trained_cnn` keep each trained model's weights in
+# that folder, keyed by digits.py's bytes and the seed: the first child trains, the others
+# load bit-identical weights (the model built under fork_rng as trained_cnn builds it, so the
+# global RNG is left as training leaves it) and print what they would have printed. The
+# folder lives for one session (one docs test process, one run of this script), so a
+# changed torch or machine can never hand a child weights it did not train itself.
+MODEL_CACHE_HOOK = """\
+import functools
+import hashlib
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+from pathlib import Path
+
+_CACHE = Path(os.environ["ROBUST_DOCS_MODEL_CACHE"])
+
+
+def _cached(module):
+    key = hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:16]
+    train = module.trained_cnn
+
+    @functools.wraps(train)
+    def trained_cnn(seed=0):
+        import torch
+
+        path = _CACHE / f"digits-{key}-seed{seed}.pt"
+        if not path.exists():
+            model = train(seed=seed)
+            part = path.with_name(f"{path.name}.{os.getpid()}")
+            torch.save(model.state_dict(), part)
+            os.replace(part, path)  # atomic: parallel children never read half a file
+            return model
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = module.DigitsCNN()
+        model.load_state_dict(torch.load(path))
+        return model.eval()
+
+    module.trained_cnn = trained_cnn
+
+
+class _Loader(importlib.abc.Loader):
+    def __init__(self, inner):
+        self.inner = inner
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module):
+        self.inner.exec_module(module)
+        _cached(module)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name != "digits":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _Loader(spec.loader)
+        return spec
+
+
+sys.meta_path.insert(0, _Finder())
+"""
+
+
+def child_env(tmp: Path, model_cache: Path | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -314,7 +387,18 @@ def child_env(tmp: Path) -> dict[str, str]:
     env["PYTEST_ADDOPTS"] = f"-o cache_dir={tmp / '.pytest_cache'}"
     env["COLUMNS"] = "80"  # pytest's banners are as wide as the terminal
     # The repository first, so that a checkout runs its own plugin (not an installed one).
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    path = [str(ROOT), env.get("PYTHONPATH")]
+    env.pop("ROBUST_DOCS_MODEL_CACHE", None)
+    if model_cache is not None:
+        hook = model_cache / "sitecustomize.py"
+        if not hook.exists() or hook.read_text() != MODEL_CACHE_HOOK:
+            # Atomically: another xdist worker's child may be reading it at its start-up.
+            part = model_cache / f"sitecustomize.{os.getpid()}"
+            part.write_text(MODEL_CACHE_HOOK)
+            os.replace(part, hook)
+        env["ROBUST_DOCS_MODEL_CACHE"] = str(model_cache)
+        path.insert(0, str(model_cache))  # where Python looks for sitecustomize at start-up
+    env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
     return env
 
 
@@ -428,7 +512,8 @@ def shown(line: str, path: str, shown_as: str) -> str:
     return line + sep if len(line) + 1 <= 80 else line
 
 
-def execute(run: Run) -> RunOutput:
+def execute(run: Run, model_cache: Path | None = None) -> RunOutput:
+    """Run `run`'s steps; with `model_cache`, its children share trained digits CNNs there."""
     out = RunOutput()
     start = time.perf_counter()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -442,7 +527,7 @@ def execute(run: Run) -> RunOutput:
             proc = subprocess.run(
                 [sys.executable, *step.args],
                 cwd=workdir,
-                env=child_env(Path(tmp)),
+                env=child_env(Path(tmp), model_cache),
                 capture_output=True,
                 text=True,
                 check=False,
@@ -766,15 +851,16 @@ def main(argv: list[str] | None = None) -> int:
         and not ((args.check or args.skip_unchecked) and not run.checked)
     ]
     outputs: dict[str, RunOutput] = {}
-    for run in wanted:
-        if args.reuse and (kept := load(run.name)) is not None:
-            outputs[run.name] = kept
-            continue
-        print(f"running {run.name} ...", flush=True)
-        outputs[run.name] = execute(run)
-        save(run.name, outputs[run.name])
-        done = outputs[run.name]
-        print(f"  {done.seconds:.0f} s, {done.cpu_seconds:.0f} s of CPU", flush=True)
+    with tempfile.TemporaryDirectory(prefix="docs-models-") as models:
+        for run in wanted:
+            if args.reuse and (kept := load(run.name)) is not None:
+                outputs[run.name] = kept
+                continue
+            print(f"running {run.name} ...", flush=True)
+            outputs[run.name] = execute(run, Path(models))
+            save(run.name, outputs[run.name])
+            done = outputs[run.name]
+            print(f"  {done.seconds:.0f} s, {done.cpu_seconds:.0f} s of CPU", flush=True)
     if args.check:
         if mismatch := machine_mismatch():
             print(f"warning: the docs were generated on another machine ({mismatch})")

@@ -69,6 +69,11 @@ def _digits_cnn() -> nn.Module:
     return trained_cnn(seed=0)
 
 
+def digits_cnn() -> nn.Module:
+    """The plainly trained digits CNN itself (a copy of the one trained once per process)."""
+    return copy.deepcopy(_digits_cnn())
+
+
 def quantised_cnn() -> nn.Module:
     """round(4x)/4 in front of the (plainly trained) digits CNN."""
     return nn.Sequential(Quantise(), copy.deepcopy(_digits_cnn())).eval()

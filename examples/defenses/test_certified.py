@@ -30,7 +30,7 @@ from pytest_robust import robust
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "digits")]
 import certified_models as cm  # noqa: E402
-from digits import trained_cnn  # noqa: E402
+from randomised_models import digits_cnn  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +41,9 @@ def ibp_trained() -> nn.Module:
 
 @pytest.fixture(scope="session")
 def undefended_cnn() -> nn.Module:
-    """The CNN of examples/digits, plain cross-entropy training."""
-    return trained_cnn(seed=0)
+    """The CNN of examples/digits, plain cross-entropy training (trained once per process,
+    shared with the quantised CNN of test_randomised_defenses.py)."""
+    return digits_cnn()
 
 
 @pytest.fixture(scope="session")

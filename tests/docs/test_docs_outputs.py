@@ -9,7 +9,9 @@ moves a number fails here until `python docs/regenerate.py` is run and its diff 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -41,13 +43,25 @@ def test_every_marked_block_has_a_run_and_every_block_is_marked() -> None:
         assert unchecked == (not regen.RUNS[regen.BLOCKS[name].run].checked)
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of trained digits CNNs for every run of this session (see MODEL_CACHE_HOOK):
+    the first child that trains the CNN keeps it, the others load the same weights. Under
+    xdist the workers' base folders sit in the session's own, fresh one: they share it (two
+    workers training at once both write the same weights, each file atomically)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "docs-models"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 @pytest.mark.parametrize("run_name", CHECKED)
-def test_output_blocks_are_current(run_name: str) -> None:
+def test_output_blocks_are_current(run_name: str, model_cache: Path) -> None:
     if mismatch := regen.machine_mismatch():
         # Another CPU, kernel set or torch trains other digits weights: its numbers differ in
         # the third decimal without anything being stale (docs/regenerate.py's docstring).
         pytest.skip(f"the docs' outputs were made on another machine: {mismatch}")
-    outputs = {run_name: regen.execute(regen.RUNS[run_name])}
+    outputs = {run_name: regen.execute(regen.RUNS[run_name], model_cache)}
     problems = [
         diff
         for name, (_, body, _) in regen.all_marked().items()
@@ -127,3 +141,59 @@ def test_children_print_as_on_a_readers_terminal_on_a_ci_runner(
     env = regen.child_env(tmp_path)
     assert not set(regen.OUTPUT_VARIABLES) & set(env)
     assert env["COLUMNS"] == "80"
+
+
+FAKE_DIGITS = """\
+import torch
+
+
+class DigitsCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(3))
+
+
+def trained_cnn(seed=0):
+    print("trained", flush=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = DigitsCNN()
+    with torch.no_grad():
+        model.w.mul_(2.0).add_(VERSION)  # training moves the weights away from the init
+    return model.eval()
+"""
+SCRIPT = """\
+import torch
+from digits import trained_cnn
+
+torch.manual_seed(0)
+model = trained_cnn(seed=3)
+print(model.w.tolist(), model.training, model.w.requires_grad, torch.rand(1).item())
+"""
+
+
+def test_children_share_a_trained_model_bit_for_bit(tmp_path: Path) -> None:
+    """The second child loads the first one's weights instead of training, and prints what a
+    child that trained would print (weights, mode, the global RNG after); a changed digits.py
+    trains again."""
+    cache = tmp_path / "models"
+    cache.mkdir()
+    (tmp_path / "script.py").write_text(SCRIPT)
+
+    def child(version: float) -> str:
+        (tmp_path / "digits.py").write_text(FAKE_DIGITS.replace("VERSION", str(version)))
+        proc = subprocess.run(
+            [sys.executable, "script.py"],
+            cwd=tmp_path,
+            env=regen.child_env(tmp_path, cache),
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    # The first child trains as it would without a cache (the hook returns train's model).
+    trained = child(1.0)
+    assert trained.startswith("trained\n")
+    assert child(1.0) == trained.removeprefix("trained\n")  # loaded, and nothing else moved
+    assert child(2.0).startswith("trained\n")  # another digits.py
