@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+from pytest_robust.report import writers
+
 SUITE = """
 from pytest_robust import robust
 
@@ -54,13 +56,15 @@ def test_xdist_writes_each_report_once_with_the_serial_content(
     rtester.makepyfile(test_x=SUITE)
     conftest = rtester.path / "conftest.py"
     conftest.write_text(conftest.read_text() + WRITER_LOG)
+    # The serial run is in this process: its conftest's patch is undone after the test.
+    monkeypatch.setattr(writers, "write_reports", writers.write_reports)
     reports = [
         "--robust-report=json:{}.json",
         "--robust-report=md:{}.md",
         "--robust-report=html:{}.html",
     ]
 
-    serial = rtester.runpytest_subprocess(*(r.format("serial") for r in reports), timeout=120)
+    serial = rtester.runpytest(*(r.format("serial") for r in reports))
     serial.assert_outcomes(passed=4)
     result = rtester.runpytest_subprocess(
         "-p", "xdist", "-n", "2", *(r.format("xdist") for r in reports), timeout=120

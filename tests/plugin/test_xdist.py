@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
+import torch
+
+from pytest_robust.report import json_report
 
 FILE_A = """
 from pytest_robust import robust
@@ -75,6 +76,8 @@ def test_xdist_matches_serial_and_reports_once(
     rtester.makepyfile(test_xa=FILE_A, test_xb=FILE_B)
     conftest = rtester.path / "conftest.py"
     conftest.write_text(conftest.read_text() + WRITER_LOG)
+    # The serial run is in this process: its conftest's patch is undone after the test.
+    monkeypatch.setattr(json_report, "write_json", json_report.write_json)
 
     serial = rtester.runpytest("--robust-report=json:serial.json")
     serial.assert_outcomes(passed=4, failed=1)
@@ -176,7 +179,15 @@ def test_xdist_baseline_compare_junit_rows_and_threads(
 
     # test_threads has no entry: listed as missing, the same in both runs.
     args = ("--robust-compare-fail=robust_acc:0.02",)
-    serial = rtester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=120)
+    # The serial run in this process: a thread count no share of the cores gives is set
+    # first, and the run must leave it as it is (only a worker takes its share).
+    threads = torch.get_num_threads()
+    untouched = (os.cpu_count() or 1) + 3
+    torch.set_num_threads(untouched)
+    try:
+        serial = rtester.runpytest("-p", "no:cacheprovider", *args)
+    finally:
+        torch.set_num_threads(threads)
     serial.assert_outcomes(passed=4, failed=2)
     parallel = rtester.runpytest_subprocess(
         *("-p", "xdist", "-n", "2", "-p", "no:cacheprovider", *args, "--junit-xml=j.xml"),
@@ -201,13 +212,7 @@ def test_xdist_baseline_compare_junit_rows_and_threads(
     assert props["test_a_fail"]["robust.threshold"] == "min_acc>=0.9"
 
     # Threads: each CPU worker takes its share of the cores, at its first check; a serial
-    # run keeps torch's default.
+    # run keeps the count it found.
     (written,) = rtester.path.glob("threads-gw*.txt")
     assert int(written.read_text()) == max(1, (os.cpu_count() or 1) // 2)
-    default = subprocess.run(
-        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert int((rtester.path / "threads-serial.txt").read_text()) == int(default)
+    assert int((rtester.path / "threads-serial.txt").read_text()) == untouched
