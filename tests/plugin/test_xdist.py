@@ -1,16 +1,19 @@
-"""pytest-xdist: under `-n 2` the outcomes, the summary and the JSON report match a
-serial run, and the controller alone prints and writes them (once)."""
+"""pytest-xdist: under `-n 2` the outcomes, the summary and the report files (JSON,
+Markdown, HTML with its pictures) match a serial run, and the controller alone prints and
+writes them (once)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
 import torch
 
 from pytest_robust.report import json_report
+from pytest_robust.report import writers
 
 FILE_A = """
 from pytest_robust import robust
@@ -33,22 +36,42 @@ from pytest_robust import robust
 def test_b_curve():
     pass
 """
-# Appended to the world's conftest: log which process writes the JSON report.
+FILE_G = """
+from pytest_robust import robust
+
+@robust(check="gradients")
+def test_g_gradients():
+    pass
+"""
+# Appended to the world's conftest: log which process writes the report files, and the
+# JSON report.
 WRITER_LOG = """
 
 import os
 import pytest_robust.report.json_report as _json_report
+import pytest_robust.report.writers as _writers
 
 _write_json = _json_report.write_json
+_write_reports = _writers.write_reports
+
+
+def _log(line):
+    with open("writers.log", "a") as log:
+        log.write(os.environ.get("PYTEST_XDIST_WORKER", "controller") + " " + line + "\\n")
 
 
 def _logged_write_json(path, report):
-    with open("writers.log", "a") as log:
-        log.write(os.environ.get("PYTEST_XDIST_WORKER", "controller") + " " + path.name + "\\n")
+    _log(path.name)
     _write_json(path, report)
 
 
+def _logged_write_reports(targets, *args):
+    _log("reports")
+    return _write_reports(targets, *args)
+
+
 _json_report.write_json = _logged_write_json
+_writers.write_reports = _logged_write_reports
 """
 NODEIDS = [
     "test_xa.py::test_a_pass",
@@ -63,30 +86,38 @@ def comparable(report: dict) -> list[dict]:
     return [{k: v for k, v in c.items() if k != "duration_s"} for c in report["checks"]]
 
 
+TIMES = re.compile(r"\d+\.\d\ds|\d{4}-\d\d-\d\dT[\d:+]+")
+REPORTS = ("json:{}.json", "md:{}.md", "html:{}.html")
+
+
 def test_xdist_matches_serial_and_reports_once(
     rtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Catches, under -n 2: results lost between workers and controller (missing rows or
-    JSON entries), a summary or JSON written by every worker (duplicated sections, rows,
-    'report written' lines), junit properties lost in transit, and numbers (seeds,
-    accuracies) that depend on which process ran the test."""
+    JSON entries), a summary or report files written by every worker (duplicated sections,
+    rows, 'report written' lines), junit properties lost in transit, pictures lost on the
+    way to the controller (they travel on the test reports), and numbers (seeds,
+    accuracies) or report content that depend on which process ran the test."""
     # When this suite itself runs under xdist, the inner runs would inherit its worker id.
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)
-    rtester.makepyfile(test_xa=FILE_A, test_xb=FILE_B)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    rtester.makepyfile(test_xa=FILE_A, test_xb=FILE_B, test_xg=FILE_G)
     conftest = rtester.path / "conftest.py"
     conftest.write_text(conftest.read_text() + WRITER_LOG)
-    # The serial run is in this process: its conftest's patch is undone after the test.
+    # The serial run is in this process: its conftest's patches are undone after the test.
     monkeypatch.setattr(json_report, "write_json", json_report.write_json)
+    monkeypatch.setattr(writers, "write_reports", writers.write_reports)
 
-    serial = rtester.runpytest("--robust-report=json:serial.json")
-    serial.assert_outcomes(passed=4, failed=1)
+    serial = rtester.runpytest(*(f"--robust-report={r.format('serial')}" for r in REPORTS))
+    serial.assert_outcomes(passed=5, failed=1)
 
     result = rtester.runpytest_subprocess(
-        *("-p", "xdist", "-n", "2", "--robust-report=json:xdist.json", "--junit-xml=j.xml"),
+        *("-p", "xdist", "-n", "2", "--junit-xml=j.xml"),
+        *(f"--robust-report={r.format('xdist')}" for r in REPORTS),
         timeout=120,
     )
-    result.assert_outcomes(passed=4, failed=1)
+    result.assert_outcomes(passed=5, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*2 workers*"])  # really distributed
 
@@ -95,12 +126,12 @@ def test_xdist_matches_serial_and_reports_once(
     for nodeid in NODEIDS:
         rows = [line for line in out if line.startswith(nodeid + " ")]
         assert len(rows) == 1, (nodeid, rows)
-    assert sum(line.startswith("report written:") for line in out) == 1
-    result.stdout.fnmatch_lines(["*4 robustness checks: 1 fail, 2 measured, 1 pass*"])
+    assert sum(line.startswith("report written:") for line in out) == 3
+    result.stdout.fnmatch_lines(["*5 robustness checks: 1 fail, 2 measured, 2 pass*"])
 
     report = json.loads((rtester.path / "xdist.json").read_text())
     assert report["schema"] == 1
-    assert [c["nodeid"] for c in report["checks"]] == NODEIDS
+    assert [c["nodeid"] for c in report["checks"]] == [*NODEIDS, "test_xg.py::test_g_gradients"]
     serial_report = json.loads((rtester.path / "serial.json").read_text())
     assert {c["nodeid"]: c["robust_acc"] for c in report["checks"]} == {
         c["nodeid"]: c["robust_acc"] for c in serial_report["checks"]
@@ -108,10 +139,20 @@ def test_xdist_matches_serial_and_reports_once(
     assert comparable(report) == comparable(serial_report)
     # Written once per run, by the serial process and by the xdist controller only.
     assert (rtester.path / "writers.log").read_text().splitlines() == [
+        "controller reports",
         "controller serial.json",
+        "controller reports",
         "controller xdist.json",
     ]
     assert not list(rtester.path.glob(".*.tmp"))
+
+    def read(name: str) -> str:
+        return (rtester.path / name).read_text()
+
+    assert read("xdist.md") == read("serial.md")
+    assert TIMES.sub("T", read("xdist.html")) == TIMES.sub("T", read("serial.html"))
+    # The fooled samples of test_a_pass, test_a_fail and eps 0.3, the curve, the histogram.
+    assert read("xdist.html").count("data:image/png;base64,") == 5
 
     props = {
         case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
