@@ -95,7 +95,8 @@ def test_xdist_matches_serial_and_reports_once(
 ) -> None:
     """Catches, under -n 2: results lost between workers and controller (missing rows or
     JSON entries), a summary or report files written by every worker (duplicated sections,
-    rows, 'report written' lines), junit properties lost in transit, pictures lost on the
+    rows, 'report written' lines), a baseline save that loses a worker's entries or is
+    announced by every worker, junit properties lost in transit, pictures lost on the
     way to the controller (they travel on the test reports), and numbers (seeds,
     accuracies) or report content that depend on which process ran the test."""
     # When this suite itself runs under xdist, the inner runs would inherit its worker id.
@@ -109,12 +110,17 @@ def test_xdist_matches_serial_and_reports_once(
     monkeypatch.setattr(json_report, "write_json", json_report.write_json)
     monkeypatch.setattr(writers, "write_reports", writers.write_reports)
 
-    serial = rtester.runpytest(*(f"--robust-report={r.format('serial')}" for r in REPORTS))
+    # Each run saves its own baseline: the -n 2 one must hold every worker's entries.
+    serial = rtester.runpytest(
+        *(f"--robust-report={r.format('serial')}" for r in REPORTS),
+        *("--robust-baseline-save", "--robust-baseline=serial-baseline.json"),
+    )
     serial.assert_outcomes(passed=5, failed=1)
 
     result = rtester.runpytest_subprocess(
         *("-p", "xdist", "-n", "2", "--junit-xml=j.xml"),
         *(f"--robust-report={r.format('xdist')}" for r in REPORTS),
+        *("--robust-baseline-save", "--robust-baseline=xdist-baseline.json"),
         timeout=120,
     )
     result.assert_outcomes(passed=5, failed=1)
@@ -127,6 +133,8 @@ def test_xdist_matches_serial_and_reports_once(
         rows = [line for line in out if line.startswith(nodeid + " ")]
         assert len(rows) == 1, (nodeid, rows)
     assert sum(line.startswith("report written:") for line in out) == 3
+    result.stdout.fnmatch_lines(["baseline saved: 5 entries -> *xdist-baseline.json"])
+    assert sum("baseline saved" in line for line in out) == 1
     result.stdout.fnmatch_lines(["*5 robustness checks: 1 fail, 2 measured, 2 pass*"])
 
     report = json.loads((rtester.path / "xdist.json").read_text())
@@ -149,6 +157,8 @@ def test_xdist_matches_serial_and_reports_once(
     def read(name: str) -> str:
         return (rtester.path / name).read_text()
 
+    entries = json.loads(read("xdist-baseline.json"))["entries"]
+    assert entries == json.loads(read("serial-baseline.json"))["entries"]
     assert read("xdist.md") == read("serial.md")
     assert TIMES.sub("T", read("xdist.html")) == TIMES.sub("T", read("serial.html"))
     # The fooled samples of test_a_pass, test_a_fail and eps 0.3, the curve, the histogram.
@@ -203,14 +213,11 @@ def test_xdist_baseline_compare_junit_rows_and_threads(
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     rtester.makepyfile(test_xa=FILE_A, test_xb=FILE_B, test_xt=THREADS)
-    saved = rtester.runpytest_subprocess(
-        *("-p", "xdist", "-n", "2", "-p", "no:cacheprovider", "-k", "not threads"),
-        "--robust-baseline-save",
-        timeout=120,
+    # Saved serially: a save under -n 2 is test_xdist_matches_serial_and_reports_once's.
+    saved = rtester.runpytest(
+        "-p", "no:cacheprovider", "-k", "not threads", "--robust-baseline-save"
     )
     saved.assert_outcomes(passed=4, failed=1)
-    saved.stdout.fnmatch_lines(["baseline saved: 4 entries -> *robust-baseline.json"])
-    assert sum("baseline saved" in line for line in saved.outlines) == 1
     path = rtester.path / "robust-baseline.json"
     data = json.loads(path.read_text())
     assert sorted(data["entries"]) == sorted(NODEIDS)
