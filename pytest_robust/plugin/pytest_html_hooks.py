@@ -76,7 +76,10 @@ def pytest_runtest_makereport(
     from pytest_html import extras
 
     added = [extras.html(detail_block(record))]
-    if result.examples and result.check is None:  # an attack that fooled some samples
+    # The picture only for a page pytest-html writes: examples are also kept for our own
+    # HTML report, and a picture nobody shows costs a second or more to draw.
+    writes_page = bool(item.config.getoption("htmlpath", None))
+    if writes_page and result.examples and result.check is None:  # fooled some samples
         from pytest_robust.report.html import install_hint
         from pytest_robust.report.html import missing_packages
 

@@ -22,10 +22,12 @@ import pytest
 from pytest_robust import files
 
 ROOT = Path(__file__).resolve().parents[2]
+# eps 0.03 breaks no sample of the tiny world, so the HTML report has no fooled samples to
+# draw (a picture costs a second or more; the writing of the files is under test here).
 SUITE = """
 from pytest_robust import robust
 
-@robust(attack="fgsm", eps=0.1, min_acc=0.4)
+@robust(attack="fgsm", eps=0.03, min_acc=0.4)
 def test_gate():
     pass
 """
@@ -52,7 +54,8 @@ os.replace = _killing_replace
 """
 # Appended to the conftest of concurrent runs: each waits at the critical moment ($WAIT_IN:
 # 'load' = the baseline save's read, 'replace' = the rename) until the other got there
-# too (or a few seconds passed: with a lock the other cannot get there until we are done).
+# too, or, at a moment under the baseline's lock, until the other waits for that lock
+# (it cannot get there until we are done), or a few seconds passed.
 BARRIER = """
 
 import os
@@ -62,6 +65,8 @@ from pathlib import Path
 import pytest
 import pytest_robust.report.baseline as _baseline
 
+UNDER_LOCK = ("load", "b.json")
+
 
 def _barrier(name):
     me, other = os.environ["ME"], os.environ["OTHER"]
@@ -69,7 +74,20 @@ def _barrier(name):
     for _ in range(50):
         if Path(f"{other}.{name}.here").exists():
             return
+        if name in UNDER_LOCK and Path(f"{other}.lock.here").exists():
+            return
         time.sleep(0.1)
+
+
+_FileLock = _baseline.FileLock
+
+
+def _announced_lock(*args, **kwargs):
+    Path(f"{os.environ['ME']}.lock.here").touch()
+    return _FileLock(*args, **kwargs)
+
+
+_baseline.FileLock = _announced_lock
 
 
 if os.environ["WAIT_IN"] == "replace":
@@ -287,7 +305,7 @@ def test_a_run_killed_during_the_write_leaves_the_old_file(
     target = _target(rtester, kind)
     before = target.read_bytes()
     conftest = (rtester.path / "conftest.py").read_text()
-    rtester.makepyfile(test_r=SUITE.replace("eps=0.1", "eps=0.3").replace("0.4", "0.0"))
+    rtester.makepyfile(test_r=SUITE.replace("eps=0.03", "eps=0.02"))  # another content
     rtester.makeconftest(conftest + KILLER)
     kill_at = ".json" if kind == "cache" else target.name
     status, out = _finish(_start(rtester.path, _args(kind), KILL_AT=kill_at))

@@ -156,6 +156,29 @@ def test_without_pytest_html_nothing_changes(rtester: pytest.Pytester) -> None:
     assert robustness_section(with_html) == robustness_section(loaded)
 
 
+# Appended to the world's conftest: the kinds of each call report's extras, a line a test.
+KINDS_SPY = """
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        kinds = [e["format_type"] for e in getattr(report, "extras", [])]
+        with open("kinds.txt", "a") as out:
+            out.write(" ".join(kinds) + "\\n")
+"""
+
+
+def test_our_html_report_alone_makes_no_pytest_html_picture(rtester: pytest.Pytester) -> None:
+    """Catches the fooled samples drawn a second time, as a pytest-html extra, when
+    pytest-html is installed but writes no report (no --html) and only our HTML report
+    asked for the samples: every such run drew each check's picture twice."""
+    rtester.makeconftest((rtester.path / "conftest.py").read_text() + KINDS_SPY)
+    rtester.makepyfile(test_r=SUITE)
+    result = rtester.runpytest("--robust-report=html:ours.html", "-k", "test_pass")
+    result.assert_outcomes(passed=1)
+    assert "most confidently fooled samples" in (rtester.path / "ours.html").read_text()
+    assert (rtester.path / "kinds.txt").read_text().split() == ["html"]
+
+
 def test_pytest_html_under_xdist_gets_the_same_columns_and_pictures(
     rtester: pytest.Pytester,
 ) -> None:

@@ -42,13 +42,19 @@ NODEIDS = [
 ]
 
 
-def test_json_report_has_the_versioned_schema(rtester: pytest.Pytester) -> None:
-    """Catches a JSON report missing the fields a CI consumer relies on: schema version,
+def test_json_and_html_reports_of_one_run(rtester: pytest.Pytester) -> None:
+    """One run (its pictures take seconds) for both files.
+
+    JSON: catches a report missing the fields a CI consumer relies on: schema version,
     plugin version, environment, seed, every check with parameters, provenance, thresholds,
-    status and fingerprints; and picture data leaking into it."""
+    status and fingerprints; and picture data leaking into it (the HTML report keeps the
+    samples in the records).
+
+    HTML: catches a report that runs a test id as script, links its pictures instead of
+    embedding them, or lacks the fooled samples, the eps curve or the gradient histogram."""
     rtester.makepyfile(test_r=SUITE)
     result = rtester.runpytest(
-        "--robust-report=json:out/r.json", "--robust-report=html:r.html", "--robust-seed=7"
+        "--robust-report=json:out/r.json", "--robust-report=html:site/r.html", "--robust-seed=7"
     )
     result.assert_outcomes(passed=6)
     report = json.loads((rtester.path / "out" / "r.json").read_text())
@@ -70,6 +76,22 @@ def test_json_report_has_the_versioned_schema(rtester: pytest.Pytester) -> None:
     assert re.fullmatch(r"[0-9a-f]{16,}", gate["model_fingerprint"])
     assert all("examples" not in c for c in report["checks"])
     assert "commit" not in report  # the test directory is not in a git repository
+
+    path = rtester.path / "site" / "r.html"
+    result.stdout.fnmatch_lines([f"report written: {path}"])
+    page = path.read_text()
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert 'src="http' not in page and "src='" not in page
+    images = re.findall(
+        r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"[^>]* alt="([^"]+)"', page
+    )
+    # test_gate, eps 0.1 and 0.3 of the curve and test_markup break samples; eps 0.03 not.
+    assert images.count("most confidently fooled samples") == 4
+    assert images.count("robust accuracy against eps") == 1
+    assert images.count("input-gradient amplitudes") == 1
+    assert page.count("No successful adversarial input to show.") == 1
+    assert not list((rtester.path / "site").glob(".*.tmp"))
 
 
 def test_json_report_records_the_git_commit(rtester: pytest.Pytester) -> None:
@@ -136,29 +158,6 @@ def test_markdown_without_path_appends_to_the_github_step_summary(
     text = summary.read_text()
     assert text.startswith("earlier step\n## Robustness")
     assert not (rtester.path / "robust-report.md").exists()
-
-
-def test_html_report_embeds_pictures_and_escapes_markup(rtester: pytest.Pytester) -> None:
-    """Catches an HTML report that runs a test id as script, links its pictures instead of
-    embedding them, or lacks the fooled samples, the eps curve or the gradient histogram."""
-    rtester.makepyfile(test_r=SUITE)
-    result = rtester.runpytest("--robust-report=html:site/r.html")
-    result.assert_outcomes(passed=6)
-    path = rtester.path / "site" / "r.html"
-    result.stdout.fnmatch_lines([f"report written: {path}"])
-    page = path.read_text()
-    assert "<script" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert 'src="http' not in page and "src='" not in page
-    images = re.findall(
-        r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"[^>]* alt="([^"]+)"', page
-    )
-    # test_gate, eps 0.1 and 0.3 of the curve and test_markup break samples; eps 0.03 not.
-    assert images.count("most confidently fooled samples") == 4
-    assert images.count("robust accuracy against eps") == 1
-    assert images.count("input-gradient amplitudes") == 1
-    assert page.count("No successful adversarial input to show.") == 1
-    assert not list((rtester.path / "site").glob(".*.tmp"))
 
 
 def test_html_without_the_report_extra_says_what_to_install(

@@ -1,15 +1,19 @@
-"""pytest-xdist: under `-n 2` the outcomes, the summary and the JSON report match a
-serial run, and the controller alone prints and writes them (once)."""
+"""pytest-xdist: under `-n 2` the outcomes, the summary and the report files (JSON,
+Markdown, HTML with its pictures) match a serial run, and the controller alone prints and
+writes them (once)."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
+import torch
+
+from pytest_robust.report import json_report
+from pytest_robust.report import writers
 
 FILE_A = """
 from pytest_robust import robust
@@ -32,22 +36,42 @@ from pytest_robust import robust
 def test_b_curve():
     pass
 """
-# Appended to the world's conftest: log which process writes the JSON report.
+FILE_G = """
+from pytest_robust import robust
+
+@robust(check="gradients")
+def test_g_gradients():
+    pass
+"""
+# Appended to the world's conftest: log which process writes the report files, and the
+# JSON report.
 WRITER_LOG = """
 
 import os
 import pytest_robust.report.json_report as _json_report
+import pytest_robust.report.writers as _writers
 
 _write_json = _json_report.write_json
+_write_reports = _writers.write_reports
+
+
+def _log(line):
+    with open("writers.log", "a") as log:
+        log.write(os.environ.get("PYTEST_XDIST_WORKER", "controller") + " " + line + "\\n")
 
 
 def _logged_write_json(path, report):
-    with open("writers.log", "a") as log:
-        log.write(os.environ.get("PYTEST_XDIST_WORKER", "controller") + " " + path.name + "\\n")
+    _log(path.name)
     _write_json(path, report)
 
 
+def _logged_write_reports(targets, *args):
+    _log("reports")
+    return _write_reports(targets, *args)
+
+
 _json_report.write_json = _logged_write_json
+_writers.write_reports = _logged_write_reports
 """
 NODEIDS = [
     "test_xa.py::test_a_pass",
@@ -62,28 +86,44 @@ def comparable(report: dict) -> list[dict]:
     return [{k: v for k, v in c.items() if k != "duration_s"} for c in report["checks"]]
 
 
+TIMES = re.compile(r"\d+\.\d\ds|\d{4}-\d\d-\d\dT[\d:+]+")
+REPORTS = ("json:{}.json", "md:{}.md", "html:{}.html")
+
+
 def test_xdist_matches_serial_and_reports_once(
     rtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Catches, under -n 2: results lost between workers and controller (missing rows or
-    JSON entries), a summary or JSON written by every worker (duplicated sections, rows,
-    'report written' lines), junit properties lost in transit, and numbers (seeds,
-    accuracies) that depend on which process ran the test."""
+    JSON entries), a summary or report files written by every worker (duplicated sections,
+    rows, 'report written' lines), a baseline save that loses a worker's entries or is
+    announced by every worker, junit properties lost in transit, pictures lost on the
+    way to the controller (they travel on the test reports), and numbers (seeds,
+    accuracies) or report content that depend on which process ran the test."""
     # When this suite itself runs under xdist, the inner runs would inherit its worker id.
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)
-    rtester.makepyfile(test_xa=FILE_A, test_xb=FILE_B)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    rtester.makepyfile(test_xa=FILE_A, test_xb=FILE_B, test_xg=FILE_G)
     conftest = rtester.path / "conftest.py"
     conftest.write_text(conftest.read_text() + WRITER_LOG)
+    # The serial run is in this process: its conftest's patches are undone after the test.
+    monkeypatch.setattr(json_report, "write_json", json_report.write_json)
+    monkeypatch.setattr(writers, "write_reports", writers.write_reports)
 
-    serial = rtester.runpytest("--robust-report=json:serial.json")
-    serial.assert_outcomes(passed=4, failed=1)
+    # Each run saves its own baseline: the -n 2 one must hold every worker's entries.
+    serial = rtester.runpytest(
+        *(f"--robust-report={r.format('serial')}" for r in REPORTS),
+        *("--robust-baseline-save", "--robust-baseline=serial-baseline.json"),
+    )
+    serial.assert_outcomes(passed=5, failed=1)
 
     result = rtester.runpytest_subprocess(
-        *("-p", "xdist", "-n", "2", "--robust-report=json:xdist.json", "--junit-xml=j.xml"),
+        *("-p", "xdist", "-n", "2", "--junit-xml=j.xml"),
+        *(f"--robust-report={r.format('xdist')}" for r in REPORTS),
+        *("--robust-baseline-save", "--robust-baseline=xdist-baseline.json"),
         timeout=120,
     )
-    result.assert_outcomes(passed=4, failed=1)
+    result.assert_outcomes(passed=5, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*2 workers*"])  # really distributed
 
@@ -92,12 +132,14 @@ def test_xdist_matches_serial_and_reports_once(
     for nodeid in NODEIDS:
         rows = [line for line in out if line.startswith(nodeid + " ")]
         assert len(rows) == 1, (nodeid, rows)
-    assert sum(line.startswith("report written:") for line in out) == 1
-    result.stdout.fnmatch_lines(["*4 robustness checks: 1 fail, 2 measured, 1 pass*"])
+    assert sum(line.startswith("report written:") for line in out) == 3
+    result.stdout.fnmatch_lines(["baseline saved: 5 entries -> *xdist-baseline.json"])
+    assert sum("baseline saved" in line for line in out) == 1
+    result.stdout.fnmatch_lines(["*5 robustness checks: 1 fail, 2 measured, 2 pass*"])
 
     report = json.loads((rtester.path / "xdist.json").read_text())
     assert report["schema"] == 1
-    assert [c["nodeid"] for c in report["checks"]] == NODEIDS
+    assert [c["nodeid"] for c in report["checks"]] == [*NODEIDS, "test_xg.py::test_g_gradients"]
     serial_report = json.loads((rtester.path / "serial.json").read_text())
     assert {c["nodeid"]: c["robust_acc"] for c in report["checks"]} == {
         c["nodeid"]: c["robust_acc"] for c in serial_report["checks"]
@@ -105,10 +147,22 @@ def test_xdist_matches_serial_and_reports_once(
     assert comparable(report) == comparable(serial_report)
     # Written once per run, by the serial process and by the xdist controller only.
     assert (rtester.path / "writers.log").read_text().splitlines() == [
+        "controller reports",
         "controller serial.json",
+        "controller reports",
         "controller xdist.json",
     ]
     assert not list(rtester.path.glob(".*.tmp"))
+
+    def read(name: str) -> str:
+        return (rtester.path / name).read_text()
+
+    entries = json.loads(read("xdist-baseline.json"))["entries"]
+    assert entries == json.loads(read("serial-baseline.json"))["entries"]
+    assert read("xdist.md") == read("serial.md")
+    assert TIMES.sub("T", read("xdist.html")) == TIMES.sub("T", read("serial.html"))
+    # The fooled samples of test_a_pass, test_a_fail and eps 0.3, the curve, the histogram.
+    assert read("xdist.html").count("data:image/png;base64,") == 5
 
     props = {
         case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
@@ -159,14 +213,11 @@ def test_xdist_baseline_compare_junit_rows_and_threads(
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     rtester.makepyfile(test_xa=FILE_A, test_xb=FILE_B, test_xt=THREADS)
-    saved = rtester.runpytest_subprocess(
-        *("-p", "xdist", "-n", "2", "-p", "no:cacheprovider", "-k", "not threads"),
-        "--robust-baseline-save",
-        timeout=120,
+    # Saved serially: a save under -n 2 is test_xdist_matches_serial_and_reports_once's.
+    saved = rtester.runpytest(
+        "-p", "no:cacheprovider", "-k", "not threads", "--robust-baseline-save"
     )
     saved.assert_outcomes(passed=4, failed=1)
-    saved.stdout.fnmatch_lines(["baseline saved: 4 entries -> *robust-baseline.json"])
-    assert sum("baseline saved" in line for line in saved.outlines) == 1
     path = rtester.path / "robust-baseline.json"
     data = json.loads(path.read_text())
     assert sorted(data["entries"]) == sorted(NODEIDS)
@@ -176,7 +227,15 @@ def test_xdist_baseline_compare_junit_rows_and_threads(
 
     # test_threads has no entry: listed as missing, the same in both runs.
     args = ("--robust-compare-fail=robust_acc:0.02",)
-    serial = rtester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=120)
+    # The serial run in this process: a thread count no share of the cores gives is set
+    # first, and the run must leave it as it is (only a worker takes its share).
+    threads = torch.get_num_threads()
+    untouched = (os.cpu_count() or 1) + 3
+    torch.set_num_threads(untouched)
+    try:
+        serial = rtester.runpytest("-p", "no:cacheprovider", *args)
+    finally:
+        torch.set_num_threads(threads)
     serial.assert_outcomes(passed=4, failed=2)
     parallel = rtester.runpytest_subprocess(
         *("-p", "xdist", "-n", "2", "-p", "no:cacheprovider", *args, "--junit-xml=j.xml"),
@@ -201,13 +260,7 @@ def test_xdist_baseline_compare_junit_rows_and_threads(
     assert props["test_a_fail"]["robust.threshold"] == "min_acc>=0.9"
 
     # Threads: each CPU worker takes its share of the cores, at its first check; a serial
-    # run keeps torch's default.
+    # run keeps the count it found.
     (written,) = rtester.path.glob("threads-gw*.txt")
     assert int(written.read_text()) == max(1, (os.cpu_count() or 1) // 2)
-    default = subprocess.run(
-        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert int((rtester.path / "threads-serial.txt").read_text()) == int(default)
+    assert int((rtester.path / "threads-serial.txt").read_text()) == untouched
