@@ -34,6 +34,7 @@ from digits import digits_split  # noqa: E402
 from digits import train  # noqa: E402
 from digits import trained_cnn  # noqa: E402
 from toy_models import LogisticRegression  # noqa: E402,F401  (re-exported for older imports)
+from trained_once import trained_once  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -44,20 +45,28 @@ def digits_data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture(scope="session")
-def digits_cnn() -> torch.nn.Module:
-    """The example's undefended CNN (~3 s to train, deterministic)."""
-    return trained_cnn(seed=0)
+def digits_cnn(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
+    """The example's undefended CNN (~3 s to train, deterministic; once per xdist run)."""
+    return trained_once(tmp_path_factory, "digits-cnn-seed0", lambda: trained_cnn(seed=0))
 
 
 @pytest.fixture(scope="session")
-def digits_mlp() -> torch.nn.Sequential:
+def digits_mlp(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Sequential:
     """A small MLP (64-32-10) trained on the digits for the certificate tests (about a
-    second on one core, deterministic); evaluations borrow it and give it back unchanged."""
-    x_train, y_train, _, _ = digits_split()
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(
-            torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
-        )
-    train(model, x_train, y_train, epochs=10)
-    return model.eval()
+    second on one core, deterministic; once per xdist run); evaluations borrow it and give
+    it back unchanged."""
+
+    def build() -> torch.nn.Sequential:
+        x_train, y_train, _, _ = digits_split()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = torch.nn.Sequential(
+                torch.nn.Flatten(),
+                torch.nn.Linear(64, 32),
+                torch.nn.ReLU(),
+                torch.nn.Linear(32, 10),
+            )
+        train(model, x_train, y_train, epochs=10)
+        return model.eval()
+
+    return trained_once(tmp_path_factory, "digits-mlp-64-32-10-seed0", build)

@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from trained_once import trained_once
 
 import pytest_robust
 from pytest_robust import RobustConfigError
@@ -34,9 +35,10 @@ SAMPLES = 50
 
 
 @pytest.fixture(scope="module")
-def noise_cnn() -> nn.Module:
-    """The examples' small CNN trained on Gaussian noise of sigma 0.25 (~12 s on one core)."""
-    return cm.noise_cnn()
+def noise_cnn(tmp_path_factory: pytest.TempPathFactory) -> nn.Module:
+    """The examples' small CNN trained on Gaussian noise of sigma 0.25 (~12 s on one core;
+    once per xdist run)."""
+    return trained_once(tmp_path_factory, "examples-noise-cnn", cm.noise_cnn)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ would load in every project that installs ours."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import subprocess
 import sys
@@ -51,49 +52,65 @@ def test_installed_distribution_requires_only_the_runtime_set() -> None:
     assert all(Requirement(r).marker is not None for r in hypothesis_extra)
 
 
-def run_without_hypothesis(code: str) -> subprocess.CompletedProcess[str]:
-    """`code` in a fresh interpreter where `import hypothesis` fails as if it were not
-    installed (a None entry in sys.modules makes the import raise ModuleNotFoundError)."""
+# One fresh interpreter where `import hypothesis` fails as if it were not installed (a None
+# entry in sys.modules makes the import raise ModuleNotFoundError) answers both tests below:
+# first everything but the strategies (the package, the public names, the engine and the
+# pytest plugin, which pytest loads in every run), then the strategies. One interpreter
+# instead of two: each start imports torch (about 2 s of CPU).
+WITHOUT_HYPOTHESIS = """
+import json, sys, traceback
+sys.modules['hypothesis'] = None
+out = {}
+try:
+    import pytest_robust, pytest_robust.plugin
+    from pytest_robust import evaluate, robust
+    import pytest_robust.engine.evaluate
+    out['package'] = 'ok'
+except BaseException:
+    out['package'] = traceback.format_exc()
+try:
+    import pytest_robust.strategies
+except ModuleNotFoundError as error:
+    out['strategies'] = f"{type(error).__name__} {error.name} | {error}"
+except BaseException:
+    out['strategies'] = traceback.format_exc()
+else:
+    out['strategies'] = 'imported'
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def without_hypothesis() -> dict[str, str]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    prelude = "import sys\nsys.modules['hypothesis'] = None\n"
-    return subprocess.run(
-        [sys.executable, "-c", prelude + code],
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_HYPOTHESIS],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
     )
-
-
-def test_strategies_without_hypothesis_says_how_to_install_it() -> None:
-    done = run_without_hypothesis(
-        "try:\n"
-        "    import pytest_robust.strategies\n"
-        "except ModuleNotFoundError as error:\n"
-        "    print(type(error).__name__, error.name, '|', error)\n"
-        "else:\n"
-        "    print('imported')\n"
-    )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("ModuleNotFoundError hypothesis |"), done.stdout
-    assert INSTALL_HINT in done.stdout
-    assert "pytest_robust.strategies" in done.stdout
+    answers: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answers
 
 
-def test_the_package_and_plugin_load_without_hypothesis() -> None:
-    # Everything but the strategies works without the extra: the package, the public
-    # names, the engine and the pytest plugin (which pytest loads in every run).
-    done = run_without_hypothesis(
-        "import pytest_robust, pytest_robust.plugin\n"
-        "from pytest_robust import evaluate, robust\n"
-        "import pytest_robust.engine.evaluate\n"
-        "print('ok')\n"
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+def test_strategies_without_hypothesis_says_how_to_install_it(
+    without_hypothesis: dict[str, str],
+) -> None:
+    said = without_hypothesis["strategies"]
+    assert said.startswith("ModuleNotFoundError hypothesis |"), said
+    assert INSTALL_HINT in said
+    assert "pytest_robust.strategies" in said
+
+
+def test_the_package_and_plugin_load_without_hypothesis(
+    without_hypothesis: dict[str, str],
+) -> None:
+    assert without_hypothesis["package"] == "ok", without_hypothesis["package"]
 
 
 def test_scipy_is_the_certify_extra_not_a_runtime_dependency() -> None:

@@ -87,22 +87,25 @@ def data(digits_data):
 
 def test_a_lazy_dataset_is_never_held_in_memory(digits_cnn, data):
     x, y = data
-    # 1200 samples (each digit 4 times), kept by the Dataset as an int8 table, so that
-    # the only float tensor of 1200 x 64 values would be the data set read into memory.
-    source = Indexed(x.repeat_interleave(4, dim=0).mul(16).to(torch.int8), y.repeat_interleave(4))
+    # 600 samples (each digit twice, more than the flags' GRADIENT_SAMPLES), kept by the
+    # Dataset as an int8 table, so that the only float tensor of 600 x 64 values would be
+    # the data set read into memory.
+    source = Indexed(x.repeat_interleave(2, dim=0).mul(16).to(torch.int8), y.repeat_interleave(2))
     source.scale = 1 / 16
     samples = load_samples(source)
-    assert not isinstance(samples.source, InMemory) and len(samples) == 1200
+    assert not isinstance(samples.source, InMemory) and len(samples) == 600
     LARGEST[:] = [0, 0]
     BEFORE.clear()
     BEFORE.update(id(o) for o in _inputs_alive())
     evaluate(Largest(digits_cnn), source, **{**GATE, "steps": 1}, cache=EvaluationCache())
     # The most inputs one tensor made by the check held during its forward passes: the
-    # sanity flags' sample (at most 512, whatever the data size), not the 1200 of the data.
+    # sanity flags' sample (at most 512, whatever the data size), not the 600 of the data.
     assert LARGEST[1] > 0
     assert LARGEST[0] == GRADIENT_SAMPLES < len(source)
     LARGEST[:] = [0, 0]
-    evaluate(Largest(digits_cnn), source, **GATE, sanity="off", cache=EvaluationCache())
+    evaluate(
+        Largest(digits_cnn), source, **{**GATE, "steps": 1}, sanity="off", cache=EvaluationCache()
+    )
     assert LARGEST[0] == GATE["batch_size"]  # without the flags: the batch
 
 

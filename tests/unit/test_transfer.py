@@ -10,25 +10,30 @@ import torch
 from digits import digits_split
 from digits import train
 from digits import trained_cnn
+from trained_once import trained_once
 
 from pytest_robust import RobustConfigError
 from pytest_robust import evaluate
 
 
 @pytest.fixture(scope="module")
-def other_cnn() -> torch.nn.Module:
+def other_cnn(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
     """The example's CNN trained with another seed: a surrogate for digits_cnn."""
-    return trained_cnn(seed=1)
+    return trained_once(tmp_path_factory, "digits-cnn-seed1", lambda: trained_cnn(seed=1))
 
 
 @pytest.fixture(scope="module")
-def linear_model() -> torch.nn.Module:
+def linear_model(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
     """Multinomial logistic regression on the digits (a linear surrogate for the CNN)."""
-    x_train, y_train, _, _ = digits_split()
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
-    return train(model, x_train, y_train, epochs=30, lr=1e-2)
+
+    def build() -> torch.nn.Module:
+        x_train, y_train, _, _ = digits_split()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+        return train(model, x_train, y_train, epochs=30, lr=1e-2)
+
+    return trained_once(tmp_path_factory, "digits-linear-seed0-30-epochs", build)
 
 
 class NearestNeighbour(torch.nn.Module):
