@@ -340,8 +340,9 @@ def test_the_palette_keeps_the_pictures_pixels(monkeypatch: pytest.MonkeyPatch) 
 
 def test_threshold_labels_stay_off_the_curve(drawn: list[Any]) -> None:
     """Catches a threshold's value written where the curve passes (the digits example's
-    curve crossed its "0.95" and "0.80" labels at the right ends of their bars)."""
-    from matplotlib.lines import Line2D
+    curve crossed its "0.95" and "0.80" labels at the right ends of their bars), or over
+    an error bar or a threshold's bar."""
+    from matplotlib.collections import LineCollection
 
     sweep = [
         check("t.py::c[a]", 39, eps=0.02, thresholds={"min_acc": 0.95}),
@@ -352,13 +353,20 @@ def test_threshold_labels_stay_off_the_curve(drawn: list[Any]) -> None:
     (figure,) = drawn
     (ax,) = figure.axes
     renderer = figure.canvas.get_renderer()
-    curves = [line for line in ax.lines if isinstance(line, Line2D) and len(line.get_xdata()) > 1]
-    assert curves
+    # Drawn lines (error bar caps are markers only) and line collections (error bars,
+    # threshold bars), in display coordinates.
+    curves = [
+        line.get_transform().transform_path(line.get_path())
+        for line in ax.lines
+        if line.get_linestyle() != "None" and len(line.get_xdata()) > 1
+    ]
+    assert len(curves) == 1
+    collections = [c for c in ax.collections if isinstance(c, LineCollection)]
+    curves += [c.get_transform().transform_path(p) for c in collections for p in c.get_paths()]
     labels = list(ax.texts)
     assert {t.get_text() for t in labels} == {"0.95", "0.80", "0.35"}
     for label in labels:
         box = label.get_window_extent(renderer)
         assert ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1), label
-        for line in curves:
-            path = line.get_transform().transform_path(line.get_path())
+        for path in curves:
             assert not path.intersects_bbox(box, filled=False), label.get_text()
