@@ -288,29 +288,31 @@ def _place_off_curves(ax: Any, labels: Sequence[tuple[float, float, float]]) -> 
         inside = ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1)
         return inside and not any(c.intersects_bbox(box, filled=False) for c in curves)
 
-    for left, right, y in labels:
-        tried = []
-        for end, offset, ha, va in _SPOTS:
-            label = ax.annotate(
-                f"{y:.2f}",
-                (left if end == "left" else right, y),
-                xytext=offset,
-                textcoords="offset points",
-                ha=ha,
-                va=va,
-                fontsize=TEXT,
-                color="#cf222e",
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
-                annotation_clip=False,
-            )
-            label.set_in_layout(False)  # where it goes must not move the axes
-            tried.append(label)
+    def write(spot: tuple[str, tuple[int, int], str, str], bar: tuple[float, ...]) -> Any:
+        (end, offset, ha, va), (left, right, y) = spot, bar
+        label = ax.annotate(
+            f"{y:.2f}",
+            (left if end == "left" else right, y),
+            xytext=offset,
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            fontsize=TEXT,
+            color="#cf222e",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+            annotation_clip=False,
+        )
+        label.set_in_layout(False)  # where it goes must not move the axes
+        return label
+
+    for bar in labels:
+        for spot in _SPOTS:
+            label = write(spot, bar)
             if free(label):
                 break
-        keep = tried[-1] if free(tried[-1]) else tried[0]
-        for label in tried:
-            if label is not keep:
-                label.remove()
+            label.remove()
+        else:
+            write(_SPOTS[0], bar)
 
 
 def interval_curve(curve: Mapping[str, Any]) -> str:
