@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -20,13 +21,19 @@ from filelock import FileLock
 M = TypeVar("M", bound=torch.nn.Module)
 
 
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temporary folder every process of this run shares, and only this run: under
+    xdist the workers' base folders are siblings in the run's own, fresh folder."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
 def trained_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[], M]) -> M:
     """`build()`, run by one worker of an xdist run and loaded by the others; `name` must
     say everything `build` depends on (the seed, the epochs...)."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return build()
-    # The workers' base folders are siblings in the run's own folder.
-    path = tmp_path_factory.getbasetemp().parent / f"trained-{name}.pt"
+    path = run_folder(tmp_path_factory) / f"trained-{name}.pt"
     with FileLock(f"{path}.lock"):
         if path.is_file():
             model: M = torch.load(path, weights_only=False)  # our own pickle, this run's

@@ -9,7 +9,6 @@ moves a number fails here until `python docs/regenerate.py` is run and its diff 
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from trained_once import run_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,8 +49,7 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the first child that trains the CNN keeps it, the others load the same weights. Under
     xdist the workers' base folders sit in the session's own, fresh one: they share it (two
     workers training at once both write the same weights, each file atomically)."""
-    base = tmp_path_factory.getbasetemp()
-    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "docs-models"
+    folder = run_folder(tmp_path_factory) / "docs-models"
     folder.mkdir(exist_ok=True)
     return folder
 
